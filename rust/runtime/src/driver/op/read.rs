@@ -1,0 +1,43 @@
+use std::io;
+use std::os::fd::RawFd;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{Completion, Op};
+
+/// Reads into the spare capacity of a buffer.
+pub struct Read {
+    fd: RawFd,
+    buf: Vec<u8>,
+    offset: u64,
+}
+
+impl Read {
+    /// Reads up to `buf.capacity() - buf.len()` bytes, appended to `buf`. `offset` is a file
+    /// position, or `u64::MAX` for the descriptor's current position (pipes, sockets).
+    pub fn new(fd: RawFd, buf: Vec<u8>, offset: u64) -> Self {
+        Self { fd, buf, offset }
+    }
+}
+
+impl Op for Read {
+    type Output = (io::Result<usize>, Vec<u8>);
+
+    fn entry(&mut self) -> squeue::Entry {
+        let spare = self.buf.spare_capacity_mut();
+        opcode::Read::new(types::Fd(self.fd), spare.as_mut_ptr().cast(), spare.len() as u32)
+            .offset(self.offset)
+            .build()
+    }
+
+    fn complete(mut self, completion: Completion) -> Self::Output {
+        let result = completion.io_result().map(|n| n as usize);
+        if let Ok(n) = result {
+            let len = self.buf.len() + n;
+            assert!(len <= self.buf.capacity(), "kernel reported more bytes than it was given");
+            // SAFETY: the kernel initialised `n` bytes of the spare capacity (checked above).
+            unsafe { self.buf.set_len(len) };
+        }
+        (result, self.buf)
+    }
+}

@@ -1,0 +1,172 @@
+//! The driver's contract, on real descriptors.
+
+use std::io::Write as _;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use polyphony_runtime::op::{Accept, Read, Write};
+use polyphony_runtime::{Driver, OpId};
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 succeeded, so both descriptors are new and ours.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+fn wait_for(driver: &mut Driver, id: OpId) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while driver.completion(id).is_none() {
+        assert!(Instant::now() < deadline, "op never completed");
+        driver.wait(Some(Duration::from_millis(100)), |_| {}).unwrap();
+    }
+}
+
+#[test]
+fn read_and_write_hand_their_buffers_back() {
+    let mut driver = Driver::new(64).unwrap();
+    let (r, w) = pipe();
+    let write = driver.submit(Write::new(w.as_raw_fd(), b"hello".to_vec(), u64::MAX)).unwrap();
+    let read = driver.submit(Read::new(r.as_raw_fd(), Vec::with_capacity(16), u64::MAX)).unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        driver.wait(Some(Duration::from_secs(1)), |id| seen.push(id)).unwrap();
+    }
+    let (n, buf) = driver.take::<Write>(write).unwrap();
+    assert_eq!((n.unwrap(), &buf[..]), (5, &b"hello"[..]));
+    let (n, buf) = driver.take::<Read>(read).unwrap();
+    assert_eq!((n.unwrap(), &buf[..]), (5, &b"hello"[..]));
+    // Taken once: the id is stale now.
+    assert!(driver.take::<Read>(read).is_none());
+    assert!(driver.is_empty());
+}
+
+#[test]
+fn take_refuses_the_wrong_type_and_incomplete_ops() {
+    let mut driver = Driver::new(8).unwrap();
+    let (r, _w) = pipe();
+    let read = driver.submit(Read::new(r.as_raw_fd(), Vec::with_capacity(4), u64::MAX)).unwrap();
+    driver.wait(Some(Duration::ZERO), |_| {}).unwrap();
+    assert!(driver.take::<Read>(read).is_none(), "nothing was written yet");
+    assert!(driver.take::<Write>(read).is_none());
+    driver.cancel(read).unwrap();
+}
+
+/// 1. A read is parked on an empty pipe; the kernel holds its buffer.
+/// 2. The owner cancels it: the buffer must stay alive until the kernel's completion arrives.
+/// 3. Only after the driver reaps that completion does the op (and its buffer) go away.
+#[test]
+fn cancelled_ops_keep_their_buffers_until_the_kernel_lets_go() {
+    struct Tracked(Rc<AtomicUsize>);
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    struct TrackedRead(Read, #[allow(dead_code)] Tracked);
+    impl polyphony_runtime::op::Op for TrackedRead {
+        type Output = ();
+        fn entry(&mut self) -> io_uring::squeue::Entry {
+            self.0.entry()
+        }
+        fn complete(self, _: polyphony_runtime::Completion) {}
+    }
+
+    let drops = Rc::new(AtomicUsize::new(0));
+    let mut driver = Driver::new(8).unwrap();
+    let (r, _w) = pipe();
+    let op = TrackedRead(
+        Read::new(r.as_raw_fd(), Vec::with_capacity(4096), u64::MAX),
+        Tracked(drops.clone()),
+    );
+    let id = driver.submit(op).unwrap();
+    driver.wait(Some(Duration::ZERO), |_| {}).unwrap();
+    driver.cancel(id).unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 0, "freed before the kernel let go");
+    assert_eq!(driver.len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !driver.is_empty() {
+        assert!(Instant::now() < deadline);
+        let mut reported = false;
+        driver.wait(Some(Duration::from_millis(50)), |_| reported = true).unwrap();
+        assert!(!reported, "a cancelled op must not be reported to its former owner");
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn descriptors_from_cancelled_accepts_are_closed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut driver = Driver::new(8).unwrap();
+    let id = driver.submit(Accept::new(listener.as_raw_fd())).unwrap();
+    driver.wait(Some(Duration::ZERO), |_| {}).unwrap();
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    // The accept completes in the kernel; its owner gives up before taking the descriptor.
+    wait_for(&mut driver, id);
+    driver.cancel(id).unwrap();
+    // The server side was closed, not leaked: the client reads end-of-file.
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(std::io::Read::read(&mut client, &mut buf).unwrap(), 0);
+}
+
+#[test]
+fn timeouts_and_wakers_end_a_wait() {
+    let mut driver = Driver::new(8).unwrap();
+    let started = Instant::now();
+    driver.wait(Some(Duration::from_millis(50)), |_| {}).unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(45), "returned early: {waited:?}");
+    assert!(waited < Duration::from_secs(2));
+
+    let waker = driver.waker();
+    let started = Instant::now();
+    let thread = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        waker.wake();
+    });
+    driver.wait(None, |_| {}).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    thread.join().unwrap();
+    // The wake-up was consumed: the next wait blocks until its timeout again.
+    let started = Instant::now();
+    driver.wait(Some(Duration::from_millis(30)), |_| {}).unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(25));
+}
+
+#[test]
+fn dropping_a_driver_with_ops_in_flight_is_safe() {
+    let (a, _b) = UnixStream::pair().unwrap();
+    let mut driver = Driver::new(8).unwrap();
+    for _ in 0..16 {
+        driver.submit(Read::new(a.as_raw_fd(), Vec::with_capacity(1 << 16), u64::MAX)).unwrap();
+    }
+    driver.wait(Some(Duration::ZERO), |_| {}).unwrap();
+    drop(driver);
+    let mut a = a;
+    a.write_all(b"still usable").unwrap();
+}
+
+#[test]
+fn submissions_beyond_the_ring_size_are_queued() {
+    let mut driver = Driver::new(4).unwrap();
+    let (r, w) = pipe();
+    let mut ids = Vec::new();
+    for i in 0..40u8 {
+        ids.push(driver.submit(Write::new(w.as_raw_fd(), vec![i], u64::MAX)).unwrap());
+    }
+    for id in &ids {
+        wait_for(&mut driver, *id);
+        assert_eq!(driver.take::<Write>(*id).unwrap().0.unwrap(), 1);
+    }
+    let mut buf = [0u8; 64];
+    // SAFETY: `buf` is a valid writable buffer of its length.
+    let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(n, 40);
+    assert_eq!(&buf[..40], &(0..40u8).collect::<Vec<_>>()[..]);
+}
