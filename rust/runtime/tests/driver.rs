@@ -3,8 +3,8 @@
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polyphony_runtime::op::{Accept, Read, Write};
@@ -61,7 +61,7 @@ fn take_refuses_the_wrong_type_and_incomplete_ops() {
 /// 3. Only after the driver reaps that completion does the op (and its buffer) go away.
 #[test]
 fn cancelled_ops_keep_their_buffers_until_the_kernel_lets_go() {
-    struct Tracked(Rc<AtomicUsize>);
+    struct Tracked(Arc<AtomicUsize>);
     impl Drop for Tracked {
         fn drop(&mut self) {
             self.0.fetch_add(1, Ordering::SeqCst);
@@ -76,7 +76,7 @@ fn cancelled_ops_keep_their_buffers_until_the_kernel_lets_go() {
         fn complete(self, _: polyphony_runtime::Completion) {}
     }
 
-    let drops = Rc::new(AtomicUsize::new(0));
+    let drops = Arc::new(AtomicUsize::new(0));
     let mut driver = Driver::new(8).unwrap();
     let (r, _w) = pipe();
     let op = TrackedRead(

@@ -200,6 +200,8 @@ impl Driver {
             self.waker_armed = true;
         }
         let submitted = match timeout {
+            // Nothing to submit and not allowed to block: reading the queue needs no syscall.
+            Some(d) if d.is_zero() && self.ring.submission().is_empty() => Ok(0),
             Some(d) if d.is_zero() => self.ring.submit(),
             Some(d) if self.ring.completion().is_empty() => {
                 let ts = types::Timespec::from(d);
@@ -220,6 +222,12 @@ impl Driver {
         }
         self.reap(&mut on_complete);
         Ok(())
+    }
+
+    /// Lets go of everything without telling the kernel: for a child process after `fork`,
+    /// whose inherited ring is still the parent's. The parent's operations are not ours to cancel.
+    pub fn abandon(mut self) {
+        std::mem::forget(std::mem::take(&mut self.ops));
     }
 
     fn reap(&mut self, on_complete: &mut impl FnMut(OpId)) {
@@ -303,7 +311,7 @@ impl Drop for Driver {
 }
 
 /// An [`Op`] with its type erased, as the slab stores it.
-trait ErasedOp {
+trait ErasedOp: Send {
     fn entry(&mut self) -> squeue::Entry;
     fn orphan(self: Box<Self>, completion: Completion);
     fn as_any(&self) -> &dyn Any;

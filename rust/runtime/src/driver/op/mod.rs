@@ -16,7 +16,7 @@ pub use write::Write;
 use super::Completion;
 
 /// A kernel operation and the resources it holds while in flight.
-pub trait Op: 'static {
+pub trait Op: Send + 'static {
     /// What the owner gets back: usually the result and the buffers.
     type Output;
 

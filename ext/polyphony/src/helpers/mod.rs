@@ -1,0 +1,3 @@
+pub(crate) mod fiber;
+pub(crate) mod nogvl;
+pub(crate) mod runqueue;

@@ -1,0 +1,151 @@
+//! The queue of runnable fibers, each with the value it will be resumed with.
+//!
+//! Every operation is O(1) (amortised): a fiber's live entry is found through a hash keyed by
+//! the fiber, and an entry that is superseded (rescheduled, unscheduled) is left in place and
+//! skipped when it reaches the front, instead of being searched for.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use rb_sys::VALUE;
+
+/// INVARIANT: every fiber in `live` has exactly one entry in `entries` with the recorded `seq`;
+/// any other entry for it is stale.
+#[derive(Default)]
+pub(crate) struct RunQueue {
+    entries: VecDeque<Entry>,
+    live: HashMap<VALUE, u64, BuildHasherDefault<ValueHasher>>,
+    next_seq: u64,
+}
+
+struct Entry {
+    fiber: VALUE,
+    value: VALUE,
+    seq: u64,
+}
+
+impl RunQueue {
+    /// Queues `fiber` to be resumed with `value`, at the back, or at the front if `prioritize`.
+    /// A fiber already queued loses its earlier entry: it runs once, with the latest value.
+    pub(crate) fn push(&mut self, fiber: VALUE, value: VALUE, prioritize: bool) {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        let entry = Entry { fiber, value, seq };
+        if prioritize {
+            self.entries.push_front(entry);
+        } else {
+            self.entries.push_back(entry);
+        }
+        if self.live.insert(fiber, seq).is_some() && self.entries.len() > 2 * self.live.len() + 64
+        {
+            self.compact();
+        }
+    }
+
+    /// The next fiber to run and its value.
+    pub(crate) fn pop(&mut self) -> Option<(VALUE, VALUE)> {
+        while let Some(entry) = self.entries.pop_front() {
+            match self.live.remove(&entry.fiber) {
+                Some(seq) if seq == entry.seq => return Some((entry.fiber, entry.value)),
+                // A stale entry: the fiber's live one is further back.
+                Some(seq) => {
+                    self.live.insert(entry.fiber, seq);
+                }
+                None => {}
+            }
+        }
+        None
+    }
+
+    /// Takes `fiber` out of the queue; returns whether it was queued.
+    pub(crate) fn remove(&mut self, fiber: VALUE) -> bool {
+        self.live.remove(&fiber).is_some()
+    }
+
+    pub(crate) fn contains(&self, fiber: VALUE) -> bool {
+        self.live.contains_key(&fiber)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Every value held, stale entries included (they are dropped soon anyway).
+    pub(crate) fn values(&self) -> impl Iterator<Item = VALUE> + '_ {
+        self.entries.iter().flat_map(|e| [e.fiber, e.value])
+    }
+
+    fn compact(&mut self) {
+        let live = &self.live;
+        self.entries.retain(|e| live.get(&e.fiber) == Some(&e.seq));
+    }
+}
+
+/// Object addresses are unique and 8-aligned: multiply by a large odd constant to spread them.
+#[derive(Default)]
+pub(crate) struct ValueHasher(u64);
+
+impl Hasher for ValueHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | *b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rescheduled_fiber_runs_once_with_its_latest_value() {
+        let mut q = RunQueue::default();
+        q.push(8, 1, false);
+        q.push(16, 2, false);
+        q.push(8, 3, false);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop(), Some((16, 2)));
+        assert_eq!(q.pop(), Some((8, 3)));
+        assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn prioritized_and_removed_fibers() {
+        let mut q = RunQueue::default();
+        q.push(8, 1, false);
+        q.push(16, 2, false);
+        q.push(24, 3, true);
+        assert!(q.remove(8));
+        assert!(!q.remove(8));
+        assert!(!q.contains(8));
+        assert_eq!(q.pop(), Some((24, 3)));
+        assert_eq!(q.pop(), Some((16, 2)));
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn stale_entries_do_not_pile_up() {
+        let mut q = RunQueue::default();
+        for i in 0..10_000 {
+            q.push(8, i, false);
+        }
+        assert!(q.entries.len() < 200);
+        assert_eq!(q.pop(), Some((8, 9_999)));
+    }
+}

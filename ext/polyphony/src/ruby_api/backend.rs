@@ -1,0 +1,446 @@
+//! `Polyphony::Backend`: one per Ruby thread. It owns the run queue of fibers, the timers and
+//! the kernel driver, and does every context switch.
+//!
+//! A fiber that waits calls [`Backend::switch`]: the next runnable fiber gets control through
+//! `rb_fiber_transfer`. When no fiber is runnable the backend waits in the kernel with the GVL
+//! released until a timer is due, an operation completes or another thread wakes it.
+//!
+//! A fiber whose block has ended returns to the thread's root fiber (Ruby's rule for transferred
+//! fibers) with [`FIBER_DONE`]; the root fiber, which is always parked in `switch`, then simply
+//! picks the next runnable fiber. So a finished fiber really finishes and its stack is reused.
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use magnus::typed_data::{DataTypeFunctions, Obj};
+use magnus::value::{ReprValue, Value};
+use magnus::rb_sys::AsRawValue;
+use magnus::{function, gc, method, prelude::*, Error, Exception, RHash, RModule, Ruby};
+use polyphony_runtime::{Driver, TimerHeap, TimerKey, Waker};
+use rb_sys::VALUE;
+
+use crate::helpers::fiber::{self, QNIL};
+use crate::helpers::nogvl::without_gvl;
+use crate::helpers::runqueue::RunQueue;
+
+/// How many switches may pass between two looks at timers and completions while fibers keep
+/// the run queue busy: the bound on how long busy fibers can starve I/O and timers.
+const POLL_EVERY_SWITCHES: u64 = 64;
+
+/// What a finished fiber's block returns; see the module docs.
+static FIBER_DONE: AtomicU64 = AtomicU64::new(0);
+/// Bumped whenever a backend is freed or the process forks: cached pointers are re-checked.
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+/// Bumped in the child after `fork`: a backend from before belongs to the parent's ring.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// (thread, backend, epoch) of the last lookup. Only the thread holding the GVL reads or
+/// writes it, so a plain cell is enough (and cheaper than a thread-local in a shared library).
+struct CurrentCache(Cell<(VALUE, *const Backend, u64)>);
+// SAFETY: only accessed with the GVL held, which serialises every access.
+unsafe impl Sync for CurrentCache {}
+static CURRENT: CurrentCache = CurrentCache(Cell::new((0, std::ptr::null(), 0)));
+
+#[derive(magnus::TypedData)]
+#[magnus(class = "Polyphony::Backend", free_immediately, mark, size)]
+pub(crate) struct Backend {
+    /// INVARIANT: never borrowed across a call into Ruby, so the GC's `mark` can always read it.
+    sched: RefCell<Sched>,
+    /// `None` once abandoned after a fork.
+    driver: RefCell<Option<Driver>>,
+    waker: Arc<Waker>,
+    /// Fibers scheduled from other threads, moved to the run queue by this thread's next poll.
+    inbox: Mutex<Vec<(VALUE, VALUE)>>,
+    fork_generation: u64,
+}
+
+struct Sched {
+    runqueue: RunQueue,
+    timers: TimerHeap<(VALUE, VALUE)>,
+    switches: u64,
+}
+
+impl Backend {
+    fn new() -> Result<Self, Error> {
+        let driver = Driver::new(256).map_err(|e| {
+            let ruby = Ruby::get().expect("called from Ruby");
+            Error::new(ruby.exception_runtime_error(), format!("polyphony: io_uring: {e}"))
+        })?;
+        Ok(Self {
+            sched: RefCell::new(Sched {
+                runqueue: RunQueue::default(),
+                timers: TimerHeap::new(),
+                switches: 0,
+            }),
+            waker: driver.waker(),
+            driver: RefCell::new(Some(driver)),
+            inbox: Mutex::new(Vec::new()),
+            fork_generation: FORK_GENERATION.load(Ordering::Acquire),
+        })
+    }
+
+    /// The calling thread's backend, created on first use.
+    fn current() -> Result<&'static Backend, Error> {
+        // SAFETY: called with the GVL held, on a Ruby thread.
+        let thread = unsafe { rb_sys::rb_thread_current() };
+        let epoch = EPOCH.load(Ordering::Acquire);
+        let (cached_thread, ptr, cached_epoch) = CURRENT.0.get();
+        if cached_thread == thread && cached_epoch == epoch {
+            // SAFETY: the pointer was taken from the Backend held by this thread's ivar; a
+            // freed backend bumps EPOCH, so an unchanged epoch means it is still alive.
+            return Ok(unsafe { &*ptr });
+        }
+        let obj = Self::for_thread(thread, true)?.expect("created when missing");
+        let ptr: *const Backend = std::ops::Deref::deref(&obj);
+        CURRENT.0.set((thread, ptr, epoch));
+        // SAFETY: as above; the thread keeps `obj` referenced.
+        Ok(unsafe { &*ptr })
+    }
+
+    /// The backend object of `thread`, optionally created.
+    fn for_thread(thread: VALUE, create: bool) -> Result<Option<Obj<Backend>>, Error> {
+        let id = backend_ivar();
+        // SAFETY: `thread` is a Thread object and the GVL is held.
+        let raw = unsafe { rb_sys::rb_ivar_get(thread, id) };
+        // SAFETY: `raw` came from Ruby just now.
+        let value: Value = unsafe { magnus::rb_sys::FromRawValue::from_raw(raw) };
+        if let Ok(obj) = Obj::<Backend>::try_convert(value) {
+            if obj.fork_generation == FORK_GENERATION.load(Ordering::Acquire) {
+                return Ok(Some(obj));
+            }
+        }
+        if !create {
+            return Ok(None);
+        }
+        let ruby = Ruby::get().expect("called from Ruby");
+        let obj = ruby.obj_wrap(Backend::new()?);
+        // SAFETY: as above; the ivar keeps the backend alive as long as the thread.
+        unsafe { rb_sys::rb_ivar_set(thread, id, obj.as_value().as_raw()) };
+        Ok(Some(obj))
+    }
+
+    fn is_current(&self) -> bool {
+        Self::current().is_ok_and(|b| std::ptr::eq(b, self))
+    }
+
+    /// Queues `fiber` to resume with `value`. Dead fibers are ignored.
+    fn schedule(&self, fiber: VALUE, value: VALUE, prioritize: bool) {
+        if !fiber::is_alive(fiber) {
+            return;
+        }
+        if self.is_current() {
+            self.sched.borrow_mut().runqueue.push(fiber, value, prioritize);
+        } else {
+            self.inbox.lock().unwrap_or_else(|e| e.into_inner()).push((fiber, value));
+            self.waker.wake();
+        }
+    }
+
+    /// Parks `current` (the running fiber) and runs others until something schedules it again; returns
+    /// the value it was scheduled with, or raises it if it is an exception.
+    fn switch(&self, current: VALUE) -> Result<VALUE, Error> {
+        let done = FIBER_DONE.load(Ordering::Relaxed) as VALUE;
+        loop {
+            let (next, value) = self.next_runnable()?;
+            let resumed = if next == current { value } else { fiber::transfer(next, value)? };
+            if resumed == done {
+                continue;
+            }
+            if fiber::is_exception(resumed) {
+                // SAFETY: `resumed` is an Exception instance (checked) from Ruby.
+                let exc: Value = unsafe { magnus::rb_sys::FromRawValue::from_raw(resumed) };
+                return Err(Exception::from_value(exc).expect("checked above").into());
+            }
+            return Ok(resumed);
+        }
+    }
+
+    fn next_runnable(&self) -> Result<(VALUE, VALUE), Error> {
+        loop {
+            let due_for_poll = {
+                let mut sched = self.sched.borrow_mut();
+                sched.switches += 1;
+                if !sched.runqueue.is_empty() && sched.switches % POLL_EVERY_SWITCHES != 0 {
+                    if let Some(next) = sched.runqueue.pop() {
+                        return Ok(next);
+                    }
+                }
+                sched.runqueue.is_empty()
+            };
+            // Busy or idle, look at the clock and the kernel; block only when idle.
+            self.poll(due_for_poll)?;
+            if let Some(next) = self.sched.borrow_mut().runqueue.pop() {
+                return Ok(next);
+            }
+        }
+    }
+
+    /// Fires due timers, reaps completions and the inbox; waits in the kernel (GVL released)
+    /// when `block` and nothing became runnable.
+    fn poll(&self, block: bool) -> Result<(), Error> {
+        let now = Instant::now();
+        let timeout = {
+            let mut sched = self.sched.borrow_mut();
+            sched.fire_timers(now);
+            self.drain_inbox(&mut sched);
+            if !block || !sched.runqueue.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                sched.timers.next_deadline().map(|d| d.saturating_duration_since(now))
+            }
+        };
+        let mut driver = self.driver.borrow_mut();
+        let Some(driver) = driver.as_mut() else {
+            return Err(forked_error());
+        };
+        let mut failure = None;
+        let waited = if timeout == Some(Duration::ZERO) {
+            failure = driver.wait(timeout, |_| {}).err();
+            Ok(())
+        } else {
+            without_gvl(&self.waker, || failure = driver.wait(timeout, |_| {}).err())
+        };
+        let mut sched = self.sched.borrow_mut();
+        sched.fire_timers(Instant::now());
+        self.drain_inbox(&mut sched);
+        drop(sched);
+        if let Some(err) = failure {
+            let ruby = Ruby::get().expect("called from Ruby");
+            return Err(Error::new(ruby.exception_io_error(), format!("polyphony: {err}")));
+        }
+        waited
+    }
+
+    fn drain_inbox(&self, sched: &mut Sched) {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        for (fiber, value) in inbox.drain(..) {
+            sched.runqueue.push(fiber, value, false);
+        }
+    }
+
+    fn add_timer(&self, secs: f64, fiber: VALUE, value: VALUE) -> Result<TimerKey, Error> {
+        let deadline = Instant::now() + duration(secs)?;
+        Ok(self.sched.borrow_mut().timers.insert(deadline, (fiber, value)))
+    }
+}
+
+impl Sched {
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some((fiber, value)) = self.timers.pop_expired(now) {
+            if fiber::is_alive(fiber) {
+                self.runqueue.push(fiber, value, false);
+            }
+        }
+    }
+}
+
+impl DataTypeFunctions for Backend {
+    fn mark(&self, _marker: &gc::Marker) {
+        let sched = self.sched.borrow();
+        let inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        let timers = sched.timers.payloads().flat_map(|(f, v)| [*f, *v]);
+        let queued = inbox.iter().flat_map(|(f, v)| [*f, *v]);
+        for value in sched.runqueue.values().chain(timers).chain(queued) {
+            // SAFETY: called by the GC on values we hold. `rb_gc_mark` pins them: the run
+            // queue is keyed by the fiber's address, so fibers must not move.
+            unsafe { rb_sys::rb_gc_mark(value) };
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        EPOCH.fetch_add(1, Ordering::AcqRel);
+        if self.fork_generation != FORK_GENERATION.load(Ordering::Acquire) {
+            if let Some(driver) = self.driver.get_mut().take() {
+                driver.abandon();
+            }
+        }
+    }
+}
+
+fn backend_ivar() -> rb_sys::ID {
+    static ID: AtomicU64 = AtomicU64::new(0);
+    match ID.load(Ordering::Relaxed) {
+        0 => {
+            // A name without `@`: a hidden instance variable, invisible to Ruby code.
+            // SAFETY: the GVL is held; the string is NUL-terminated.
+            let id = unsafe { rb_sys::rb_intern(c"__polyphony_backend__".as_ptr()) };
+            ID.store(id as u64, Ordering::Relaxed);
+            id
+        }
+        id => id as rb_sys::ID,
+    }
+}
+
+fn duration(secs: f64) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        let ruby = Ruby::get().expect("called from Ruby");
+        Error::new(
+            ruby.exception_arg_error(),
+            format!("time interval must be a finite, non-negative number of seconds, got {secs}"),
+        )
+    })
+}
+
+fn forked_error() -> Error {
+    let ruby = Ruby::get().expect("called from Ruby");
+    Error::new(ruby.exception_runtime_error(), "polyphony: backend used after fork")
+}
+
+fn raw(value: Value) -> VALUE {
+    value.as_raw()
+}
+
+fn val(raw: VALUE) -> Value {
+    // SAFETY: every VALUE we hand back came from Ruby and is kept alive by the caller or by us.
+    unsafe { magnus::rb_sys::FromRawValue::from_raw(raw) }
+}
+
+// ---- Ruby-facing functions: thin wrappers over the calling thread's backend ----
+
+fn rb_switch() -> Result<Value, Error> {
+    Backend::current()?.switch(fiber::current()).map(val)
+}
+
+fn rb_schedule(fiber: Value, value: Value, prioritize: bool) -> Result<Value, Error> {
+    Backend::current()?.schedule(raw(fiber), raw(value), prioritize);
+    Ok(fiber)
+}
+
+fn rb_snooze() -> Result<Value, Error> {
+    let backend = Backend::current()?;
+    let current = fiber::current();
+    backend.sched.borrow_mut().runqueue.push(current, QNIL, false);
+    backend.switch(current).map(val)
+}
+
+fn rb_sleep(secs: f64) -> Result<Value, Error> {
+    let backend = Backend::current()?;
+    let current = fiber::current();
+    let key = backend.add_timer(secs, current, QNIL)?;
+    let result = backend.switch(current);
+    backend.sched.borrow_mut().timers.remove(key);
+    result.map(val)
+}
+
+fn rb_unschedule(fiber: Value) -> Result<bool, Error> {
+    Ok(Backend::current()?.sched.borrow_mut().runqueue.remove(raw(fiber)))
+}
+
+fn rb_runnable(fiber: Value) -> Result<bool, Error> {
+    Ok(Backend::current()?.sched.borrow().runqueue.contains(raw(fiber)))
+}
+
+fn rb_timer_add(secs: f64, fiber: Value, value: Value) -> Result<u64, Error> {
+    Ok(Backend::current()?.add_timer(secs, raw(fiber), raw(value))?.to_bits())
+}
+
+fn rb_timer_cancel(key: u64) -> Result<bool, Error> {
+    let backend = Backend::current()?;
+    let removed = backend.sched.borrow_mut().timers.remove(TimerKey::from_bits(key));
+    Ok(removed.is_some())
+}
+
+fn rb_timer_reset(key: u64, secs: f64) -> Result<Option<u64>, Error> {
+    let backend = Backend::current()?;
+    let deadline = Instant::now() + duration(secs)?;
+    let mut sched = backend.sched.borrow_mut();
+    Ok(sched.timers.reset(TimerKey::from_bits(key), deadline).map(TimerKey::to_bits))
+}
+
+fn rb_stats(ruby: &Ruby) -> Result<RHash, Error> {
+    let backend = Backend::current()?;
+    let (runqueue, timers, switches) = {
+        let s = backend.sched.borrow();
+        (s.runqueue.len(), s.timers.len(), s.switches)
+    };
+    let ops = backend.driver.borrow().as_ref().map_or(0, |d| d.len());
+    let hash = ruby.hash_new();
+    hash.aset(ruby.to_symbol("runqueue_size"), runqueue)?;
+    hash.aset(ruby.to_symbol("timers"), timers)?;
+    hash.aset(ruby.to_symbol("ops"), ops)?;
+    hash.aset(ruby.to_symbol("switches"), switches)?;
+    Ok(hash)
+}
+
+fn rb_backend_for(thread: Value) -> Result<Option<Obj<Backend>>, Error> {
+    Backend::for_thread(raw(thread), false)
+}
+
+fn rb_current_backend() -> Result<Option<Obj<Backend>>, Error> {
+    // SAFETY: the GVL is held.
+    Backend::for_thread(unsafe { rb_sys::rb_thread_current() }, true)
+}
+
+/// `Backend#schedule(fiber, value = nil, prioritize = false)`: from any thread.
+fn rb_backend_schedule(rb_self: &Backend, args: &[Value]) -> Result<Value, Error> {
+    let ruby = Ruby::get().expect("called from Ruby");
+    let args = magnus::scan_args::scan_args::<(Value,), (Option<Value>, Option<bool>), (), (), (), ()>(args)?;
+    let (fiber,) = args.required;
+    let (value, prioritize) = args.optional;
+    let value = value.map_or(QNIL, raw);
+    rb_self.schedule(raw(fiber), value, prioritize.unwrap_or(false));
+    let _ = ruby;
+    Ok(fiber)
+}
+
+fn rb_backend_wakeup(rb_self: &Backend) -> bool {
+    rb_self.waker.wake();
+    true
+}
+
+extern "C" fn after_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
+    EPOCH.fetch_add(1, Ordering::AcqRel);
+}
+
+pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
+    static ATFORK: Once = Once::new();
+    ATFORK.call_once(|| {
+        // SAFETY: registering a handler that only bumps two atomics is async-signal-safe.
+        unsafe { libc_atfork(after_fork_in_child) };
+    });
+
+    let done: Value = ruby.eval("Object.new.freeze")?;
+    gc::register_mark_object(done);
+    FIBER_DONE.store(raw(done) as u64, Ordering::Relaxed);
+    polyphony.const_set("FIBER_DONE", done)?;
+
+    let class = polyphony.define_class("Backend", ruby.class_object())?;
+    class.undef_default_alloc_func();
+    class.define_method("schedule", method!(rb_backend_schedule, -1))?;
+    class.define_method("wakeup", method!(rb_backend_wakeup, 0))?;
+
+    polyphony.define_singleton_method("__switch__", function!(rb_switch, 0))?;
+    polyphony.define_singleton_method("__schedule__", function!(rb_schedule, 3))?;
+    polyphony.define_singleton_method("__snooze__", function!(rb_snooze, 0))?;
+    polyphony.define_singleton_method("__sleep__", function!(rb_sleep, 1))?;
+    polyphony.define_singleton_method("__unschedule__", function!(rb_unschedule, 1))?;
+    polyphony.define_singleton_method("__runnable__", function!(rb_runnable, 1))?;
+    polyphony.define_singleton_method("__timer_add__", function!(rb_timer_add, 3))?;
+    polyphony.define_singleton_method("__timer_cancel__", function!(rb_timer_cancel, 1))?;
+    polyphony.define_singleton_method("__timer_reset__", function!(rb_timer_reset, 2))?;
+    polyphony.define_singleton_method("__stats__", function!(rb_stats, 0))?;
+    polyphony.define_singleton_method("backend_for", function!(rb_backend_for, 1))?;
+    polyphony.define_singleton_method("backend", function!(rb_current_backend, 0))?;
+    polyphony.define_singleton_method("backend_kind", function!(|ruby: &Ruby| ruby.to_symbol("io_uring"), 0))?;
+    Ok(())
+}
+
+extern "C" {
+    fn pthread_atfork(
+        prepare: Option<extern "C" fn()>,
+        parent: Option<extern "C" fn()>,
+        child: Option<extern "C" fn()>,
+    ) -> std::ffi::c_int;
+}
+
+/// # Safety
+/// `child` must be safe to run in a freshly forked child (no locks, no allocation).
+unsafe fn libc_atfork(child: extern "C" fn()) {
+    // SAFETY: per this function's contract.
+    unsafe { pthread_atfork(None, None, Some(child)) };
+}

@@ -1,0 +1,10 @@
+//! The Ruby classes, one per file.
+
+mod backend;
+
+use magnus::{Error, Ruby};
+
+pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
+    let polyphony = ruby.define_module("Polyphony")?;
+    backend::init(ruby, polyphony)
+}

@@ -1,0 +1,33 @@
+# frozen_string_literal: true
+
+require_relative 'polyphony/version'
+
+# The native extension: under a per-Ruby-version directory when installed as a gem built for
+# several Rubies, else beside this file (a local build or `gem install`).
+begin
+  require_relative "polyphony/#{RUBY_VERSION[/\d+\.\d+/]}/polyphony_ext"
+rescue LoadError
+  require_relative 'polyphony/polyphony_ext'
+end
+
+require_relative 'polyphony/core/exceptions'
+require_relative 'polyphony/core/timeout'
+require_relative 'polyphony/extensions/fiber'
+require_relative 'polyphony/extensions/kernel'
+require_relative 'polyphony/core/queue'
+require_relative 'polyphony/core/channel'
+require_relative 'polyphony/core/event'
+require_relative 'polyphony/core/mutex'
+require_relative 'polyphony/core/resource_pool'
+require_relative 'polyphony/core/throttler'
+require_relative 'polyphony/core/timer'
+require_relative 'polyphony/adapters/timeout'
+
+# Polyphony: fine-grained concurrency for Ruby on fibers, driven by io_uring.
+module Polyphony
+end
+
+Fiber.current.__setup_root__
+
+# Structured concurrency at the top: the program's children end before it does.
+at_exit { Fiber.current.__shutdown_at_exit__ }

@@ -1,0 +1,57 @@
+# frozen_string_literal: true
+
+module Polyphony
+  # A mutual exclusion lock between fibers, handed to waiters in order. Not re-entrant.
+  class Mutex
+    def initialize
+      @owner = nil
+      @waiters = {}
+    end
+
+    # Runs the block holding the lock; returns its value.
+    def synchronize
+      lock
+      begin
+        yield
+      ensure
+        unlock
+      end
+    end
+
+    def lock
+      fiber = Fiber.current
+      raise ThreadError, 'deadlock; lock already owned by this fiber' if @owner.equal?(fiber)
+
+      while @owner
+        @waiters[fiber] = true
+        begin
+          Polyphony.__switch__
+        ensure
+          @waiters.delete(fiber)
+        end
+      end
+      @owner = fiber
+      self
+    end
+
+    def unlock
+      raise ThreadError, 'not owned by this fiber' unless @owner.equal?(Fiber.current)
+
+      @owner = nil
+      unless @waiters.empty?
+        fiber, = @waiters.first
+        @waiters.delete(fiber)
+        fiber.__wake__(nil)
+      end
+      self
+    end
+
+    def locked?
+      !@owner.nil?
+    end
+
+    def owned?
+      @owner.equal?(Fiber.current)
+    end
+  end
+end

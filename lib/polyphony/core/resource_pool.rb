@@ -1,0 +1,53 @@
+# frozen_string_literal: true
+
+module Polyphony
+  # A pool of up to `limit` resources made on demand by the block given to `new`; a fiber that
+  # wants one when all are in use waits for one to be released.
+  class ResourcePool
+    # @return [Integer]
+    attr_reader :limit
+
+    def initialize(limit: 4, &factory)
+      raise ArgumentError, 'ResourcePool needs a block making a resource' unless factory
+      raise ArgumentError, 'limit must be positive' unless limit.positive?
+
+      @limit = limit
+      @factory = factory
+      @size = 0
+      @available = Polyphony::Queue.new
+    end
+
+    # How many resources exist.
+    attr_reader :size
+
+    # How many are free right now.
+    def available
+      @available.size
+    end
+
+    # Lends a resource to the block; returns the block's value.
+    def acquire
+      resource = __checkout__
+      begin
+        yield resource
+      ensure
+        @available << resource
+      end
+    end
+    alias with_resource acquire
+
+    private
+
+    def __checkout__
+      return @available.shift unless @available.empty? && @size < @limit
+
+      @size += 1
+      begin
+        @factory.call
+      rescue ::Exception
+        @size -= 1
+        raise
+      end
+    end
+  end
+end

@@ -1,0 +1,27 @@
+# frozen_string_literal: true
+
+module Polyphony
+  # Spaces calls out to at most `rate` per second (or one per `interval` seconds).
+  class Throttler
+    def initialize(rate = nil, interval: nil)
+      @interval = interval || (rate && 1.0 / rate)
+      unless @interval.is_a?(Numeric) && @interval.positive?
+        raise ArgumentError, 'give a positive rate (per second) or interval: (seconds)'
+      end
+
+      @next_time = nil
+    end
+
+    # Runs the block, after waiting as long as the rate requires.
+    def call
+      now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      if @next_time && @next_time > now
+        Polyphony.__sleep__(@next_time - now)
+        now = @next_time
+      end
+      @next_time = now + @interval
+      yield self
+    end
+    alias process call
+  end
+end

@@ -1,0 +1,48 @@
+# frozen_string_literal: true
+
+module Polyphony
+  # A pending timeout for the block of `move_on_after` or `cancel_after`, given to the block.
+  # `reset` restarts the countdown (for idle timeouts on connections, say).
+  class Timeout
+    # @return [Numeric] the interval, in seconds
+    attr_reader :interval
+
+    # @api private
+    def initialize(interval, fiber, exception)
+      @interval = interval
+      @fiber = fiber
+      @exception = exception
+      @key = Polyphony.__timer_add__(interval.to_f, fiber, exception)
+    end
+
+    # Starts the countdown again, from now, with `interval` (the original one by default).
+    # @return [self]
+    def reset(interval = @interval)
+      @interval = interval
+      @key &&= Polyphony.__timer_reset__(@key, interval.to_f)
+      self
+    end
+
+    # Whether the timeout has not fired (or been cancelled) yet.
+    def pending?
+      return false unless @key
+
+      # A reset with the same deadline tells whether the timer is still live.
+      !(@key = Polyphony.__timer_reset__(@key, @interval.to_f)).nil?
+    end
+
+    # Stops the countdown.
+    # @return [Boolean] whether it was still pending
+    def cancel
+      key = @key
+      @key = nil
+      key ? Polyphony.__timer_cancel__(key) : false
+    end
+
+    # Whether `exception` is the one this timeout raised.
+    # @api private
+    def raised?(exception)
+      exception.equal?(@exception)
+    end
+  end
+end

@@ -1,0 +1,471 @@
+# frozen_string_literal: true
+
+module Polyphony
+  # Fiber methods: lifecycle, control, supervision and messaging, following Polyphony's API.
+  #
+  # Structured concurrency: (1) a fiber is the child of the fiber it was spun from; (2) a fiber
+  # terminates its children, and waits for them, before it terminates itself; (3) an uncaught
+  # exception in a fiber is raised in its parent, up to the root fiber of the thread.
+  #
+  # Everything per fiber is O(1): children, waiters and monitors are Hashes keyed by fiber.
+  module FiberAPI
+    # @return [Object] the fiber's tag, given to `spin`
+    attr_accessor :tag
+
+    # @return [Fiber, nil] the fiber this one was spun from (nil for a thread's root fiber)
+    attr_reader :parent
+
+    # @return [Object] what the fiber's block returned, or the exception that ended it
+    attr_reader :result
+
+    # Spins a child fiber running `block`. It starts at the next context switch.
+    # @param tag [Object] a name for the fiber
+    # @return [Fiber]
+    def spin(tag = nil, orig_caller = Kernel.caller, &block)
+      Kernel.raise ArgumentError, 'spin needs a block' unless block
+
+      fiber = Fiber.new { |value| fiber.__run__(value) }
+      fiber.__prepare__(tag, block, orig_caller, self)
+      (@children ||= {})[fiber] = true
+      @thread ||= Thread.current
+      Polyphony.__schedule__(fiber, nil, false)
+      fiber
+    end
+
+    # @return [Array<Fiber>] the fiber's live children, oldest first
+    def children
+      @children ? @children.keys : []
+    end
+
+    # @return [Symbol] :running, :runnable, :waiting or :dead
+    def state
+      return :dead if __dead__
+      return :running if equal?(Fiber.current)
+
+      Polyphony.__runnable__(self) ? :runnable : :waiting
+    end
+
+    # Whether the fiber's block has finished (with its children).
+    def dead?
+      __dead__
+    end
+
+    # Resumes the fiber with `value` at the next context switch.
+    # @raise [FiberError] if the fiber is dead
+    def schedule(value = nil)
+      Kernel.raise FiberError, "can't schedule a dead fiber (#{inspect})" if __dead__
+
+      __wake__(value)
+      self
+    end
+
+    # Like {#schedule}, but the fiber runs before the others that are runnable.
+    def schedule_with_priority(value = nil)
+      Kernel.raise FiberError, "can't schedule a dead fiber (#{inspect})" if __dead__
+
+      __wake__(value, true)
+      self
+    end
+
+    # Waits for the fiber to finish and returns its result; raises what it raised.
+    # @raise [FiberError] when awaiting itself
+    def await
+      Kernel.raise FiberError, 'a fiber cannot await itself' if equal?(Fiber.current)
+
+      Polyphony.__await__([self], false).first
+    end
+    alias join await
+
+    # Ends the fiber quietly; its result is `value`. Its children end first.
+    def interrupt(value = nil)
+      __control__(Polyphony::MoveOn.new(value))
+    end
+    alias stop interrupt
+
+    # Ends the fiber and its children; `ensure` blocks run.
+    def terminate(graceful = false)
+      @graceful_shutdown = graceful
+      __control__(Polyphony::Terminate.new)
+    end
+
+    # Raises an exception in the fiber, as `Kernel#raise` takes it.
+    def raise(*args)
+      exception = args.empty? ? RuntimeError.new('unhandled exception') : __exception__(*args)
+      __control__(exception)
+    end
+
+    # Raises `exception` (a Polyphony::Cancel by default) in the fiber: an error for its parent.
+    def cancel(exception = Polyphony::Cancel)
+      __control__(__exception__(exception))
+    end
+
+    # Runs the fiber's block again: in the same fiber when it is alive, in a new fiber (same
+    # block, tag and parent) when it is dead.
+    # @return [Fiber] the fiber that runs the block
+    def restart(value = nil)
+      Kernel.raise FiberError, "can't restart a thread's root fiber" if @root
+      Kernel.raise FiberError, "can't restart a fiber that was not spun" unless @block
+
+      unless __dead__
+        __control__(Polyphony::Restart.new(value))
+        return self
+      end
+
+      parent = @parent && !@parent.__dead__ ? @parent : Fiber.current
+      replacement = parent.spin(@tag, @caller, &@block)
+      @monitors&.each_key { |monitor| replacement.monitor(monitor) }
+      @replacement = replacement
+    end
+    alias reset restart
+
+    # The fiber that replaced this one after a restart, if any.
+    # @api private
+    attr_reader :replacement
+
+    # Sends `[fiber, result]` to `receiver`'s monitor mailbox when this fiber terminates.
+    def monitor(receiver = Fiber.current)
+      (@monitors ||= {})[receiver] = true
+      self
+    end
+
+    # Stops monitoring by `receiver`.
+    def unmonitor(receiver = Fiber.current)
+      @monitors&.delete(receiver)
+      self
+    end
+
+    # The queue of `[fiber, result]` messages from monitored fibers.
+    def monitor_mailbox
+      @monitor_mailbox ||= Polyphony::Queue.new
+    end
+
+    # Makes `new_parent` the fiber's parent.
+    def attach_to(new_parent)
+      @parent&.__remove_child__(self)
+      (new_parent.__children_hash__)[self] = true
+      @parent = new_parent
+      self
+    end
+
+    # Waits until every child has terminated; returns their results.
+    def await_all_children
+      return [] unless @children && !@children.empty?
+
+      Polyphony.__await__(@children.keys, true)
+    end
+
+    # Terminates every child and waits for them to end.
+    def shutdown_all_children(graceful = false)
+      return self unless @children && !@children.empty?
+
+      kids = @children.keys
+      kids.each { |child| child.terminate(graceful) }
+      Polyphony.__await__(kids, false)
+      self
+    end
+
+    # Terminates every child without waiting.
+    def terminate_all_children(graceful = false)
+      @children&.each_key { |child| child.terminate(graceful) }
+      self
+    end
+
+    # Whether the fiber is being terminated gracefully.
+    def graceful_shutdown?
+      @graceful_shutdown
+    end
+
+    # Supervises `fibers` (all children when none are given) until they have all terminated.
+    #
+    # @param restart [:always, :on_error, nil] restart a fiber after any termination, only
+    #   after an exception, or never
+    # @yield [fiber, result] after each termination
+    def supervise(*fibers, restart: nil, &block)
+      unless [nil, :always, :on_error].include?(restart)
+        Kernel.raise ArgumentError, "restart: must be :always or :on_error, not #{restart.inspect}"
+      end
+
+      fibers = children if fibers.empty?
+      supervised = {}
+      fibers.each do |fiber|
+        fiber.attach_to(self) unless fiber.parent.equal?(self)
+        fiber.monitor(self)
+        supervised[fiber] = true
+      end
+      mailbox = monitor_mailbox
+      until supervised.empty?
+        fiber, result = mailbox.shift
+        next unless supervised.delete(fiber)
+
+        block&.call(fiber, result)
+        if restart == :always || (restart == :on_error && result.is_a?(::Exception))
+          fiber.restart unless fiber.replacement
+        end
+        replacement = fiber.replacement
+        supervised[replacement] = true if replacement
+      end
+    end
+
+    # Sends a message to the fiber's mailbox.
+    def <<(message)
+      (@mailbox ||= Polyphony::Queue.new) << message
+      self
+    end
+    alias send <<
+
+    # Waits for a message in the current fiber's mailbox.
+    def receive
+      (@mailbox ||= Polyphony::Queue.new).shift
+    end
+
+    # All messages waiting in the mailbox, without waiting.
+    def receive_all_pending
+      @mailbox ? @mailbox.shift_all : []
+    end
+
+    def inspect
+      return super unless @block || @root
+
+      name = @root ? 'root' : (@tag || 'fiber').to_s
+      "#<Fiber #{name}:#{object_id} (#{state})>"
+    end
+    alias to_s inspect
+
+    # --- internals ---
+
+    # @api private
+    def __prepare__(tag, block, orig_caller, parent)
+      @tag = tag
+      @block = block
+      @caller = orig_caller
+      @parent = parent
+      @thread = Thread.current
+    end
+
+    # The whole life of a spun fiber. Returns Polyphony::FIBER_DONE to the root fiber, which
+    # then carries on switching.
+    # @api private
+    def __run__(first_value)
+      result, uncaught = __execute__(first_value)
+      __finalize__(result, uncaught)
+      Polyphony::FIBER_DONE
+    end
+
+    # @api private
+    def __execute__(value)
+      loop do
+        begin
+          Kernel.raise value if value.is_a?(::Exception)
+
+          return [@block.call(value), false]
+        rescue Polyphony::Restart => e
+          value = e.value
+          __shutdown_children_quietly__
+          @mailbox = nil
+        rescue Polyphony::Interrupt, Polyphony::Terminate => e
+          return [e.value, false]
+        rescue ::Exception => e
+          return [e, true]
+        end
+      end
+    end
+
+    # @api private
+    def __finalize__(result, uncaught)
+      begin
+        __shutdown_children_quietly__
+      rescue ::Exception => e
+        result, uncaught = e, true unless uncaught
+      end
+      @result = result
+      @dead = true
+      Polyphony.__unschedule__(self)
+      @parent&.__remove_child__(self)
+      __inform__(result, uncaught)
+    rescue ::Exception => e
+      # Nothing may escape a fiber: it would surface in an unrelated fiber.
+      @parent&.__wake__(e, true)
+    end
+
+    # (2): children end before their parent. An interruption aimed at this fiber while it
+    # waits for them changes nothing: it is ending already.
+    # @api private
+    def __shutdown_children_quietly__
+      while @children && !@children.empty?
+        begin
+          shutdown_all_children
+        rescue Polyphony::Interrupt, Polyphony::Terminate, Polyphony::Restart
+          next
+        end
+      end
+    end
+
+    # @api private
+    def __inform__(result, uncaught)
+      @waiters&.each { |waiter, group| group.__done__(self, result) }
+      @monitors&.each_key { |monitor| monitor.monitor_mailbox << [self, result] }
+      return unless uncaught && @parent
+      return if @waiters&.key?(@parent) || @monitors&.key?(@parent)
+
+      # (3): the parent gets the exception, before anything else it is waiting for.
+      @parent.__wake__(result, true)
+    end
+
+    # @api private
+    def __wake__(value, prioritize = false)
+      thread = @thread
+      if thread.nil? || thread.equal?(Thread.current)
+        Polyphony.__schedule__(self, value, prioritize)
+      else
+        Polyphony.backend_for(thread)&.schedule(self, value, prioritize)
+      end
+    end
+
+    # @api private
+    def __control__(exception)
+      return self if __dead__
+      Kernel.raise exception if equal?(Fiber.current)
+
+      __wake__(exception, true)
+      self
+    end
+
+    # @api private
+    def __exception__(*args)
+      first = args.first
+      if first.is_a?(Array) then __exception__(*first)
+      elsif first.is_a?(Class) then first.new(*args[1..])
+      elsif first.is_a?(String) then RuntimeError.new(first)
+      elsif first.is_a?(::Exception) then first
+      else Kernel.raise TypeError, "exception class/object expected, got #{first.inspect}"
+      end
+    end
+
+    # @api private
+    def __dead__
+      @dead || !alive?
+    end
+
+    # @api private
+    def __add_waiter__(waiter, group)
+      (@waiters ||= {})[waiter] = group
+    end
+
+    # @api private
+    def __remove_waiter__(waiter)
+      @waiters&.delete(waiter)
+    end
+
+    # @api private
+    def __remove_child__(child)
+      @children&.delete(child)
+    end
+
+    # @api private
+    def __children_hash__
+      @children ||= {}
+    end
+
+    # @api private
+    def __setup_root__
+      @root = true
+      @thread = Thread.current
+      self
+    end
+
+    # @api private
+    def __shutdown_at_exit__
+      __shutdown_children_quietly__
+    rescue ::Exception => e
+      warn "polyphony: at exit: #{e.class}: #{e.message}"
+    end
+  end
+
+  # Waits for a set of fibers on behalf of one `await` call: O(1) per fiber that finishes.
+  # The first exception among the results is raised once all have finished (after the others
+  # were terminated, when `terminate_on_error`).
+  class AwaitGroup
+    def initialize(fibers, waiter, terminate_on_error)
+      @fibers = fibers
+      @waiter = waiter
+      @remaining = fibers.size
+      @terminate_on_error = terminate_on_error
+      @error = nil
+    end
+
+    # @api private
+    def __done__(_fiber, result)
+      @remaining -= 1
+      __error__(result)
+      @waiter.__wake__(nil) if @remaining.zero?
+    end
+
+    # @return [Array] the fibers' results, in order
+    def wait
+      @fibers.each do |fiber|
+        if fiber.dead?
+          @remaining -= 1
+          __error__(fiber.result)
+        else
+          fiber.__add_waiter__(@waiter, self)
+        end
+      end
+      Polyphony.__switch__ while @remaining.positive?
+      Kernel.raise @error if @error
+
+      @fibers.map(&:result)
+    ensure
+      @fibers.each { |fiber| fiber.__remove_waiter__(@waiter) }
+    end
+
+    private
+
+    def __error__(result)
+      return unless result.is_a?(::Exception) && !@error
+
+      @error = result
+      @fibers.each { |fiber| fiber.terminate unless fiber.dead? } if @terminate_on_error
+    end
+  end
+
+  class << self
+    # Waits for all `fibers`; returns their results in order.
+    # @api private
+    def __await__(fibers, terminate_on_error)
+      current = Fiber.current
+      if fibers.any? { |f| f.equal?(current) }
+        Kernel.raise FiberError, 'a fiber cannot await itself'
+      end
+
+      AwaitGroup.new(fibers, current, terminate_on_error).wait
+    end
+  end
+end
+
+Fiber.include(Polyphony::FiberAPI)
+
+# Polyphony's `Fiber#raise` schedules the exception; Ruby's own does not work on fibers parked
+# by `transfer`. Fibers Polyphony does not know keep Ruby's behaviour.
+module Polyphony
+  # @api private
+  module FiberRaise
+    def raise(*args)
+      return super unless instance_variable_defined?(:@thread)
+
+      Polyphony::FiberAPI.instance_method(:raise).bind_call(self, *args)
+    end
+  end
+end
+Fiber.prepend(Polyphony::FiberRaise)
+
+class << Fiber
+  # Waits for all fibers; returns their results. If one raises, the others are terminated and
+  # the exception is raised here.
+  def await(*fibers)
+    fibers = fibers.first if fibers.size == 1 && fibers.first.is_a?(Array)
+    return [] if fibers.empty?
+
+    Polyphony.__await__(fibers, true)
+  end
+  alias join await
+end

@@ -1,0 +1,132 @@
+# frozen_string_literal: true
+
+module Polyphony
+  # The fiber API available everywhere: `spin`, `sleep`, `receive`, `move_on_after`...
+  module KernelAPI
+    # Spins a child of the current fiber running `block`.
+    # @param tag [Object] a name for the fiber
+    # @return [Fiber]
+    def spin(tag = nil, &block)
+      Fiber.current.spin(tag, caller, &block)
+    end
+
+    # Spins a fiber running `block` in a loop, optionally throttled to `rate` times per second
+    # (or once per `interval` seconds).
+    def spin_loop(tag = nil, rate: nil, interval: nil, &block)
+      raise ArgumentError, 'spin_loop needs a block' unless block
+
+      if rate || interval
+        Fiber.current.spin(tag, caller) { throttled_loop(rate, interval: interval, &block) }
+      else
+        Fiber.current.spin(tag, caller) { loop(&block) }
+      end
+    end
+
+    # Lets other runnable fibers run, then continues.
+    def snooze
+      Polyphony.__snooze__
+    end
+
+    # Waits until the current fiber is scheduled; returns the value it was scheduled with.
+    def suspend
+      Polyphony.__switch__
+    end
+
+    # Sleeps for `duration` seconds, letting other fibers run. Without a duration, waits until
+    # the fiber is scheduled (and returns the value it was scheduled with).
+    # @return [Integer] the seconds slept, rounded (as Kernel#sleep)
+    def sleep(duration = nil)
+      return Polyphony.__switch__ if duration.nil?
+
+      unless duration.is_a?(Numeric)
+        raise TypeError, "can't convert #{duration.class} into time interval"
+      end
+      raise ArgumentError, 'time interval must not be negative' if duration.negative?
+
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      Polyphony.__sleep__(duration.to_f)
+      (Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).round
+    end
+
+    # Runs the block every `interval` seconds, on a fixed schedule (no drift).
+    def every(interval)
+      raise ArgumentError, 'interval must be positive' unless interval.positive?
+
+      next_time = Process.clock_gettime(Process::CLOCK_MONOTONIC) + interval
+      loop do
+        now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        Polyphony.__sleep__(next_time - now) if next_time > now
+        next_time += interval
+        # Fell behind (a slow block): skip the missed beats rather than bursting.
+        next_time = now + interval if next_time < now
+        yield
+      end
+    end
+
+    # Spins a fiber that runs the block once after `interval` seconds.
+    def after(interval, &block)
+      spin do
+        sleep(interval)
+        block.call
+      end
+    end
+
+    # Runs the block `rate` times per second (or once per `interval`), `count` times or forever.
+    def throttled_loop(rate = nil, interval: nil, count: nil, &block)
+      throttler = Polyphony::Throttler.new(rate, interval: interval)
+      if count
+        count.times { |i| throttler.call { block.call(i) } }
+      else
+        loop { throttler.call(&block) }
+      end
+    end
+
+    # Runs the block; if it takes longer than `interval`, it is interrupted and `with_value`
+    # is returned instead. The block gets a {Polyphony::Timeout} it may `reset`.
+    def move_on_after(interval, with_value: nil)
+      exception = Polyphony::MoveOn.new(with_value)
+      timeout = Polyphony::Timeout.new(interval, Fiber.current, exception)
+      begin
+        yield timeout
+      rescue Polyphony::MoveOn => e
+        raise unless timeout.raised?(e)
+
+        with_value
+      ensure
+        timeout.cancel
+      end
+    end
+
+    # Runs the block; if it takes longer than `interval`, `with_exception` (Polyphony::Cancel
+    # by default; a class, an instance, a message or `[class, message]`) is raised in it.
+    def cancel_after(interval, with_exception: Polyphony::Cancel)
+      exception = Fiber.current.__exception__(with_exception)
+      timeout = Polyphony::Timeout.new(interval, Fiber.current, exception)
+      begin
+        yield timeout
+      ensure
+        timeout.cancel
+      end
+    end
+
+    # Waits for a message in the current fiber's mailbox.
+    def receive
+      Fiber.current.receive
+    end
+
+    # All messages waiting in the current fiber's mailbox.
+    def receive_all_pending
+      Fiber.current.receive_all_pending
+    end
+
+    # Supervises the current fiber's children: see Fiber#supervise.
+    def supervise(*fibers, **opts, &block)
+      Fiber.current.supervise(*fibers, **opts, &block)
+    end
+  end
+end
+
+# Object, not Kernel: Kernel#sleep stays reachable as `Kernel.sleep` for code that really
+# wants to block the thread.
+Object.include(Polyphony::KernelAPI)
+Object.send(:private, *Polyphony::KernelAPI.instance_methods(false))
