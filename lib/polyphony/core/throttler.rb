@@ -4,8 +4,8 @@ module Polyphony
   # Spaces calls out to at most `rate` per second (or one per `interval` seconds).
   class Throttler
     def initialize(rate = nil, interval: nil)
-      @interval = interval || (rate && 1.0 / rate)
-      unless @interval.is_a?(Numeric) && @interval.positive?
+      @interval = interval || (rate.is_a?(Numeric) && rate.positive? ? 1.0 / rate : nil)
+      unless @interval.is_a?(Numeric) && @interval.positive? && @interval.finite?
         raise ArgumentError, 'give a positive rate (per second) or interval: (seconds)'
       end
 

@@ -1,0 +1,119 @@
+# frozen_string_literal: true
+
+RSpec.describe Polyphony::Backend do
+  it 'reports its kind' do
+    expect(Polyphony.backend_kind).to eq(:io_uring)
+    expect(Polyphony.backend).to be_a(described_class)
+    expect(Polyphony.backend_for(Thread.current)).to equal(Polyphony.backend)
+  end
+
+  it 'keeps fibers referenced only from the Rust run queue alive through GC.compact and GC.stress' do
+    results = []
+    200.times do |i|
+      # Nothing in Ruby refers to these fibers: only the backend's run queue does.
+      Polyphony.__schedule__(Fiber.new { results << i; Polyphony::FIBER_DONE }, nil, false)
+    end
+    GC.start
+    GC.compact if GC.respond_to?(:compact)
+    begin
+      GC.stress = true
+      snooze
+    ensure
+      GC.stress = false
+    end
+    expect(results).to eq((0...200).to_a)
+  end
+
+  it 'keeps sleeping fibers (referenced from the timer heap) alive through GC' do
+    done = []
+    50.times { |i| spin { sleep 0.001 * (i % 5); done << i } }
+    GC.start
+    GC.compact if GC.respond_to?(:compact)
+    Fiber.current.await_all_children
+    expect(done.sort).to eq((0...50).to_a)
+  end
+
+  it 'lets other threads run while it waits in the kernel' do
+    counter = 0
+    thread = Thread.new { 100_000.times { counter += 1 } }
+    sleep 0.2
+    expect(counter).to eq(100_000)
+    thread.join
+  end
+
+  it 'is interrupted promptly by Thread#raise and Thread#kill' do
+    waiter = Thread.new do
+      sleep 10
+    rescue StandardError => e
+      e.message
+    end
+    Kernel.sleep 0.05
+    started = monotonic
+    waiter.raise('wake up')
+    expect(waiter.value).to eq('wake up')
+    expect(monotonic - started).to be < 0.5
+
+    victim = Thread.new { sleep 10 }
+    Kernel.sleep 0.05
+    started = monotonic
+    victim.kill
+    victim.join
+    expect(monotonic - started).to be < 0.5
+  end
+
+  it 'runs trap handlers promptly while fibers wait' do
+    out, _err, status = run_ruby(<<~RUBY)
+      require 'polyphony'
+      trap('USR1') { puts 'trapped'; $stdout.flush }
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      Thread.new { Kernel.sleep 0.05; Process.kill('USR1', Process.pid) }
+      sleep 0.3
+      puts Process.clock_gettime(Process::CLOCK_MONOTONIC) - started >= 0.29
+    RUBY
+    expect(status).to be_success
+    expect(out).to eq("trapped\ntrue\n")
+  end
+
+  it 'schedules a fiber from another thread, waking its backend' do
+    fiber = spin { suspend }
+    snooze
+    Thread.new { fiber.schedule(:from_thread) }.join
+    expect(fiber.await).to eq(:from_thread)
+  end
+
+  it 'gives each thread its own backend and fiber tree' do
+    values = Array.new(3) do |i|
+      Thread.new do
+        f = spin { sleep 0.01; i * 10 }
+        [f.await, Polyphony.backend.object_id]
+      end
+    end.map(&:value)
+    expect(values.map(&:first)).to eq([0, 10, 20])
+    expect(values.map(&:last).uniq.size).to eq(3)
+  end
+
+  it 'gives a forked child a fresh backend' do
+    out, _err, status = run_ruby(<<~RUBY)
+      require 'polyphony'
+      parent_backend = Polyphony.backend.object_id
+      spin { sleep 0.01 }.await
+      pid = fork do
+        f = spin { sleep 0.01; :child_ok }
+        puts f.await
+        puts Polyphony.backend.object_id != parent_backend
+      end
+      Process.wait(pid)
+      puts $?.success?
+    RUBY
+    expect(status).to be_success
+    expect(out).to eq("child_ok\ntrue\ntrue\n")
+  end
+
+  it 'switches many times without losing fibers' do
+    counts = Array.new(10, 0)
+    10.times { |i| spin { 1000.times { counts[i] += 1; snooze } } }
+    Fiber.current.await_all_children
+    expect(counts).to all(eq(1000))
+    expect(Polyphony.__stats__[:runqueue_size]).to eq(0)
+  end
+end
