@@ -28,7 +28,7 @@ module Polyphony
       fiber.__prepare__(tag, block, orig_caller, self)
       (@children ||= {})[fiber] = true
       @thread ||= Thread.current
-      Polyphony.__schedule__(fiber, nil, false)
+      Polyphony.__spawn__(fiber)
       fiber
     end
 

@@ -26,7 +26,10 @@ impl TimerKey {
 
     /// Unpacks a key made by [`TimerKey::to_bits`].
     pub fn from_bits(bits: u64) -> Self {
-        Self { slot: (bits >> 40) as usize, seq: bits & ((1 << 40) - 1) }
+        Self {
+            slot: (bits >> 40) as usize,
+            seq: bits & ((1 << 40) - 1),
+        }
     }
 }
 
@@ -46,13 +49,21 @@ struct Entry<T> {
 impl<T> TimerHeap<T> {
     /// An empty heap.
     pub fn new() -> Self {
-        Self { heap: BinaryHeap::new(), entries: Slab::new(), next_seq: 1 }
+        Self {
+            heap: BinaryHeap::new(),
+            entries: Slab::new(),
+            next_seq: 1,
+        }
     }
 
     /// Adds a timer firing at `deadline`.
     pub fn insert(&mut self, deadline: Instant, payload: T) -> TimerKey {
         let seq = self.bump_seq();
-        let slot = self.entries.insert(Entry { seq, deadline, payload });
+        let slot = self.entries.insert(Entry {
+            seq,
+            deadline,
+            payload,
+        });
         self.heap.push(Reverse((deadline, seq, slot)));
         TimerKey { slot, seq }
     }
@@ -68,11 +79,17 @@ impl<T> TimerHeap<T> {
     /// Moves a live timer to a new deadline; returns its new key, or `None` if it is gone.
     pub fn reset(&mut self, key: TimerKey, deadline: Instant) -> Option<TimerKey> {
         let seq = self.bump_seq();
-        let entry = self.entries.get_mut(key.slot).filter(|e| e.seq == key.seq)?;
+        let entry = self
+            .entries
+            .get_mut(key.slot)
+            .filter(|e| e.seq == key.seq)?;
         entry.seq = seq;
         entry.deadline = deadline;
         self.heap.push(Reverse((deadline, seq, key.slot)));
-        Some(TimerKey { slot: key.slot, seq })
+        Some(TimerKey {
+            slot: key.slot,
+            seq,
+        })
     }
 
     /// The earliest live deadline.

@@ -14,7 +14,9 @@ impl Waker {
     pub(crate) fn new() -> io::Result<Self> {
         let fd = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
         // SAFETY: eventfd just returned this descriptor and nothing else owns it.
-        Ok(Self { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// Makes the driver's current or next wait return.
@@ -27,7 +29,11 @@ impl Waker {
     /// Resets the counter after a wake-up has been seen.
     pub(crate) fn drain(&self) {
         let mut count: u64 = 0;
-        let _ = syscall!(read(self.fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8));
+        let _ = syscall!(read(
+            self.fd.as_raw_fd(),
+            (&mut count as *mut u64).cast(),
+            8
+        ));
     }
 }
 

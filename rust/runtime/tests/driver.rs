@@ -22,7 +22,9 @@ fn wait_for(driver: &mut Driver, id: OpId) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while driver.completion(id).is_none() {
         assert!(Instant::now() < deadline, "op never completed");
-        driver.wait(Some(Duration::from_millis(100)), |_| {}).unwrap();
+        driver
+            .wait(Some(Duration::from_millis(100)), |_| {})
+            .unwrap();
     }
 }
 
@@ -30,11 +32,17 @@ fn wait_for(driver: &mut Driver, id: OpId) {
 fn read_and_write_hand_their_buffers_back() {
     let mut driver = Driver::new(64).unwrap();
     let (r, w) = pipe();
-    let write = driver.submit(Write::new(w.as_raw_fd(), b"hello".to_vec(), u64::MAX)).unwrap();
-    let read = driver.submit(Read::new(r.as_raw_fd(), Vec::with_capacity(16), u64::MAX)).unwrap();
+    let write = driver
+        .submit(Write::new(w.as_raw_fd(), b"hello".to_vec(), u64::MAX))
+        .unwrap();
+    let read = driver
+        .submit(Read::new(r.as_raw_fd(), Vec::with_capacity(16), u64::MAX))
+        .unwrap();
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        driver.wait(Some(Duration::from_secs(1)), |id| seen.push(id)).unwrap();
+        driver
+            .wait(Some(Duration::from_secs(1)), |id| seen.push(id))
+            .unwrap();
     }
     let (n, buf) = driver.take::<Write>(write).unwrap();
     assert_eq!((n.unwrap(), &buf[..]), (5, &b"hello"[..]));
@@ -49,9 +57,14 @@ fn read_and_write_hand_their_buffers_back() {
 fn take_refuses_the_wrong_type_and_incomplete_ops() {
     let mut driver = Driver::new(8).unwrap();
     let (r, _w) = pipe();
-    let read = driver.submit(Read::new(r.as_raw_fd(), Vec::with_capacity(4), u64::MAX)).unwrap();
+    let read = driver
+        .submit(Read::new(r.as_raw_fd(), Vec::with_capacity(4), u64::MAX))
+        .unwrap();
     driver.wait(Some(Duration::ZERO), |_| {}).unwrap();
-    assert!(driver.take::<Read>(read).is_none(), "nothing was written yet");
+    assert!(
+        driver.take::<Read>(read).is_none(),
+        "nothing was written yet"
+    );
     assert!(driver.take::<Write>(read).is_none());
     driver.cancel(read).unwrap();
 }
@@ -86,14 +99,23 @@ fn cancelled_ops_keep_their_buffers_until_the_kernel_lets_go() {
     let id = driver.submit(op).unwrap();
     driver.wait(Some(Duration::ZERO), |_| {}).unwrap();
     driver.cancel(id).unwrap();
-    assert_eq!(drops.load(Ordering::SeqCst), 0, "freed before the kernel let go");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        0,
+        "freed before the kernel let go"
+    );
     assert_eq!(driver.len(), 1);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !driver.is_empty() {
         assert!(Instant::now() < deadline);
         let mut reported = false;
-        driver.wait(Some(Duration::from_millis(50)), |_| reported = true).unwrap();
-        assert!(!reported, "a cancelled op must not be reported to its former owner");
+        driver
+            .wait(Some(Duration::from_millis(50)), |_| reported = true)
+            .unwrap();
+        assert!(
+            !reported,
+            "a cancelled op must not be reported to its former owner"
+        );
     }
     assert_eq!(drops.load(Ordering::SeqCst), 1);
 }
@@ -110,7 +132,9 @@ fn descriptors_from_cancelled_accepts_are_closed() {
     wait_for(&mut driver, id);
     driver.cancel(id).unwrap();
     // The server side was closed, not leaked: the client reads end-of-file.
-    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut buf = [0u8; 1];
     assert_eq!(std::io::Read::read(&mut client, &mut buf).unwrap(), 0);
 }
@@ -119,9 +143,14 @@ fn descriptors_from_cancelled_accepts_are_closed() {
 fn timeouts_and_wakers_end_a_wait() {
     let mut driver = Driver::new(8).unwrap();
     let started = Instant::now();
-    driver.wait(Some(Duration::from_millis(50)), |_| {}).unwrap();
+    driver
+        .wait(Some(Duration::from_millis(50)), |_| {})
+        .unwrap();
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(45), "returned early: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(45),
+        "returned early: {waited:?}"
+    );
     assert!(waited < Duration::from_secs(2));
 
     let waker = driver.waker();
@@ -135,7 +164,9 @@ fn timeouts_and_wakers_end_a_wait() {
     thread.join().unwrap();
     // The wake-up was consumed: the next wait blocks until its timeout again.
     let started = Instant::now();
-    driver.wait(Some(Duration::from_millis(30)), |_| {}).unwrap();
+    driver
+        .wait(Some(Duration::from_millis(30)), |_| {})
+        .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(25));
 }
 
@@ -144,7 +175,13 @@ fn dropping_a_driver_with_ops_in_flight_is_safe() {
     let (a, _b) = UnixStream::pair().unwrap();
     let mut driver = Driver::new(8).unwrap();
     for _ in 0..16 {
-        driver.submit(Read::new(a.as_raw_fd(), Vec::with_capacity(1 << 16), u64::MAX)).unwrap();
+        driver
+            .submit(Read::new(
+                a.as_raw_fd(),
+                Vec::with_capacity(1 << 16),
+                u64::MAX,
+            ))
+            .unwrap();
     }
     driver.wait(Some(Duration::ZERO), |_| {}).unwrap();
     drop(driver);
@@ -158,7 +195,11 @@ fn submissions_beyond_the_ring_size_are_queued() {
     let (r, w) = pipe();
     let mut ids = Vec::new();
     for i in 0..40u8 {
-        ids.push(driver.submit(Write::new(w.as_raw_fd(), vec![i], u64::MAX)).unwrap());
+        ids.push(
+            driver
+                .submit(Write::new(w.as_raw_fd(), vec![i], u64::MAX))
+                .unwrap(),
+        );
     }
     for id in &ids {
         wait_for(&mut driver, *id);

@@ -34,7 +34,10 @@ pub(crate) fn without_gvl<F: FnOnce()>(waker: &Waker, func: F) -> Result<(), Err
         unsafe { &*(data as *const Waker) }.wake();
     }
 
-    let mut call = Call { func: Some(func), panicked: false };
+    let mut call = Call {
+        func: Some(func),
+        panicked: false,
+    };
     let result = protect(|| {
         // SAFETY: both pointers outlive the call; the trampoline catches panics so none unwinds
         // into Ruby, and the unblock function only writes to an eventfd.
@@ -50,7 +53,9 @@ pub(crate) fn without_gvl<F: FnOnce()>(waker: &Waker, func: F) -> Result<(), Err
     });
     if call.panicked {
         return Err(Error::new(
-            magnus::Ruby::get().expect("called from Ruby").exception_fatal(),
+            magnus::Ruby::get()
+                .expect("called from Ruby")
+                .exception_fatal(),
             "polyphony: the event loop panicked while waiting",
         ));
     }

@@ -36,8 +36,7 @@ impl RunQueue {
         } else {
             self.entries.push_back(entry);
         }
-        if self.live.insert(fiber, seq).is_some() && self.entries.len() > 2 * self.live.len() + 64
-        {
+        if self.live.insert(fiber, seq).is_some() && self.entries.len() > 2 * self.live.len() + 64 {
             self.compact();
         }
     }

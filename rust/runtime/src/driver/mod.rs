@@ -138,7 +138,11 @@ impl Driver {
         let entry = op.entry();
         self.next_generation = (self.next_generation + 1) & 0x7fff_ffff;
         let generation = self.next_generation;
-        let slot = self.ops.insert(Slot { generation, state: State::InFlight, op });
+        let slot = self.ops.insert(Slot {
+            generation,
+            state: State::InFlight,
+            op,
+        });
         let id = OpId(((generation as u64) << 32) | slot as u64);
         if let Err(err) = self.push(entry.user_data(id.0)) {
             self.ops.remove(slot);
@@ -169,7 +173,9 @@ impl Driver {
 
     /// Gives `id` up: see the module's contract, point 4.
     pub fn cancel(&mut self, id: OpId) -> io::Result<()> {
-        let Some(slot) = self.slot_mut(id) else { return Ok(()) };
+        let Some(slot) = self.slot_mut(id) else {
+            return Ok(());
+        };
         match slot.state {
             State::Done(completion) => {
                 let slot = self.ops.remove(id.slot());
@@ -234,7 +240,10 @@ impl Driver {
         // Collect first: handling a completion may push a new submission.
         let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
         for cqe in cqes {
-            let completion = Completion { result: cqe.result(), flags: cqe.flags() };
+            let completion = Completion {
+                result: cqe.result(),
+                flags: cqe.flags(),
+            };
             match cqe.user_data() {
                 WAKE_TAG => {
                     self.waker.drain();
@@ -245,7 +254,9 @@ impl Driver {
                 CANCEL_TAG => {}
                 bits => {
                     let id = OpId(bits);
-                    let Some(slot) = self.slot_mut(id) else { continue };
+                    let Some(slot) = self.slot_mut(id) else {
+                        continue;
+                    };
                     match slot.state {
                         State::InFlight => {
                             slot.state = State::Done(completion);
@@ -274,11 +285,15 @@ impl Driver {
     }
 
     fn slot(&self, id: OpId) -> Option<&Slot> {
-        self.ops.get(id.slot()).filter(|s| s.generation as u64 == id.0 >> 32)
+        self.ops
+            .get(id.slot())
+            .filter(|s| s.generation as u64 == id.0 >> 32)
     }
 
     fn slot_mut(&mut self, id: OpId) -> Option<&mut Slot> {
-        self.ops.get_mut(id.slot()).filter(|s| s.generation as u64 == id.0 >> 32)
+        self.ops
+            .get_mut(id.slot())
+            .filter(|s| s.generation as u64 == id.0 >> 32)
     }
 }
 
@@ -295,7 +310,12 @@ impl Drop for Driver {
             let _ = self.cancel(id);
         }
         let mut rounds = 0;
-        while self.ops.iter().any(|(_, s)| matches!(s.state, State::Orphaned)) && rounds < 1000 {
+        while self
+            .ops
+            .iter()
+            .any(|(_, s)| matches!(s.state, State::Orphaned))
+            && rounds < 1000
+        {
             if self.wait(Some(Duration::from_millis(10)), |_| {}).is_err() {
                 break;
             }

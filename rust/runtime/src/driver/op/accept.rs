@@ -21,14 +21,20 @@ impl Op for Accept {
     type Output = io::Result<OwnedFd>;
 
     fn entry(&mut self) -> squeue::Entry {
-        opcode::Accept::new(types::Fd(self.fd), std::ptr::null_mut(), std::ptr::null_mut())
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
+        opcode::Accept::new(
+            types::Fd(self.fd),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+        .flags(libc::SOCK_CLOEXEC)
+        .build()
     }
 
     fn complete(self, completion: Completion) -> Self::Output {
         // SAFETY: a non-negative accept result is a new descriptor nobody else owns.
-        completion.io_result().map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+        completion
+            .io_result()
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
     }
 
     fn orphan(self, completion: Completion) {

@@ -25,16 +25,23 @@ impl Op for Read {
 
     fn entry(&mut self) -> squeue::Entry {
         let spare = self.buf.spare_capacity_mut();
-        opcode::Read::new(types::Fd(self.fd), spare.as_mut_ptr().cast(), spare.len() as u32)
-            .offset(self.offset)
-            .build()
+        opcode::Read::new(
+            types::Fd(self.fd),
+            spare.as_mut_ptr().cast(),
+            spare.len() as u32,
+        )
+        .offset(self.offset)
+        .build()
     }
 
     fn complete(mut self, completion: Completion) -> Self::Output {
         let result = completion.io_result().map(|n| n as usize);
         if let Ok(n) = result {
             let len = self.buf.len() + n;
-            assert!(len <= self.buf.capacity(), "kernel reported more bytes than it was given");
+            assert!(
+                len <= self.buf.capacity(),
+                "kernel reported more bytes than it was given"
+            );
             // SAFETY: the kernel initialised `n` bytes of the spare capacity (checked above).
             unsafe { self.buf.set_len(len) };
         }
