@@ -26,7 +26,7 @@ module Polyphony
       while empty?
         return nil if @closed
 
-        __wait__(@shifters)
+        @shifters.wait
       end
       super
     end
@@ -35,7 +35,7 @@ module Polyphony
     # Closes the channel and wakes every waiting receiver.
     def close
       @closed = true
-      @shifters.size.times { __wake_first__(@shifters) }
+      @shifters.wake_all
       self
     end
 

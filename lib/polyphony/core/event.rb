@@ -5,7 +5,7 @@ module Polyphony
   # once if it was called already), and returns the signalled value.
   class Event
     def initialize
-      @waiters = {}
+      @waiters = WaitList.new
       @signaled = false
       @value = nil
     end
@@ -16,9 +16,7 @@ module Polyphony
         @signaled = true
         @value = value
       else
-        waiters = @waiters.keys
-        @waiters.clear
-        waiters.each { |fiber| fiber.__wake__(value) }
+        @waiters.wake_all(value)
       end
       self
     end
@@ -30,13 +28,7 @@ module Polyphony
         return @value
       end
 
-      fiber = Fiber.current
-      @waiters[fiber] = true
-      begin
-        Polyphony.__switch__
-      ensure
-        @waiters.delete(fiber)
-      end
+      @waiters.wait
     end
   end
 end

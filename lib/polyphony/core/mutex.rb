@@ -5,7 +5,7 @@ module Polyphony
   class Mutex
     def initialize
       @owner = nil
-      @waiters = {}
+      @waiters = WaitList.new
     end
 
     # Runs the block holding the lock; returns its value.
@@ -22,14 +22,7 @@ module Polyphony
       fiber = Fiber.current
       raise ThreadError, 'deadlock; lock already owned by this fiber' if @owner.equal?(fiber)
 
-      while @owner
-        @waiters[fiber] = true
-        begin
-          Polyphony.__switch__
-        ensure
-          @waiters.delete(fiber)
-        end
-      end
+      @waiters.wait while @owner
       @owner = fiber
       self
     end
@@ -38,11 +31,7 @@ module Polyphony
       raise ThreadError, 'not owned by this fiber' unless @owner.equal?(Fiber.current)
 
       @owner = nil
-      unless @waiters.empty?
-        fiber, = @waiters.first
-        @waiters.delete(fiber)
-        fiber.__wake__(nil)
-      end
+      @waiters.wake_first
       self
     end
 

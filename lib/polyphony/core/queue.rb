@@ -8,16 +8,16 @@ module Polyphony
     def initialize(capacity = nil)
       @items = []
       @capacity = capacity
-      @shifters = {}
-      @pushers = {}
+      @shifters = WaitList.new
+      @pushers = WaitList.new
     end
 
     # Adds an item, waiting for room when the queue is capped and full.
     # @return [self]
     def push(item)
-      __wait__(@pushers) while @capacity && @items.size >= @capacity
+      @pushers.wait while @capacity && @items.size >= @capacity
       @items << item
-      __wake_first__(@shifters)
+      @shifters.wake_first
       self
     end
     alias << push
@@ -25,16 +25,16 @@ module Polyphony
     # Adds an item at the front.
     def unshift(item)
       @items.unshift(item)
-      __wake_first__(@shifters)
+      @shifters.wake_first
       self
     end
 
     # Removes and returns the first item, waiting for one if the queue is empty.
     def shift
-      __wait__(@shifters) while @items.empty?
+      @shifters.wait while @items.empty?
       item = @items.shift
-      __wake_first__(@pushers) if @capacity
-      __wake_first__(@shifters) unless @items.empty?
+      @pushers.wake_first if @capacity
+      @shifters.wake_first unless @items.empty?
       item
     end
     alias pop shift
@@ -43,14 +43,14 @@ module Polyphony
     def shift_all
       items = @items
       @items = []
-      @pushers.size.times { __wake_first__(@pushers) } if @capacity
+      @pushers.wake_all if @capacity
       items
     end
 
     # Sets the capacity (nil: unlimited); waiting pushers are let in if there is room now.
     def cap(capacity)
       @capacity = capacity
-      @pushers.size.times { __wake_first__(@pushers) }
+      @pushers.wake_all
       self
     end
 
@@ -60,7 +60,7 @@ module Polyphony
     # Removes every item.
     def clear
       @items.clear
-      @pushers.size.times { __wake_first__(@pushers) }
+      @pushers.wake_all
       self
     end
 
@@ -84,24 +84,5 @@ module Polyphony
       @shifters.size
     end
 
-    private
-
-    def __wait__(waiters)
-      fiber = Fiber.current
-      waiters[fiber] = true
-      begin
-        Polyphony.__switch__
-      ensure
-        waiters.delete(fiber)
-      end
-    end
-
-    def __wake_first__(waiters)
-      return if waiters.empty?
-
-      fiber, = waiters.first
-      waiters.delete(fiber)
-      fiber.__wake__(nil)
-    end
   end
 end
