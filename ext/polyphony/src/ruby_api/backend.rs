@@ -7,7 +7,8 @@
 //!
 //! A fiber whose block has ended returns to the thread's root fiber (Ruby's rule for transferred
 //! fibers) with [`FIBER_DONE`]; the root fiber, which is always parked in `switch`, then simply
-//! picks the next runnable fiber. So a finished fiber really finishes and its stack is reused.
+//! picks the next runnable fiber. So a finished fiber really finishes; Ruby frees its stack when
+//! the GC collects the Fiber object (see [`SPUN_FIBER_STACK_BYTES`]).
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -124,31 +125,27 @@ impl Backend {
         Ok(Some(obj))
     }
 
-    fn is_current(&self) -> bool {
-        Self::current().is_ok_and(|b| std::ptr::eq(b, self))
-    }
-
-    /// Queues `fiber` to resume with `value`. Dead fibers are ignored.
+    /// Queues `fiber`, which belongs to this backend's thread, the calling one.
     fn schedule(&self, fiber: VALUE, value: VALUE, prioritize: bool) {
-        if !fiber::is_alive(fiber) {
-            return;
-        }
-        if self.is_current() {
+        if fiber::is_alive(fiber) {
             self.sched
                 .borrow_mut()
                 .runqueue
                 .push(fiber, value, prioritize);
-        } else {
-            self.inbox
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((fiber, value));
-            self.waker.wake();
         }
     }
 
-    /// Parks `current` (the running fiber) and runs others until something schedules it again; returns
-    /// the value it was scheduled with, or raises it if it is an exception.
+    /// Queues `fiber` from another thread: through the inbox, and wakes this backend's thread.
+    fn schedule_remote(&self, fiber: VALUE, value: VALUE) {
+        self.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((fiber, value));
+        self.waker.wake();
+    }
+
+    /// Parks `current` (the running fiber) and runs others until something schedules it again;
+    /// returns the value it was scheduled with, or raises it if it is an exception.
     fn switch(&self, current: VALUE) -> Result<VALUE, Error> {
         let done = FIBER_DONE.load(Ordering::Relaxed) as VALUE;
         loop {
@@ -235,7 +232,9 @@ impl Backend {
     fn drain_inbox(&self, sched: &mut Sched) {
         let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
         for (fiber, value) in inbox.drain(..) {
-            sched.runqueue.push(fiber, value, false);
+            if fiber::is_alive(fiber) {
+                sched.runqueue.push(fiber, value, false);
+            }
         }
     }
 
@@ -445,22 +444,20 @@ fn rb_current_backend() -> Result<Option<Obj<Backend>>, Error> {
 
 /// `Backend#schedule(fiber, value = nil, prioritize = false)`: from any thread.
 fn rb_backend_schedule(rb_self: &Backend, args: &[Value]) -> Result<Value, Error> {
-    let ruby = Ruby::get().expect("called from Ruby");
-    let args =
-        magnus::scan_args::scan_args::<(Value,), (Option<Value>, Option<bool>), (), (), (), ()>(
-            args,
-        )?;
+    type Optional = (Option<Value>, Option<bool>);
+    let args = magnus::scan_args::scan_args::<(Value,), Optional, (), (), (), ()>(args)?;
     let (fiber,) = args.required;
     let (value, prioritize) = args.optional;
     let value = value.map_or(QNIL, raw);
-    rb_self.schedule(raw(fiber), value, prioritize.unwrap_or(false));
-    let _ = ruby;
+    // SAFETY: the GVL is held.
+    let caller = Backend::for_thread(unsafe { rb_sys::rb_thread_current() }, false)?;
+    if caller.is_some_and(|own| std::ptr::eq(&*own, rb_self)) {
+        rb_self.schedule(raw(fiber), value, prioritize.unwrap_or(false));
+    } else {
+        // Dead fibers are dropped by the owning thread: only it may ask about its fibers.
+        rb_self.schedule_remote(raw(fiber), value);
+    }
     Ok(fiber)
-}
-
-fn rb_backend_wakeup(rb_self: &Backend) -> bool {
-    rb_self.waker.wake();
-    true
 }
 
 extern "C" fn after_fork_in_child() {
@@ -483,7 +480,6 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     let class = polyphony.define_class("Backend", ruby.class_object())?;
     class.undef_default_alloc_func();
     class.define_method("schedule", method!(rb_backend_schedule, -1))?;
-    class.define_method("wakeup", method!(rb_backend_wakeup, 0))?;
 
     polyphony.define_singleton_method("__switch__", function!(rb_switch, 0))?;
     polyphony.define_singleton_method("__schedule__", function!(rb_schedule, 3))?;
