@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use polyphony_runtime::op::{Accept, Read, Write};
+use polyphony_runtime::op::{Accept, PollAdd, Read, Write};
 use polyphony_runtime::{Driver, OpId};
 
 fn pipe() -> (OwnedFd, OwnedFd) {
@@ -210,4 +210,26 @@ fn submissions_beyond_the_ring_size_are_queued() {
     let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
     assert_eq!(n, 40);
     assert_eq!(&buf[..40], &(0..40u8).collect::<Vec<_>>()[..]);
+}
+
+#[test]
+fn poll_reports_readiness_once_data_arrives() {
+    let mut driver = Driver::new(8).unwrap();
+    let (r, w) = pipe();
+    let id = driver
+        .submit(PollAdd::new(r.as_raw_fd(), libc::POLLIN as u32))
+        .unwrap();
+    driver
+        .wait(Some(Duration::from_millis(20)), |_| {})
+        .unwrap();
+    assert!(
+        driver.completion(id).is_none(),
+        "an empty pipe is not readable"
+    );
+    // SAFETY: writing one byte from a valid buffer to our pipe.
+    let written = unsafe { libc::write(w.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+    assert_eq!(written, 1);
+    wait_for(&mut driver, id);
+    let events = driver.take::<PollAdd>(id).unwrap().unwrap();
+    assert_ne!(events & libc::POLLIN as u32, 0);
 }

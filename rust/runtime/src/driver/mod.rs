@@ -111,11 +111,6 @@ impl Driver {
         })
     }
 
-    /// Whether the running kernel offers io_uring at all.
-    pub fn is_supported() -> bool {
-        IoUring::new(2).is_ok()
-    }
-
     /// A handle that ends the current or next [`Driver::wait`] from any thread.
     pub fn waker(&self) -> Arc<Waker> {
         Arc::clone(&self.waker)
