@@ -7,12 +7,17 @@ require_relative '../lib/polyphony'
 ROOT = File.expand_path('..', __dir__)
 
 module SpecHelpers
-  # Runs a Ruby script with polyphony loaded in a child process; returns [stdout, stderr, status].
-  def run_ruby(script, *args, timeout: 20)
-    Open3.capture3(RbConfig.ruby, '-I', File.join(ROOT, 'lib'), '-e', script, *args,
-                   chdir: ROOT, stdin_data: '') .tap do |_out, _err, status|
-      raise "script timed out or was killed: #{status.inspect}" if status.signaled?
-    end
+  # Runs a command in ROOT, killed after `limit` seconds; returns [stdout, stderr, status].
+  def run_command(*command, limit: 60)
+    out, err, status = Open3.capture3('timeout', limit.to_s, *command, chdir: ROOT, stdin_data: '')
+    raise "#{command.inspect} hung for #{limit} s\n#{err}" if status.exitstatus == 124
+
+    [out, err, status]
+  end
+
+  # Runs a Ruby script with polyphony on the load path in a child process.
+  def run_ruby(script, *args)
+    run_command(RbConfig.ruby, '-I', File.join(ROOT, 'lib'), '-e', script, *args)
   end
 
   def monotonic

@@ -2,7 +2,7 @@
 
 RSpec.describe 'examples/calculator.rb' do
   def run_example(*args)
-    Open3.capture3(RbConfig.ruby, File.join(ROOT, 'examples/calculator.rb'), *args, stdin_data: '')
+    run_command(RbConfig.ruby, 'examples/calculator.rb', *args)
   end
 
   it 'answers calc(:+, 2, 3) and spin { calc(:**, 2, 3) }.await' do

@@ -23,14 +23,6 @@ module Polyphony
       self
     end
 
-    # Whether the timeout has not fired (or been cancelled) yet.
-    def pending?
-      return false unless @key
-
-      # A reset with the same deadline tells whether the timer is still live.
-      !(@key = Polyphony.__timer_reset__(@key, @interval.to_f)).nil?
-    end
-
     # Stops the countdown.
     # @return [Boolean] whether it was still pending
     def cancel

@@ -260,7 +260,7 @@ module Polyphony
           return [@block.call(value), false]
         rescue Polyphony::Restart => e
           value = e.value
-          __shutdown_children_quietly__
+          __shutdown_children__
           @mailbox = nil
         rescue Polyphony::Interrupt, Polyphony::Terminate => e
           return [e.value, false]
@@ -273,7 +273,7 @@ module Polyphony
     # @api private
     def __finalize__(result, uncaught)
       begin
-        __shutdown_children_quietly__
+        __shutdown_children__
       rescue ::Exception => e
         result, uncaught = e, true unless uncaught
       end
@@ -290,7 +290,7 @@ module Polyphony
     # (2): children end before their parent. An interruption aimed at this fiber while it
     # waits for them changes nothing: it is ending already.
     # @api private
-    def __shutdown_children_quietly__
+    def __shutdown_children__
       while @children && !@children.empty?
         begin
           shutdown_all_children
@@ -375,7 +375,7 @@ module Polyphony
 
     # @api private
     def __shutdown_at_exit__
-      __shutdown_children_quietly__
+      __shutdown_children__
     rescue ::Exception => e
       warn "polyphony: at exit: #{e.class}: #{e.message}"
     end
