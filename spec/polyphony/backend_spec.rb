@@ -109,6 +109,44 @@ RSpec.describe Polyphony::Backend do
     expect(out).to eq("child_ok\ntrue\ntrue\n")
   end
 
+  it "frees a finished fiber's stack at once: churning fibers does not wait for the GC" do
+    # Fiber stacks are mappings, ~31,000 at most by default; stacks left to the GC would run
+    # out ("can't set a guard page") long before 60,000 fibers.
+    out, err, status = run_ruby(<<~RUBY)
+      require 'polyphony'
+      GC.disable
+      60_000.times { |i| raise 'wrong result' unless spin { i }.await == i }
+      puts :ok
+    RUBY
+    expect(err).to eq('')
+    expect(status).to be_success
+    expect(out).to eq("ok\n")
+  end
+
+  it 'runs more simultaneous fibers than it keeps launchers for' do
+    fibers = Array.new(5000) { |i| spin { suspend; i } }
+    snooze
+    fibers.each(&:schedule)
+    expect(Fiber.await(fibers)).to eq((0...5000).to_a)
+  end
+
+  it 'carries on in a forked child whose fork happened inside a spun fiber' do
+    out, _err, status = run_ruby(<<~RUBY)
+      require 'polyphony'
+      pid = nil
+      spin do
+        pid = fork do
+          puts spin { :first }.await
+          puts spin { :second }.await
+        end
+      end.await
+      Process.wait(pid)
+      puts $?.success?
+    RUBY
+    expect(status).to be_success
+    expect(out).to eq("first\nsecond\ntrue\n")
+  end
+
   it 'switches many times without losing fibers' do
     counts = Array.new(10, 0)
     10.times { |i| spin { 1000.times { counts[i] += 1; snooze } } }

@@ -21,15 +21,13 @@ module Polyphony
     # Spins a child fiber running `block`. It starts at the next context switch.
     # @param tag [Object] a name for the fiber
     # @return [Fiber]
-    def spin(tag = nil, orig_caller = Kernel.caller, &block)
+    def spin(tag = nil, &block)
       Kernel.raise ArgumentError, 'spin needs a block' unless block
 
       fiber = Fiber.new { |value| fiber.__run__(value) }
-      fiber.__prepare__(tag, block, orig_caller, self)
+      fiber.__prepare__(tag, block, self, @thread ||= Thread.current)
       (@children ||= {})[fiber] = true
-      @thread ||= Thread.current
       Polyphony.__spawn__(fiber)
-      fiber
     end
 
     # @return [Array<Fiber>] the fiber's live children, oldest first
@@ -112,7 +110,7 @@ module Polyphony
       end
 
       parent = @parent && !@parent.__dead__ ? @parent : Fiber.current
-      replacement = parent.spin(@tag, @caller, &@block)
+      replacement = parent.spin(@tag, &@block)
       @monitors&.each_key { |monitor| replacement.monitor(monitor) }
       @replacement = replacement
     end
@@ -234,16 +232,15 @@ module Polyphony
     # --- internals ---
 
     # @api private
-    def __prepare__(tag, block, orig_caller, parent)
+    def __prepare__(tag, block, parent, thread)
       @tag = tag
       @block = block
-      @caller = orig_caller
       @parent = parent
-      @thread = Thread.current
+      @thread = thread
     end
 
-    # The whole life of a spun fiber. Returns Polyphony::FIBER_DONE to the root fiber, which
-    # then carries on switching.
+    # The whole life of a spun fiber. Returns Polyphony::FIBER_DONE to whoever gets control
+    # next (its launcher, or the root fiber), which then carries on switching.
     # @api private
     def __run__(first_value)
       result, uncaught = __execute__(first_value)
@@ -272,14 +269,15 @@ module Polyphony
 
     # @api private
     def __finalize__(result, uncaught)
-      begin
-        __shutdown_children__
-      rescue ::Exception => e
-        result, uncaught = e, true unless uncaught
+      if @children && !@children.empty?
+        begin
+          __shutdown_children__
+        rescue ::Exception => e
+          result, uncaught = e, true unless uncaught
+        end
       end
       @result = result
       @dead = true
-      Polyphony.__unschedule__(self)
       @parent&.__remove_child__(self)
       __inform__(result, uncaught)
     rescue ::Exception => e
@@ -302,13 +300,22 @@ module Polyphony
 
     # @api private
     def __inform__(result, uncaught)
-      @waiters&.each { |waiter, group| group.__done__(self, result) }
+      group = @await_group
+      groups = @waiters
+      @await_group = @waiters = nil
+      group&.__done__(result)
+      groups&.each_key { |g| g.__done__(result) }
       @monitors&.each_key { |monitor| monitor.monitor_mailbox << [self, result] }
       return unless uncaught && @parent
-      return if @waiters&.key?(@parent) || @monitors&.key?(@parent)
+      return if __awaited_by__(@parent, group, groups) || @monitors&.key?(@parent)
 
       # (3): the parent gets the exception, before anything else it is waiting for.
       @parent.__wake__(result, true)
+    end
+
+    # @api private
+    def __awaited_by__(fiber, group, groups)
+      group&.waiter.equal?(fiber) || groups&.each_key&.any? { |g| g.waiter.equal?(fiber) }
     end
 
     # @api private
@@ -346,14 +353,23 @@ module Polyphony
       @dead || !alive?
     end
 
+    # Registers an AwaitGroup to be told when this fiber ends. Most fibers have one at most:
+    # it is kept in `@await_group`, and a Hash is made only for a second one.
     # @api private
-    def __add_waiter__(waiter, group)
-      (@waiters ||= {})[waiter] = group
+    def __add_waiter__(group)
+      if @waiters then @waiters[group] = true
+      elsif @await_group.nil? then @await_group = group
+      elsif !@await_group.equal?(group)
+        @waiters = { @await_group => true, group => true }
+        @await_group = nil
+      end
     end
 
     # @api private
-    def __remove_waiter__(waiter)
-      @waiters&.delete(waiter)
+    def __remove_waiter__(group)
+      if @await_group.equal?(group) then @await_group = nil
+      else @waiters&.delete(group)
+      end
     end
 
     # @api private
@@ -385,6 +401,9 @@ module Polyphony
   # The first exception among the results is raised once all have finished (after the others
   # were terminated, when `terminate_on_error`).
   class AwaitGroup
+    # @return [Fiber] the fiber that waits
+    attr_reader :waiter
+
     def initialize(fibers, waiter, terminate_on_error)
       @fibers = fibers
       @waiter = waiter
@@ -393,10 +412,11 @@ module Polyphony
       @error = nil
     end
 
+    # Called once by each fiber of the group when it ends (it forgets the group itself).
     # @api private
-    def __done__(_fiber, result)
+    def __done__(result)
       @remaining -= 1
-      __error__(result)
+      __error__(result) if result.is_a?(::Exception)
       @waiter.__wake__(nil) if @remaining.zero?
     end
 
@@ -407,7 +427,7 @@ module Polyphony
           @remaining -= 1
           __error__(fiber.result)
         else
-          fiber.__add_waiter__(@waiter, self)
+          fiber.__add_waiter__(self)
         end
       end
       Polyphony.__switch__ while @remaining.positive?
@@ -415,7 +435,8 @@ module Polyphony
 
       @fibers.map(&:result)
     ensure
-      @fibers.each { |fiber| fiber.__remove_waiter__(@waiter) }
+      # Interrupted while waiting: the fibers still running must not report to this group.
+      @fibers.each { |fiber| fiber.__remove_waiter__(self) } if @remaining.positive?
     end
 
     private

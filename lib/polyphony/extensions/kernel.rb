@@ -7,7 +7,7 @@ module Polyphony
     # @param tag [Object] a name for the fiber
     # @return [Fiber]
     def spin(tag = nil, &block)
-      Fiber.current.spin(tag, caller, &block)
+      Fiber.current.spin(tag, &block)
     end
 
     # Spins a fiber running `block` in a loop, optionally throttled to `rate` times per second
@@ -16,9 +16,9 @@ module Polyphony
       raise ArgumentError, 'spin_loop needs a block' unless block
 
       if rate || interval
-        Fiber.current.spin(tag, caller) { throttled_loop(rate, interval: interval, &block) }
+        Fiber.current.spin(tag) { throttled_loop(rate, interval: interval, &block) }
       else
-        Fiber.current.spin(tag, caller) { loop(&block) }
+        Fiber.current.spin(tag) { loop(&block) }
       end
     end
 

@@ -54,6 +54,20 @@ RSpec.describe Fiber do
     it 'requires a block' do
       expect { spin }.to raise_error(ArgumentError, /needs a block/)
     end
+
+    it 'refuses Fiber.yield in a spun fiber, which nobody resumed' do
+      fiber = spin { Fiber.yield(1) }
+      expect { fiber.await }.to raise_error(FiberError, /yield on a not resumed fiber/)
+    end
+
+    it 'lets a spun fiber resume plain fibers and enumerators' do
+      fiber = spin do
+        enum = [1, 2, 3].each
+        plain = Fiber.new { Fiber.yield(:a); :b }
+        [enum.next, enum.next, plain.resume, plain.resume]
+      end
+      expect(fiber.await).to eq([1, 2, :a, :b])
+    end
   end
 
   describe 'structured concurrency' do

@@ -3,20 +3,28 @@
 //! Every operation is O(1) (amortised): a fiber's live entry is found through a hash keyed by
 //! the fiber, and an entry that is superseded (rescheduled, unscheduled) is left in place and
 //! skipped when it reaches the front, instead of being searched for.
+//!
+//! A fiber queued by [`RunQueue::push_fresh`] has never run: it comes out of [`RunQueue::pop`]
+//! marked so, also after it was rescheduled, so the backend can start it the way that frees
+//! its stack when it ends.
 
+use std::collections::hash_map::Entry as Slot;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use rb_sys::VALUE;
 
 /// INVARIANT: every fiber in `live` has exactly one entry in `entries` with the recorded `seq`;
-/// any other entry for it is stale.
+/// any other entry for it is stale. `live` holds `seq << 1 | fresh`.
 #[derive(Default)]
 pub(crate) struct RunQueue {
     entries: VecDeque<Entry>,
     live: HashMap<VALUE, u64, BuildHasherDefault<ValueHasher>>,
     next_seq: u64,
 }
+
+/// A fiber to run, the value it gets, and whether it has never run.
+pub(crate) type Runnable = (VALUE, VALUE, bool);
 
 struct Entry {
     fiber: VALUE,
@@ -28,6 +36,15 @@ impl RunQueue {
     /// Queues `fiber` to be resumed with `value`, at the back, or at the front if `prioritize`.
     /// A fiber already queued loses its earlier entry: it runs once, with the latest value.
     pub(crate) fn push(&mut self, fiber: VALUE, value: VALUE, prioritize: bool) {
+        self.enqueue(fiber, value, prioritize, false);
+    }
+
+    /// Queues a fiber that has never run, to be started with `value`.
+    pub(crate) fn push_fresh(&mut self, fiber: VALUE, value: VALUE) {
+        self.enqueue(fiber, value, false, true);
+    }
+
+    fn enqueue(&mut self, fiber: VALUE, value: VALUE, prioritize: bool, fresh: bool) {
         self.next_seq += 1;
         let seq = self.next_seq;
         let entry = Entry { fiber, value, seq };
@@ -36,29 +53,37 @@ impl RunQueue {
         } else {
             self.entries.push_back(entry);
         }
-        if self.live.insert(fiber, seq).is_some() && self.entries.len() > 2 * self.live.len() + 64 {
+        let replaced = match self.live.entry(fiber) {
+            Slot::Occupied(mut slot) => {
+                let fresh = fresh || *slot.get() & 1 == 1;
+                slot.insert(seq << 1 | fresh as u64);
+                true
+            }
+            Slot::Vacant(slot) => {
+                slot.insert(seq << 1 | fresh as u64);
+                false
+            }
+        };
+        if replaced && self.entries.len() > 2 * self.live.len() + 64 {
             self.compact();
         }
     }
 
-    /// The next fiber to run and its value.
-    pub(crate) fn pop(&mut self) -> Option<(VALUE, VALUE)> {
+    /// The next fiber to run, its value, and whether it has never run.
+    pub(crate) fn pop(&mut self) -> Option<Runnable> {
         while let Some(entry) = self.entries.pop_front() {
             match self.live.remove(&entry.fiber) {
-                Some(seq) if seq == entry.seq => return Some((entry.fiber, entry.value)),
+                Some(tagged) if tagged >> 1 == entry.seq => {
+                    return Some((entry.fiber, entry.value, tagged & 1 == 1));
+                }
                 // A stale entry: the fiber's live one is further back.
-                Some(seq) => {
-                    self.live.insert(entry.fiber, seq);
+                Some(tagged) => {
+                    self.live.insert(entry.fiber, tagged);
                 }
                 None => {}
             }
         }
         None
-    }
-
-    /// Takes `fiber` out of the queue; returns whether it was queued.
-    pub(crate) fn remove(&mut self, fiber: VALUE) -> bool {
-        self.live.remove(&fiber).is_some()
     }
 
     pub(crate) fn contains(&self, fiber: VALUE) -> bool {
@@ -80,7 +105,8 @@ impl RunQueue {
 
     fn compact(&mut self) {
         let live = &self.live;
-        self.entries.retain(|e| live.get(&e.fiber) == Some(&e.seq));
+        self.entries
+            .retain(|e| live.get(&e.fiber).map(|tagged| tagged >> 1) == Some(e.seq));
     }
 }
 
@@ -119,23 +145,23 @@ mod tests {
         q.push(16, 2, false);
         q.push(8, 3, false);
         assert_eq!(q.len(), 2);
-        assert_eq!(q.pop(), Some((16, 2)));
-        assert_eq!(q.pop(), Some((8, 3)));
+        assert_eq!(q.pop(), Some((16, 2, false)));
+        assert_eq!(q.pop(), Some((8, 3, false)));
         assert_eq!(q.pop(), None);
     }
 
     #[test]
-    fn prioritized_and_removed_fibers() {
+    fn prioritized_fibers_run_first() {
         let mut q = RunQueue::default();
         q.push(8, 1, false);
         q.push(16, 2, false);
         q.push(24, 3, true);
-        assert!(q.remove(8));
-        assert!(!q.remove(8));
-        assert!(!q.contains(8));
-        assert_eq!(q.pop(), Some((24, 3)));
-        assert_eq!(q.pop(), Some((16, 2)));
+        assert!(q.contains(8));
+        assert_eq!(q.pop(), Some((24, 3, false)));
+        assert_eq!(q.pop(), Some((8, 1, false)));
+        assert_eq!(q.pop(), Some((16, 2, false)));
         assert!(q.is_empty());
+        assert!(!q.contains(8));
     }
 
     #[test]
@@ -145,6 +171,18 @@ mod tests {
             q.push(8, i, false);
         }
         assert!(q.entries.len() < 200);
-        assert_eq!(q.pop(), Some((8, 9_999)));
+        assert_eq!(q.pop(), Some((8, 9_999, false)));
+    }
+
+    #[test]
+    fn a_fresh_fiber_stays_fresh_when_rescheduled() {
+        let mut q = RunQueue::default();
+        q.push_fresh(8, 0);
+        q.push(16, 1, false);
+        q.push(8, 2, true);
+        assert_eq!(q.pop(), Some((8, 2, true)));
+        assert_eq!(q.pop(), Some((16, 1, false)));
+        q.push(8, 3, false);
+        assert_eq!(q.pop(), Some((8, 3, false)));
     }
 }
