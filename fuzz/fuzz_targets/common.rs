@@ -1,0 +1,48 @@
+//! Shared by the targets: parses every message of `data`, fed in pieces whose sizes come from
+//! the first byte, through the pull parser, and checks what must always hold.
+
+use std::convert::Infallible;
+
+use h1p::pull::{Parser, Source};
+use h1p::{Limits, Mode};
+
+struct Pieces<'a> {
+    data: &'a [u8],
+    piece: usize,
+}
+
+impl Source for Pieces<'_> {
+    type Error = Infallible;
+
+    fn read(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<usize, Infallible> {
+        let n = max.min(self.piece).min(self.data.len());
+        buf.extend_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+pub fn parse_all(data: &[u8], mode: Mode) {
+    let Some((&first, data)) = data.split_first() else { return };
+    let piece = usize::from(first % 16) + 1;
+    let mut parser = Parser::new(Pieces { data, piece }, mode, Limits::default());
+    let mut consumed_messages = 0;
+    while let Ok(Some(message)) = parser.parse_headers() {
+        assert!(message.head.len <= data.len());
+        for (name, value) in message.fields() {
+            assert!(!name.is_empty() && name.len() <= 128 && value.len() <= 2048);
+            assert!(!value.contains(&b'\r') && !value.contains(&b'\n') && !value.contains(&0));
+        }
+        let mut body = 0;
+        loop {
+            match parser.read_body_chunk(false) {
+                Ok(Some(chunk)) => body += chunk.len(),
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+        assert!(body <= data.len());
+        consumed_messages += 1;
+        assert!(consumed_messages <= data.len());
+    }
+}

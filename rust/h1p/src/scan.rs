@@ -1,0 +1,107 @@
+//! Byte classes and fast scans. On x86_64, lines are checked 16 bytes at a time with SSE2
+//! (through `safe_arch`, so this crate has no `unsafe`): most bytes of a target or a header
+//! value are ordinary, and a block with none of the special bytes is skipped whole.
+
+/// `tchar` of RFC 9110 5.6.2: the bytes of methods and field names.
+static TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
+#[inline]
+pub(crate) fn is_tchar(b: u8) -> bool {
+    TCHAR[b as usize]
+}
+
+#[inline(always)]
+fn special(b: u8, n: u8) -> bool {
+    b < n || b == 0x7f
+}
+
+/// The index of the first byte in `bytes[from..]` that is below `n` (1 to 128) or DEL.
+#[inline]
+pub(crate) fn find_special(bytes: &[u8], from: usize, n: u8) -> Option<usize> {
+    let mut i = from;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use safe_arch::{
+            bitor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, max_u8_m128i,
+            move_mask_i8_m128i, set_splat_i8_m128i,
+        };
+        // x < n  <=>  max(x, n - 1) == n - 1 (unsigned).
+        let below = set_splat_i8_m128i((n - 1) as i8);
+        let del = set_splat_i8_m128i(0x7f);
+        let mut blocks = bytes[from..].chunks_exact(16);
+        for block in &mut blocks {
+            let x = load_unaligned_m128i(block.try_into().expect("16 bytes"));
+            let low = cmp_eq_mask_i8_m128i(max_u8_m128i(x, below), below);
+            let mask = move_mask_i8_m128i(bitor_m128i(low, cmp_eq_mask_i8_m128i(x, del)));
+            if mask != 0 {
+                return Some(i + mask.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
+    }
+    bytes[i..]
+        .iter()
+        .position(|&b| special(b, n))
+        .map(|p| i + p)
+}
+
+/// Optional whitespace of RFC 9110 5.6.3.
+#[inline]
+pub(crate) fn is_ows(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_first_special_byte() {
+        let line = b"abcdefghijklmnop\tqrs";
+        assert_eq!(find_special(line, 0, 0x20), Some(16));
+        assert_eq!(find_special(line, 17, 0x20), None);
+        assert_eq!(find_special(b"0123456789\x7f", 0, 0x20), Some(10));
+        assert_eq!(
+            find_special("caf\u{e9} au lait".as_bytes(), 0, 0x21),
+            Some(5)
+        );
+        assert_eq!(find_special(b"", 0, 0x20), None);
+        for pos in 0..20 {
+            let mut v = vec![b'a'; 20];
+            v[pos] = b'\r';
+            assert_eq!(find_special(&v, 0, 0x20), Some(pos));
+        }
+    }
+
+    #[test]
+    fn tchars() {
+        assert!(is_tchar(b'G') && is_tchar(b'-') && is_tchar(b'~'));
+        assert!(!is_tchar(b'(') && !is_tchar(b':') && !is_tchar(b' ') && !is_tchar(0xc3));
+    }
+}
