@@ -2,14 +2,7 @@
 
 require_relative 'polyphony/version'
 
-# The native extension: under a per-Ruby-version directory when installed as a gem built for
-# several Rubies, else beside this file (a local build or `gem install`).
-begin
-  require_relative "polyphony/#{RUBY_VERSION[/\d+\.\d+/]}/polyphony_ext"
-rescue LoadError
-  require_relative 'polyphony/polyphony_ext'
-end
-
+require_relative 'polyphony/native'
 require_relative 'polyphony/core/exceptions'
 require_relative 'polyphony/core/timeout'
 require_relative 'polyphony/extensions/fiber'

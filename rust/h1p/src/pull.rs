@@ -90,6 +90,10 @@ impl<S: Source> Parser<S> {
         }
     }
 
+    pub fn mode(&self) -> Mode {
+        self.head.mode()
+    }
+
     pub fn source(&self) -> &S {
         &self.source
     }

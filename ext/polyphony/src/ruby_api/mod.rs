@@ -1,10 +1,12 @@
 //! The Ruby classes, one per file.
 
 mod backend;
+mod h1p;
 
 use magnus::{Error, Ruby};
 
 pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     let polyphony = ruby.define_module("Polyphony")?;
-    backend::init(ruby, polyphony)
+    backend::init(ruby, polyphony)?;
+    h1p::init(ruby)
 }

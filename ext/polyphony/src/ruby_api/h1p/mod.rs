@@ -1,0 +1,29 @@
+//! `H1P`: the HTTP/1 parser (`H1P::Parser`) and the response writers (`H1P.send_response`...)
+//! over the `h1p` crate.
+
+mod names;
+mod parser;
+mod response;
+
+use magnus::value::Lazy;
+use magnus::{prelude::*, Error, ExceptionClass, Ruby};
+
+/// `H1P::Error`: every malformed message and every misuse.
+pub(crate) static ERROR: Lazy<ExceptionClass> = Lazy::new(|ruby| {
+    let h1p = ruby.define_module("H1P").expect("H1P is defined at init");
+    h1p.const_get("Error")
+        .expect("H1P::Error is defined at init")
+});
+
+pub(crate) fn error(message: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    let ruby = Ruby::get().expect("called from Ruby");
+    Error::new(ruby.get_inner(&ERROR), message)
+}
+
+pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
+    let h1p = ruby.define_module("H1P")?;
+    h1p.define_error("Error", ruby.exception_standard_error())?;
+    names::init(ruby)?;
+    parser::init(ruby, h1p)?;
+    response::init(ruby, h1p)
+}

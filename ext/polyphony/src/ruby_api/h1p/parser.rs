@@ -1,0 +1,400 @@
+//! `H1P::Parser`: the pull parser over a Ruby source.
+//!
+//! A source is a block or callable returning a String (nil at the end), or anything answering
+//! `readpartial` (an IO, a socket, a StringIO). Bytes are copied once, into the parser's
+//! buffer; the header hash is built straight from spans of it.
+
+use std::cell::RefCell;
+
+use h1p::pull::{Message, Parser, PullError, Source};
+use h1p::{Limits, Mode, Version};
+use magnus::rb_sys::AsRawValue;
+use magnus::typed_data::{DataTypeFunctions, Obj};
+use magnus::value::{LazyId, ReprValue};
+use magnus::{
+    function, gc, method, prelude::*, Error, RHash, RModule, RString, Ruby, Symbol, TryConvert,
+    Value,
+};
+use rb_sys::VALUE;
+
+use super::names::names;
+use super::{error, ERROR};
+
+/// The source object is held as a raw VALUE (marked by the parser object) so that the
+/// parser is `Send`, as wrapped Rust data must be.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A block or an object answering `call`.
+    Call(VALUE),
+    /// An object answering `readpartial`.
+    ReadPartial(VALUE),
+}
+
+impl Kind {
+    fn object(self) -> Value {
+        let (Kind::Call(raw) | Kind::ReadPartial(raw)) = self;
+        // SAFETY: the parser object marks (and pins) the source, so it is alive.
+        unsafe { magnus::rb_sys::FromRawValue::from_raw(raw) }
+    }
+}
+
+struct RubySource {
+    kind: Kind,
+}
+
+impl Source for RubySource {
+    type Error = Error;
+
+    fn read(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<usize, Error> {
+        let ruby = Ruby::get().expect("called from Ruby");
+        let object = self.kind.object();
+        let chunk: Value = match self.kind {
+            Kind::Call(_) => object.funcall(*CALL, ())?,
+            Kind::ReadPartial(_) => match object.funcall(*READPARTIAL, (max,)) {
+                Ok(chunk) => chunk,
+                Err(e) if e.is_kind_of(ruby.exception_eof_error()) => ruby.qnil().as_value(),
+                Err(e) => return Err(e),
+            },
+        };
+        if chunk.is_nil() {
+            return Ok(0);
+        }
+        let chunk = RString::try_convert(chunk).map_err(|_| {
+            error(format!(
+                "the parser's source must return a String or nil, not {}",
+                unsafe_class_name(chunk)
+            ))
+        })?;
+        // SAFETY: the slice is copied before any other Ruby call, so the GC cannot move or
+        // free the string's bytes meanwhile.
+        let bytes = unsafe { chunk.as_slice() };
+        buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+}
+
+fn unsafe_class_name(value: Value) -> String {
+    // SAFETY: the class of a live object is a live class.
+    unsafe { value.classname() }.into_owned()
+}
+
+static CALL: LazyId = LazyId::new("call");
+static READPARTIAL: LazyId = LazyId::new("readpartial");
+
+#[derive(magnus::TypedData)]
+#[magnus(class = "H1P::Parser", free_immediately, mark, size)]
+pub(crate) struct H1PParser {
+    inner: RefCell<Parser<RubySource>>,
+    /// The source object, for the GC (the source holds it too).
+    source: VALUE,
+}
+
+impl DataTypeFunctions for H1PParser {
+    fn mark(&self, _marker: &gc::Marker) {
+        // SAFETY: called by the GC; `rb_gc_mark` also pins it, so the raw VALUE stays valid.
+        unsafe { rb_sys::rb_gc_mark(self.source) };
+    }
+}
+
+/// `H1P::Parser.new(io = nil, mode = :server, **limits) { next_chunk }`.
+fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
+    let (args, options) = match args.split_last() {
+        Some((last, rest)) if RHash::from_value(*last).is_some() => {
+            (rest, RHash::from_value(*last))
+        }
+        _ => (args, None),
+    };
+    let (source, mode) = if ruby.block_given() {
+        let block = ruby.block_proc()?.as_raw();
+        match args {
+            [] => (Kind::Call(block), Mode::Server),
+            [mode] => (Kind::Call(block), parse_mode(*mode)?),
+            _ => {
+                return Err(Error::new(
+                    ruby.exception_arg_error(),
+                    "with a block, give only the mode",
+                ))
+            }
+        }
+    } else {
+        let (io, mode) = match args {
+            [io] => (*io, Mode::Server),
+            [io, mode] => (*io, parse_mode(*mode)?),
+            _ => {
+                return Err(Error::new(
+                    ruby.exception_arg_error(),
+                    format!(
+                        "wrong number of arguments (given {}, expected 1..2, or a block)",
+                        args.len()
+                    ),
+                ))
+            }
+        };
+        let kind = if io.respond_to("readpartial", false)? {
+            Kind::ReadPartial(io.as_raw())
+        } else if io.respond_to("call", false)? {
+            Kind::Call(io.as_raw())
+        } else {
+            return Err(Error::new(
+                ruby.exception_type_error(),
+                format!(
+                    "H1P::Parser needs an IO, something answering readpartial or call, or a block; got {}",
+                    unsafe_class_name(io)
+                ),
+            ));
+        };
+        (kind, mode)
+    };
+    let limits = limits(ruby, options)?;
+    let held = source.object().as_raw();
+    let parser = Parser::new(RubySource { kind: source }, mode, limits);
+    Ok(ruby.obj_wrap(H1PParser {
+        inner: RefCell::new(parser),
+        source: held,
+    }))
+}
+
+fn parse_mode(mode: Value) -> Result<Mode, Error> {
+    let ruby = Ruby::get().expect("called from Ruby");
+    let name = Symbol::from_value(mode)
+        .map(|s| s.name().map(|n| n.into_owned()))
+        .transpose()?
+        .or_else(|| RString::from_value(mode).and_then(|s| s.to_string().ok()));
+    match name.as_deref() {
+        Some("server") => Ok(Mode::Server),
+        Some("client") => Ok(Mode::Client),
+        _ => Err(Error::new(
+            ruby.exception_arg_error(),
+            format!("mode must be :server or :client, not {}", mode.inspect()),
+        )),
+    }
+}
+
+/// Limits from keyword options: `max_method`, `max_target`, `max_status_message`,
+/// `max_header_name`, `max_header_value`, `max_headers`, `max_body`.
+fn limits(ruby: &Ruby, options: Option<RHash>) -> Result<Limits, Error> {
+    let mut limits = Limits::default();
+    let Some(options) = options else {
+        return Ok(limits);
+    };
+    let mut unknown = Vec::new();
+    options.foreach(|key: Symbol, value: Value| {
+        let name = key.name()?;
+        let number = || -> Result<usize, Error> { usize::try_convert(value) };
+        match name.as_ref() {
+            "max_method" => limits.method = number()?,
+            "max_target" => limits.target = number()?,
+            "max_status_message" => limits.status_message = number()?,
+            "max_header_name" => limits.header_name = number()?,
+            "max_header_value" => limits.header_value = number()?,
+            "max_headers" => limits.headers = number()?,
+            "max_body" => {
+                limits.max_body = if value.is_nil() {
+                    None
+                } else {
+                    Some(u64::try_convert(value)?)
+                }
+            }
+            other => unknown.push(other.to_owned()),
+        }
+        Ok(magnus::r_hash::ForEach::Continue)
+    })?;
+    if !unknown.is_empty() {
+        return Err(Error::new(
+            ruby.exception_arg_error(),
+            format!("unknown H1P::Parser option(s): {}", unknown.join(", ")),
+        ));
+    }
+    Ok(limits)
+}
+
+impl H1PParser {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Parser<RubySource>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut parser = self
+            .inner
+            .try_borrow_mut()
+            .map_err(|_| error("H1P::Parser called from its own source"))?;
+        f(&mut parser)
+    }
+}
+
+fn convert<E: Into<Error>>(e: PullError<E>) -> Error {
+    match e {
+        PullError::Parse(e) => error(e.to_string()),
+        PullError::Source(e) => e.into(),
+        PullError::Misuse(m) => error(m),
+    }
+}
+
+fn parse_headers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Error> {
+    rb_self.with(|parser| {
+        let mode = parser.mode();
+        match parser.parse_headers().map_err(convert)? {
+            None => Ok(None),
+            Some(message) => build_hash(ruby, &message, mode).map(Some),
+        }
+    })
+}
+
+fn str_value(ruby: &Ruby, bytes: &[u8]) -> VALUE {
+    ruby.str_from_slice(bytes).as_raw()
+}
+
+fn build_hash(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHash, Error> {
+    let n = names();
+    let head = message.head;
+    let hash = ruby.hash_new();
+    let h = hash.as_raw();
+    let aset = |key: VALUE, value: VALUE| {
+        // SAFETY: `h` is a live Hash we just made; keys and values are live objects.
+        unsafe { rb_sys::rb_hash_aset(h, key, value) };
+    };
+    let protocol = match head.version {
+        Version::Http10 => n.http10,
+        Version::Http11 => n.http11,
+        Version::Http1 => n.http1,
+    };
+    match mode {
+        Mode::Server => {
+            let method = message.get(head.method);
+            let mut upper = [0u8; 16];
+            let method_value = if method.len() <= upper.len() {
+                let upper = &mut upper[..method.len()];
+                upper.copy_from_slice(method);
+                upper.make_ascii_uppercase();
+                n.method(upper).unwrap_or_else(|| str_value(ruby, upper))
+            } else {
+                str_value(ruby, &method.to_ascii_uppercase())
+            };
+            aset(n.method, method_value);
+            aset(n.path, str_value(ruby, message.get(head.target)));
+            aset(n.protocol, protocol);
+        }
+        Mode::Client => {
+            aset(n.protocol, protocol);
+            aset(
+                n.status,
+                ruby.integer_from_u64(u64::from(head.status)).as_raw(),
+            );
+            aset(n.status_message, str_value(ruby, message.get(head.reason)));
+        }
+    }
+    let fields = &head.fields;
+    for (i, field) in fields.iter().enumerate() {
+        let name = message.get(field.name);
+        let value = str_value(ruby, message.get(field.value));
+        let mut lower = [0u8; 128];
+        let key = if name.len() <= lower.len() {
+            let lower = &mut lower[..name.len()];
+            lower.copy_from_slice(name);
+            lower.make_ascii_lowercase();
+            n.header(lower).unwrap_or_else(|| {
+                ruby.str_new(std::str::from_utf8(lower).unwrap_or_default())
+                    .as_raw()
+            })
+        } else {
+            ruby.str_from_slice(&name.to_ascii_lowercase()).as_raw()
+        };
+        let repeated = fields[..i]
+            .iter()
+            .any(|earlier| message.get(earlier.name).eq_ignore_ascii_case(name));
+        if repeated {
+            // SAFETY: as above.
+            let existing = unsafe { rb_sys::rb_hash_aref(h, key) };
+            // SAFETY: `existing` came from the hash.
+            let existing: Value = unsafe { magnus::rb_sys::FromRawValue::from_raw(existing) };
+            if let Some(array) = magnus::RArray::from_value(existing) {
+                // SAFETY: `value` is a live String.
+                array.push(unsafe { <Value as magnus::rb_sys::FromRawValue>::from_raw(value) })?;
+                continue;
+            }
+            // SAFETY: both are live objects.
+            let pair = unsafe {
+                ruby.ary_new_from_values(&[
+                    existing,
+                    <Value as magnus::rb_sys::FromRawValue>::from_raw(value),
+                ])
+            };
+            aset(key, pair.as_raw());
+        } else {
+            aset(key, value);
+        }
+    }
+    aset(n.rx, ruby.integer_from_u64(head.len as u64).as_raw());
+    Ok(hash)
+}
+
+fn read_body(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RString>, Error> {
+    rb_self.with(|parser| {
+        let mut body: Option<RString> = None;
+        while let Some(chunk) = parser.read_body_chunk(false).map_err(convert)? {
+            match body {
+                Some(body) => body.cat(chunk),
+                None => body = Some(ruby.str_from_slice(chunk)),
+            }
+        }
+        Ok(body.filter(|b| !b.is_empty()))
+    })
+}
+
+fn read_body_chunk(
+    ruby: &Ruby,
+    rb_self: &H1PParser,
+    args: &[Value],
+) -> Result<Option<RString>, Error> {
+    let buffered_only = match args {
+        [] => false,
+        [flag] => flag.to_bool(),
+        _ => {
+            return Err(Error::new(
+                ruby.exception_arg_error(),
+                "wrong number of arguments (expected 0..1)",
+            ))
+        }
+    };
+    rb_self.with(|parser| {
+        let chunk = parser.read_body_chunk(buffered_only).map_err(convert)?;
+        Ok(chunk.map(|c| ruby.str_from_slice(c)))
+    })
+}
+
+/// Writes the rest of the body to `io` (with `write`); returns the bytes written.
+fn splice_body_to(ruby: &Ruby, rb_self: &H1PParser, io: Value) -> Result<u64, Error> {
+    let mut total = 0u64;
+    loop {
+        let chunk = rb_self.with(|parser| {
+            Ok(parser
+                .read_body_chunk(false)
+                .map_err(convert)?
+                .map(|c| ruby.str_from_slice(c)))
+        })?;
+        let Some(chunk) = chunk else { return Ok(total) };
+        total += chunk.len() as u64;
+        let _: Value = io.funcall("write", (chunk,))?;
+    }
+}
+
+fn is_complete(rb_self: &H1PParser) -> Result<bool, Error> {
+    rb_self.with(|parser| Ok(parser.is_complete()))
+}
+
+fn is_keep_alive(rb_self: &H1PParser) -> Result<bool, Error> {
+    rb_self.with(|parser| Ok(parser.keep_alive()))
+}
+
+pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
+    let _ = ruby.get_inner(&ERROR);
+    let class = h1p.define_class("Parser", ruby.class_object())?;
+    class.undef_default_alloc_func();
+    class.define_singleton_method("new", function!(parser_new, -1))?;
+    class.define_method("parse_headers", method!(parse_headers, 0))?;
+    class.define_method("read_body", method!(read_body, 0))?;
+    class.define_method("read_body_chunk", method!(read_body_chunk, -1))?;
+    class.define_method("splice_body_to", method!(splice_body_to, 1))?;
+    class.define_method("complete?", method!(is_complete, 0))?;
+    class.define_method("keep_alive?", method!(is_keep_alive, 0))?;
+    Ok(())
+}

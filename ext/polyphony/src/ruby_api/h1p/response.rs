@@ -1,0 +1,219 @@
+//! `H1P.send_response`, `H1P.send_chunked_response` and `H1P.send_body_chunk`.
+//!
+//! The head is built in Rust and written with the body in one `write(head, body)` call (a
+//! writev on a real IO). Header names must be tokens and values must not hold CR, LF or NUL:
+//! anything else is an `H1P::Error`, never a split response.
+
+use magnus::value::ReprValue;
+use magnus::{
+    function, prelude::*, Error, Integer, RArray, RHash, RModule, RString, Ruby, Symbol, Value,
+};
+
+use super::error;
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// A Ruby String, Symbol or anything else as its `to_s` bytes.
+fn text(value: Value) -> Result<Vec<u8>, Error> {
+    let string = match RString::from_value(value) {
+        Some(s) => s,
+        None => match Symbol::from_value(value) {
+            Some(sym) => return Ok(sym.name()?.as_bytes().to_vec()),
+            None => value.funcall::<_, _, RString>("to_s", ())?,
+        },
+    };
+    // SAFETY: copied at once, with no Ruby call in between.
+    Ok(unsafe { string.as_slice() }.to_vec())
+}
+
+fn is_token(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+struct HeadInfo {
+    head: Vec<u8>,
+    status: u16,
+}
+
+/// Builds the status line and fields; adds `Transfer-Encoding: chunked` or a Content-Length
+/// for `body_len` unless the caller gave framing fields.
+fn build_head(headers: RHash, body_len: Option<usize>, chunked: bool) -> Result<HeadInfo, Error> {
+    let ruby = Ruby::get().expect("called from Ruby");
+    let status_value: Value = headers.aref(":status")?;
+    let status = if status_value.is_nil() {
+        200
+    } else {
+        let text = String::from_utf8_lossy(&text(status_value)?).into_owned();
+        text.trim()
+            .get(..3)
+            .and_then(|digits| digits.parse::<u16>().ok())
+            .filter(|s| (100..=999).contains(s))
+            .ok_or_else(|| error(format!("invalid :status {}", status_value.inspect())))?
+    };
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.to_string().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(reason(status).as_bytes());
+    head.extend_from_slice(b"\r\n");
+    let mut has_length = false;
+    let mut has_encoding = false;
+    headers.foreach(|key: Value, value: Value| {
+        let name = text(key)?;
+        if name.first() == Some(&b':') {
+            return Ok(magnus::r_hash::ForEach::Continue);
+        }
+        if !is_token(&name) {
+            return Err(error(format!("invalid header name {}", key.inspect())));
+        }
+        has_length |= name.eq_ignore_ascii_case(b"content-length");
+        has_encoding |= name.eq_ignore_ascii_case(b"transfer-encoding");
+        let mut emit = |value: Value| -> Result<(), Error> {
+            let value_bytes = text(value)?;
+            if value_bytes
+                .iter()
+                .any(|&b| b == b'\r' || b == b'\n' || b == 0)
+            {
+                return Err(error(format!(
+                    "header {} has CR, LF or NUL in its value",
+                    String::from_utf8_lossy(&name)
+                )));
+            }
+            head.extend_from_slice(&name);
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(&value_bytes);
+            head.extend_from_slice(b"\r\n");
+            Ok(())
+        };
+        match RArray::from_value(value) {
+            Some(values) => {
+                for value in values.into_iter() {
+                    emit(value)?;
+                }
+            }
+            None => emit(value)?,
+        }
+        Ok(magnus::r_hash::ForEach::Continue)
+    })?;
+    let bodiless = matches!(status, 100..=199 | 204 | 304);
+    if chunked && !has_encoding {
+        head.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    } else if !chunked && !has_length && !has_encoding && !bodiless {
+        let len = body_len.unwrap_or(0);
+        head.extend_from_slice(format!("Content-Length: {len}\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    let _ = ruby;
+    Ok(HeadInfo { head, status })
+}
+
+/// `H1P.send_response(io, headers, body = nil)`: returns the bytes written.
+fn send_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
+    let (io, headers, body) = match args {
+        [io, headers] => (*io, *headers, None),
+        [io, headers, body] => (*io, *headers, Some(*body).filter(|b| !b.is_nil())),
+        _ => {
+            return Err(Error::new(
+                ruby.exception_arg_error(),
+                "wrong number of arguments (expected 2..3)",
+            ))
+        }
+    };
+    let headers = RHash::try_convert(headers)?;
+    let body = body.map(RString::try_convert).transpose()?;
+    let info = build_head(headers, body.map(|b| b.len()), false)?;
+    let head = ruby.str_from_slice(&info.head);
+    let _ = info.status;
+    match body {
+        Some(body) if !body.is_empty() => io.funcall("write", (head, body)),
+        _ => io.funcall("write", (head,)),
+    }
+}
+
+/// `H1P.send_chunked_response(io, headers) { next_chunk }`: the block is called until it
+/// returns nil; each String it returns is sent as a chunk. Returns the bytes written.
+fn send_chunked_response(ruby: &Ruby, io: Value, headers: RHash) -> Result<u64, Error> {
+    let info = build_head(headers, None, true)?;
+    let written: Integer = io.funcall("write", (ruby.str_from_slice(&info.head),))?;
+    let mut total = written.to_u64()?;
+    let block = ruby.block_proc()?;
+    loop {
+        let chunk: Value = block.call(())?;
+        if chunk.is_nil() {
+            break;
+        }
+        let chunk = RString::try_convert(chunk)?;
+        if chunk.is_empty() {
+            continue;
+        }
+        total += write_chunk(ruby, io, Some(chunk))?;
+    }
+    Ok(total + write_chunk(ruby, io, None)?)
+}
+
+/// `H1P.send_body_chunk(io, chunk)`: one chunk; nil (or "") sends the last chunk.
+fn send_body_chunk(ruby: &Ruby, io: Value, chunk: Option<RString>) -> Result<u64, Error> {
+    write_chunk(ruby, io, chunk.filter(|c| !c.is_empty()))
+}
+
+fn write_chunk(ruby: &Ruby, io: Value, chunk: Option<RString>) -> Result<u64, Error> {
+    let written: Integer = match chunk {
+        None => io.funcall("write", (ruby.str_new("0\r\n\r\n"),))?,
+        Some(chunk) => {
+            let size = ruby.str_new(&format!("{:x}\r\n", chunk.len()));
+            io.funcall("write", (size, chunk, ruby.str_new("\r\n")))?
+        }
+    };
+    written.to_u64()
+}
+
+pub(crate) fn init(_ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
+    h1p.define_singleton_method("send_response", function!(send_response, -1))?;
+    h1p.define_singleton_method("send_chunked_response", function!(send_chunked_response, 2))?;
+    h1p.define_singleton_method("send_body_chunk", function!(send_body_chunk, 2))?;
+    Ok(())
+}

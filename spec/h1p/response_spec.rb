@@ -1,0 +1,54 @@
+# frozen_string_literal: true
+
+require 'stringio'
+require 'h1p'
+
+RSpec.describe 'H1P response writers' do
+  let(:io) { StringIO.new }
+
+  it 'send_response writes the status line, fields, a Content-Length and the body' do
+    written = H1P.send_response(io, { ':status' => 201, 'Content-Type' => 'text/plain' }, 'hello')
+    expect(io.string).to eq("HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello")
+    expect(written).to eq(io.string.bytesize)
+  end
+
+  it 'keeps the Content-Length the caller gave, and sends Array values as repeated fields' do
+    H1P.send_response(io, { 'content-length' => '5', 'Set-Cookie' => %w[a=1 b=2] }, 'hello')
+    expect(io.string).to eq("HTTP/1.1 200 OK\r\ncontent-length: 5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nhello")
+  end
+
+  it 'frames a response without a body, except where the status forbids a body' do
+    H1P.send_response(io, {})
+    expect(io.string).to eq("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    not_modified = StringIO.new
+    H1P.send_response(not_modified, { ':status' => 304, 'ETag' => '"x"' })
+    expect(not_modified.string).to eq("HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n")
+  end
+
+  it 'refuses CR, LF and NUL in values and non-token names: no response splitting' do
+    expect { H1P.send_response(io, { 'X-A' => "1\r\nSet-Cookie: evil=1" }) }
+      .to raise_error(H1P::Error, /X-A has CR, LF or NUL/)
+    expect { H1P.send_response(io, { "X-A\r\nEvil" => '1' }) }.to raise_error(H1P::Error, /invalid header name/)
+    expect { H1P.send_response(io, { 'Bad Name' => '1' }) }.to raise_error(H1P::Error, /invalid header name/)
+    expect { H1P.send_response(io, { ':status' => 'abc' }) }.to raise_error(H1P::Error, /invalid :status/)
+    expect(io.string).to eq('')
+  end
+
+  it 'send_chunked_response sends what the block returns until nil, then the last chunk' do
+    chunks = ['abc', '', 'defgh']
+    H1P.send_chunked_response(io, { 'Content-Type' => 'text/plain' }) { chunks.shift }
+    expect(io.string).to eq(
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n" \
+      "3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n"
+    )
+    parsed = H1P::Parser.new(StringIO.new(io.string), :client)
+    parsed.parse_headers
+    expect(parsed.read_body).to eq('abcdefgh')
+  end
+
+  it 'send_body_chunk sends one chunk, and the last chunk for nil' do
+    H1P.send_body_chunk(io, 'hello world')
+    H1P.send_body_chunk(io, nil)
+    expect(io.string).to eq("b\r\nhello world\r\n0\r\n\r\n")
+  end
+end
