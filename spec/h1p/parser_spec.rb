@@ -126,10 +126,11 @@ RSpec.describe H1P::Parser do
     expect(first.keys.map(&:object_id)).to eq(second.keys.map(&:object_id))
     GC.disable
     before = GC.stat(:total_allocated_objects)
-    100.times { parser.parse_headers }
-    per_request = (GC.stat(:total_allocated_objects) - before) / 100.0
+    1000.times { parser.parse_headers }
+    per_request = (GC.stat(:total_allocated_objects) - before) / 1000.0
     GC.enable
-    # The Hash, the path, 8 values; the block's String is the caller's.
-    expect(per_request).to be <= 11
+    # The Hash, one copy of the head, the path and 8 values (long ones share the copy's
+    # bytes); the block's String is the caller's. http_parser.rb allocates 20.
+    expect(per_request).to be < 11.1
   end
 end

@@ -2,10 +2,10 @@
 //! protocols. A request's hash then allocates only what is specific to it.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
-use magnus::rb_sys::AsRawValue;
-use magnus::{gc, prelude::*, Error, RString, Ruby};
+use magnus::{Error, Ruby};
 use rb_sys::VALUE;
 
 /// Lower-case header names common enough to intern.
@@ -81,8 +81,8 @@ const METHODS: &[&str] = &[
 ];
 
 pub(crate) struct Names {
-    headers: HashMap<&'static [u8], VALUE>,
-    methods: HashMap<&'static [u8], VALUE>,
+    headers: Table,
+    methods: Table,
     pub method: VALUE,
     pub path: VALUE,
     pub protocol: VALUE,
@@ -100,12 +100,41 @@ pub(crate) fn names() -> &'static Names {
     NAMES.get().expect("H1P names are made at init")
 }
 
-fn frozen(ruby: &Ruby, s: &str) -> VALUE {
-    let string: RString = ruby.str_new(s);
-    string.freeze();
-    gc::register_mark_object(string);
-    string.as_raw()
+/// An interned ("fstring") UTF-8 string: a Hash takes it as a key as it is, with no lookup
+/// in Ruby's table of frozen strings.
+fn frozen(_ruby: &Ruby, s: &str) -> VALUE {
+    // SAFETY: the GVL is held; `s` is valid for `len` bytes; the encoding index is UTF-8's.
+    let value = unsafe {
+        rb_sys::rb_enc_interned_str(s.as_ptr().cast(), s.len() as _, rb_sys::rb_utf8_encoding())
+    };
+    // SAFETY: `value` is a live String; registering keeps it (and its address) forever.
+    unsafe { rb_sys::rb_gc_register_mark_object(value) };
+    value
 }
+
+/// FNV-1a: names are short, and SipHash costs more than the rest of a lookup.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Table = HashMap<&'static [u8], VALUE, BuildHasherDefault<Fnv>>;
 
 impl Names {
     /// The interned string for a lower-case header name, if it is a common one.

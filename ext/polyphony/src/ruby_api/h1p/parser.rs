@@ -19,6 +19,7 @@ use rb_sys::VALUE;
 
 use super::names::names;
 use super::{error, ERROR};
+use crate::helpers::fiber::QNIL;
 
 /// The source object is held as a raw VALUE (marked by the parser object) so that the
 /// parser is `Send`, as wrapped Rust data must be.
@@ -243,9 +244,146 @@ fn str_value(ruby: &Ruby, bytes: &[u8]) -> VALUE {
     ruby.str_from_slice(bytes).as_raw()
 }
 
+/// Values longer than Ruby's embedded strings are made as substrings sharing one frozen copy
+/// of the head: one malloc per request instead of one per long value.
+struct Values {
+    head: VALUE,
+}
+
+impl Values {
+    fn new(ruby: &Ruby, message: &Message<'_>) -> Self {
+        let head = ruby.str_from_slice(&message.bytes[..message.head.len]);
+        head.freeze();
+        Values {
+            head: head.as_raw(),
+        }
+    }
+
+    fn get(&self, span: h1p::Span) -> VALUE {
+        // SAFETY: `head` is a live frozen String (referenced from this stack frame, which the
+        // GC scans) and the span lies within it: spans index the head's own bytes.
+        unsafe { rb_sys::rb_str_subseq(self.head, span.start as _, span.len() as _) }
+    }
+}
+
+/// Fields handled on the stack; a message with more goes through `build_hash_slow`.
+const STACK_FIELDS: usize = 256;
+
+/// Builds the headers hash: key/value pairs are gathered in an array on the machine stack
+/// (which the GC scans, so the new strings in it are safe) and inserted at once, which sizes
+/// the table once. A repeated field's values become an Array, in arrival order.
 fn build_hash(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHash, Error> {
+    let head = message.head;
+    let fields = &head.fields;
+    if fields.len() > STACK_FIELDS {
+        return build_hash_slow(ruby, message, mode);
+    }
+    let n = names();
+    let values = Values::new(ruby, message);
+    let mut pairs = [QNIL; 2 * (STACK_FIELDS + 4)];
+    let mut len = 0;
+    let mut push = |pairs: &mut [VALUE], key: VALUE, value: VALUE| {
+        pairs[len] = key;
+        pairs[len + 1] = value;
+        len += 2;
+        len - 2
+    };
+    push(&mut pairs, n.protocol, protocol_value(head.version));
+    match mode {
+        Mode::Server => {
+            push(
+                &mut pairs,
+                n.method,
+                method_value(ruby, message.get(head.method)),
+            );
+            push(&mut pairs, n.path, values.get(head.target));
+        }
+        Mode::Client => {
+            let status = ruby.integer_from_u64(u64::from(head.status)).as_raw();
+            push(&mut pairs, n.status, status);
+            push(&mut pairs, n.status_message, values.get(head.reason));
+        }
+    }
+    // Where each field's key sits in `pairs`, and whether its value is an Array already.
+    let mut slots = [0u16; STACK_FIELDS];
+    let mut arrays = [false; STACK_FIELDS];
+    for (i, field) in fields.iter().enumerate() {
+        let name = message.get(field.name);
+        let value = values.get(field.value);
+        let earlier = fields[..i]
+            .iter()
+            .position(|e| message.get(e.name).eq_ignore_ascii_case(name));
+        let Some(j) = earlier else {
+            slots[i] = push(&mut pairs, header_key(ruby, name), value) as u16;
+            continue;
+        };
+        // `j` is the name's first field: `position` finds the earliest.
+        let slot = slots[j] as usize;
+        if arrays[j] {
+            // SAFETY: the slot holds an Array we made; `value` is a live String.
+            unsafe { rb_sys::rb_ary_push(pairs[slot + 1], value) };
+        } else {
+            let both = [pairs[slot + 1], value];
+            // SAFETY: both are live objects; the new Array is stored on the stack at once.
+            pairs[slot + 1] = unsafe { rb_sys::rb_ary_new_from_values(2, both.as_ptr()) };
+            arrays[j] = true;
+        }
+    }
+    push(
+        &mut pairs,
+        n.rx,
+        ruby.integer_from_u64(head.len as u64).as_raw(),
+    );
+    let hash = ruby.hash_new();
+    // SAFETY: `pairs[..len]` holds live keys and values, in pairs; `hash` is a new Hash.
+    unsafe { rb_sys::rb_hash_bulk_insert(len as _, pairs.as_ptr(), hash.as_raw()) };
+    Ok(hash)
+}
+
+fn protocol_value(version: Version) -> VALUE {
+    let n = names();
+    match version {
+        Version::Http10 => n.http10,
+        Version::Http11 => n.http11,
+        Version::Http1 => n.http1,
+    }
+}
+
+/// The method, upper-cased (H1P's behaviour), interned when common.
+fn method_value(ruby: &Ruby, method: &[u8]) -> VALUE {
+    let mut upper = [0u8; 16];
+    if method.len() > upper.len() {
+        return str_value(ruby, &method.to_ascii_uppercase());
+    }
+    let upper = &mut upper[..method.len()];
+    upper.copy_from_slice(method);
+    upper.make_ascii_uppercase();
+    names()
+        .method(upper)
+        .unwrap_or_else(|| str_value(ruby, upper))
+}
+
+/// The lower-cased name as a hash key, interned when common.
+fn header_key(ruby: &Ruby, name: &[u8]) -> VALUE {
+    let mut lower = [0u8; 128];
+    if name.len() > lower.len() {
+        return ruby.str_from_slice(&name.to_ascii_lowercase()).as_raw();
+    }
+    let lower = &mut lower[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    names().header(lower).unwrap_or_else(|| {
+        // Field names are tokens: ASCII.
+        ruby.str_new(std::str::from_utf8(lower).unwrap_or_default())
+            .as_raw()
+    })
+}
+
+/// The general case (more fields than fit on the stack): one `aset` per field.
+fn build_hash_slow(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHash, Error> {
     let n = names();
     let head = message.head;
+    let values = Values::new(ruby, message);
     let hash = ruby.hash_new();
     let h = hash.as_raw();
     let aset = |key: VALUE, value: VALUE| {
@@ -270,7 +408,7 @@ fn build_hash(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHash, E
                 str_value(ruby, &method.to_ascii_uppercase())
             };
             aset(n.method, method_value);
-            aset(n.path, str_value(ruby, message.get(head.target)));
+            aset(n.path, values.get(head.target));
             aset(n.protocol, protocol);
         }
         Mode::Client => {
@@ -279,13 +417,13 @@ fn build_hash(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHash, E
                 n.status,
                 ruby.integer_from_u64(u64::from(head.status)).as_raw(),
             );
-            aset(n.status_message, str_value(ruby, message.get(head.reason)));
+            aset(n.status_message, values.get(head.reason));
         }
     }
     let fields = &head.fields;
     for (i, field) in fields.iter().enumerate() {
         let name = message.get(field.name);
-        let value = str_value(ruby, message.get(field.value));
+        let value = values.get(field.value);
         let mut lower = [0u8; 128];
         let key = if name.len() <= lower.len() {
             let lower = &mut lower[..name.len()];
