@@ -24,6 +24,19 @@ RSpec.describe Polyphony::Backend do
     expect(results).to eq((0...200).to_a)
   end
 
+  it 'spins, runs and ends fibers under GC.stress (launchers are made while the GC runs)' do
+    # A fresh process: its pool has no idle launcher, so each fiber here makes one.
+    out, err, status = run_ruby(<<~RUBY)
+      require 'polyphony'
+      GC.stress = true
+      fibers = Array.new(4) { |i| spin { snooze; i } }
+      p Fiber.await(fibers)
+    RUBY
+    expect(err).to eq('')
+    expect(status).to be_success
+    expect(out).to eq("[0, 1, 2, 3]\n")
+  end
+
   it 'keeps sleeping fibers (referenced from the timer heap) alive through GC' do
     done = []
     50.times { |i| spin { sleep 0.001 * (i % 5); done << i } }
@@ -72,6 +85,19 @@ RSpec.describe Polyphony::Backend do
     RUBY
     expect(status).to be_success
     expect(out).to eq("trapped\ntrue\n")
+  end
+
+  it 'lets a trap handler switch fibers itself (sleep, spin) while fibers wait' do
+    out, err, status = run_ruby(<<~RUBY)
+      require 'polyphony'
+      trap('USR1') { sleep 0.01; puts spin { :spun_in_trap }.await; $stdout.flush }
+      worker = spin { sleep 0.2; :worker }
+      Thread.new { Kernel.sleep 0.05; Process.kill('USR1', Process.pid) }
+      puts worker.await
+    RUBY
+    expect(err).to eq('')
+    expect(status).to be_success
+    expect(out).to eq("spun_in_trap\nworker\n")
   end
 
   it 'schedules a fiber from another thread, waking its backend' do

@@ -25,7 +25,7 @@ module Polyphony
       Kernel.raise ArgumentError, 'spin needs a block' unless block
 
       fiber = Fiber.new { |value| fiber.__run__(value) }
-      fiber.__prepare__(tag, block, self, @thread ||= Thread.current)
+      fiber.__prepare__(tag, block, self, @thread ||= Polyphony.__thread_init__)
       (@children ||= {})[fiber] = true
       Polyphony.__spawn__(fiber)
     end
@@ -385,7 +385,7 @@ module Polyphony
     # @api private
     def __setup_root__
       @root = true
-      @thread = Thread.current
+      @thread = Polyphony.__thread_init__
       self
     end
 

@@ -4,7 +4,6 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use magnus::rb_sys::protect;
-use magnus::Error;
 use polyphony_runtime::Waker;
 
 use super::fiber::QNIL;
@@ -12,9 +11,10 @@ use super::fiber::QNIL;
 /// Runs `func` without the GVL. Ruby's unblock function (called for `Thread#raise`,
 /// `Thread#kill`, signals, shutdown) wakes `waker`, which must end whatever `func` blocks on.
 ///
-/// Ruby checks its pending interrupts after `func` returns and may raise then (a trap handler,
-/// `Thread#raise`): that comes back as `Err`, after `func` has run to completion.
-pub(crate) fn without_gvl<F: FnOnce()>(waker: &Waker, func: F) -> Result<(), Error> {
+/// If an interrupt is already pending, `func` is not called at all. Pending interrupts are
+/// not run here: the caller runs them (`rb_thread_check_ints`) once it holds no borrow, since
+/// a trap handler may call back into the backend.
+pub(crate) fn without_gvl<F: FnOnce()>(waker: &Waker, func: F) {
     struct Call<F> {
         func: Option<F>,
         panicked: bool,
@@ -38,26 +38,25 @@ pub(crate) fn without_gvl<F: FnOnce()>(waker: &Waker, func: F) -> Result<(), Err
         func: Some(func),
         panicked: false,
     };
-    let result = protect(|| {
+    // Without RB_NOGVL_INTR_FAIL's interrupt check nothing here can raise.
+    let _ = protect(|| {
         // SAFETY: both pointers outlive the call; the trampoline catches panics so none unwinds
-        // into Ruby, and the unblock function only writes to an eventfd.
+        // into Ruby, and the unblock function only writes to an eventfd, which is
+        // async-signal-safe: so Ruby need not start a helper thread to call it (and then join
+        // that thread, which under a Fiber scheduler would re-enter the scheduler).
         unsafe {
-            rb_sys::rb_thread_call_without_gvl(
+            rb_sys::rb_nogvl(
                 Some(trampoline::<F>),
                 &mut call as *mut Call<F> as *mut c_void,
                 Some(unblock),
                 waker as *const Waker as *mut c_void,
+                (rb_sys::RB_NOGVL_UBF_ASYNC_SAFE | rb_sys::RB_NOGVL_INTR_FAIL) as _,
             );
         }
         QNIL
     });
     if call.panicked {
-        return Err(Error::new(
-            magnus::Ruby::get()
-                .expect("called from Ruby")
-                .exception_fatal(),
-            "polyphony: the event loop panicked while waiting",
-        ));
+        // The driver panicked: nothing sane can follow.
+        std::process::abort();
     }
-    result.map(|_| ())
 }

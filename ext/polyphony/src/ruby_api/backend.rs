@@ -25,8 +25,10 @@ use magnus::rb_sys::AsRawValue;
 use magnus::typed_data::{DataTypeFunctions, Obj};
 use magnus::value::{ReprValue, Value};
 use magnus::{function, gc, method, prelude::*, Error, Exception, RHash, RModule, Ruby};
-use polyphony_runtime::{Driver, TimerHeap, TimerKey, Waker};
+use polyphony_runtime::op::Op;
+use polyphony_runtime::{Driver, OpId, TimerHeap, TimerKey, Waker};
 use rb_sys::VALUE;
+use std::collections::HashMap;
 
 use crate::helpers::fiber::{self, QNIL};
 use crate::helpers::nogvl::without_gvl;
@@ -49,6 +51,8 @@ const UNLAUNCHED_FIBER_STACK_BYTES: isize = 16 * 1024;
 
 /// What a finished fiber's block returns; see the module docs.
 static FIBER_DONE: AtomicU64 = AtomicU64::new(0);
+/// What a fiber waiting on a kernel operation is resumed with when the operation completes.
+static OP_DONE: AtomicU64 = AtomicU64::new(0);
 /// Bumped whenever a backend is freed or the process forks: cached pointers are re-checked.
 static EPOCH: AtomicU64 = AtomicU64::new(1);
 /// Bumped in the child after `fork`: a backend from before belongs to the parent's ring.
@@ -71,6 +75,9 @@ pub(crate) struct Backend {
     waker: Arc<Waker>,
     /// Fibers scheduled from other threads, moved to the run queue by this thread's next poll.
     inbox: Mutex<Vec<(VALUE, VALUE)>>,
+    /// Operations reported complete by the last wait (not in `sched`: the wait runs without
+    /// the GVL, while another thread's GC may mark this backend).
+    completed: RefCell<Vec<u64>>,
     fork_generation: u64,
 }
 
@@ -84,6 +91,8 @@ struct Sched {
     launch: Option<(VALUE, VALUE)>,
     /// Launchers alive, busy or idle.
     launcher_count: usize,
+    /// The fiber waiting on each kernel operation, by operation id.
+    waiting: HashMap<u64, VALUE>,
 }
 
 impl Backend {
@@ -103,16 +112,18 @@ impl Backend {
                 launchers: Vec::new(),
                 launch: None,
                 launcher_count: 0,
+                waiting: HashMap::new(),
             }),
             waker: driver.waker(),
             driver: RefCell::new(Some(driver)),
             inbox: Mutex::new(Vec::new()),
+            completed: RefCell::new(Vec::new()),
             fork_generation: FORK_GENERATION.load(Ordering::Acquire),
         })
     }
 
     /// The calling thread's backend, created on first use.
-    fn current() -> Result<&'static Backend, Error> {
+    pub(crate) fn current() -> Result<&'static Backend, Error> {
         // SAFETY: called with the GVL held, on a Ruby thread.
         let thread = unsafe { rb_sys::rb_thread_current() };
         let epoch = EPOCH.load(Ordering::Acquire);
@@ -201,18 +212,20 @@ impl Backend {
     /// Starts `fiber` through an idle launcher (a new one if none is idle and the cap allows,
     /// else directly); returns what the calling fiber is later resumed with, like `transfer`.
     fn launch(&self, fiber: VALUE, value: VALUE) -> Result<VALUE, Error> {
-        let launcher = {
+        let (idle, may_create) = {
             let mut sched = self.sched.borrow_mut();
-            match sched.launchers.pop() {
-                Some(idle) => Some(idle),
-                None if sched.launcher_count < MAX_LAUNCHERS => {
-                    sched.launcher_count += 1;
-                    // SAFETY: the GVL is held; `launcher_main` has the signature Ruby calls.
-                    Some(unsafe { rb_sys::rb_fiber_new(Some(launcher_main), QNIL) })
-                }
-                None => None,
+            let idle = sched.launchers.pop();
+            let may_create = idle.is_none() && sched.launcher_count < MAX_LAUNCHERS;
+            if may_create {
+                sched.launcher_count += 1;
             }
+            (idle, may_create)
         };
+        // Not under the borrow: making a fiber allocates, and the GC then marks the backend.
+        let launcher = idle.or_else(|| {
+            // SAFETY: the GVL is held; `launcher_main` has the signature Ruby calls.
+            may_create.then(|| unsafe { rb_sys::rb_fiber_new(Some(launcher_main), QNIL) })
+        });
         let Some(launcher) = launcher else {
             // SAFETY: the GVL is held; this only adjusts the GC's malloc accounting.
             unsafe { rb_sys::rb_gc_adjust_memory_usage(UNLAUNCHED_FIBER_STACK_BYTES as _) };
@@ -288,18 +301,33 @@ impl Backend {
                     .map(|d| d.saturating_duration_since(now))
             }
         };
-        let mut driver = self.driver.borrow_mut();
-        let Some(driver) = driver.as_mut() else {
-            return Err(forked_error());
-        };
         let mut failure = None;
-        let waited = if timeout == Some(Duration::ZERO) {
-            failure = driver.wait(timeout, |_| {}).err();
-            Ok(())
-        } else {
-            without_gvl(&self.waker, || failure = driver.wait(timeout, |_| {}).err())
+        let blocked = {
+            let mut driver = self.driver.borrow_mut();
+            let Some(driver) = driver.as_mut() else {
+                return Err(forked_error());
+            };
+            let mut completed = self.completed.borrow_mut();
+            let mut record = |id: OpId| completed.push(id.to_bits());
+            if timeout == Some(Duration::ZERO) {
+                failure = driver.wait(timeout, &mut record).err();
+                false
+            } else {
+                without_gvl(&self.waker, || {
+                    failure = driver.wait(timeout, &mut record).err()
+                });
+                true
+            }
         };
+        let mut completed = self.completed.borrow_mut();
         let mut sched = self.sched.borrow_mut();
+        let done = OP_DONE.load(Ordering::Relaxed) as VALUE;
+        for id in completed.drain(..) {
+            if let Some(fiber) = sched.waiting.remove(&id) {
+                sched.runqueue.push(fiber, done, false);
+            }
+        }
+        drop(completed);
         sched.fire_timers(Instant::now());
         self.drain_inbox(&mut sched);
         drop(sched);
@@ -310,7 +338,12 @@ impl Backend {
                 format!("polyphony: {err}"),
             ));
         }
-        waited
+        if blocked {
+            // Trap handlers, Thread#raise and Thread#kill that ended the wait run now, with no
+            // borrow held: a handler may itself switch fibers or do I/O.
+            check_interrupts()?;
+        }
+        Ok(())
     }
 
     fn drain_inbox(&self, sched: &mut Sched) {
@@ -320,6 +353,40 @@ impl Backend {
                 sched.runqueue.push(fiber, value, false);
             }
         }
+    }
+
+    /// Submits `op` and parks the calling fiber until it completes. If the fiber is resumed
+    /// otherwise first (an exception, a timeout, `schedule` with a value), the operation is
+    /// cancelled (its buffers stay with the driver until the kernel lets go; a descriptor it
+    /// produced is closed) and the exception is raised or the value handed back.
+    pub(crate) fn await_op<O: Op>(&self, op: O) -> Result<Awaited<O::Output>, Error> {
+        let current = fiber::current();
+        let id = {
+            let mut driver = self.driver.borrow_mut();
+            let driver = driver.as_mut().ok_or_else(forked_error)?;
+            driver.submit(op).map_err(|e| io_error(&e))?
+        };
+        self.sched
+            .borrow_mut()
+            .waiting
+            .insert(id.to_bits(), current);
+        let resumed = self.switch(current);
+        let done = OP_DONE.load(Ordering::Relaxed) as VALUE;
+        if matches!(resumed, Ok(v) if v == done) {
+            let output = self
+                .driver
+                .borrow_mut()
+                .as_mut()
+                .and_then(|d| d.take::<O>(id));
+            if let Some(output) = output {
+                return Ok(Awaited::Done(output));
+            }
+        }
+        self.sched.borrow_mut().waiting.remove(&id.to_bits());
+        if let Some(driver) = self.driver.borrow_mut().as_mut() {
+            let _ = driver.cancel(id);
+        }
+        resumed.map(Awaited::Interrupted)
     }
 
     fn add_timer(&self, secs: f64, fiber: VALUE, value: VALUE) -> Result<TimerKey, Error> {
@@ -349,9 +416,10 @@ impl DataTypeFunctions for Backend {
         let timers = sched.timers.payloads().flat_map(|(f, v)| [*f, *v]);
         let queued = inbox.iter().flat_map(|(f, v)| [*f, *v]);
         let launch = sched.launch.iter().flat_map(|(f, v)| [*f, *v]);
+        let waiting = sched.waiting.values().copied();
         let launchers = sched.launchers.iter().copied();
         let held = sched.runqueue.values().chain(timers).chain(queued);
-        for value in held.chain(launch).chain(launchers) {
+        for value in held.chain(launch).chain(launchers).chain(waiting) {
             // SAFETY: called by the GC on values we hold. `rb_gc_mark` pins them: the run
             // queue is keyed by the fiber's address, so fibers must not move.
             unsafe { rb_sys::rb_gc_mark(value) };
@@ -368,6 +436,16 @@ impl Drop for Backend {
             }
         }
     }
+}
+
+/// Runs Ruby's pending interrupts (signal handlers, `Thread#raise`, `Thread#kill`).
+fn check_interrupts() -> Result<(), Error> {
+    magnus::rb_sys::protect(|| {
+        // SAFETY: the GVL is held; exceptions and jumps are caught by `protect`.
+        unsafe { rb_sys::rb_thread_check_ints() };
+        QNIL
+    })
+    .map(drop)
 }
 
 fn backend_ivar() -> rb_sys::ID {
@@ -392,6 +470,24 @@ fn duration(secs: f64) -> Result<Duration, Error> {
             format!("time interval must be a finite, non-negative number of seconds, got {secs}"),
         )
     })
+}
+
+/// The outcome of [`Backend::await_op`].
+pub(crate) enum Awaited<T> {
+    Done(T),
+    /// The fiber was scheduled with this value before the operation completed.
+    Interrupted(VALUE),
+}
+
+/// An `io::Error` as the matching `Errno::E*` exception.
+pub(crate) fn io_error(error: &std::io::Error) -> Error {
+    const EIO: i32 = 5;
+    let errno = error.raw_os_error().unwrap_or(EIO);
+    // SAFETY: the GVL is held; a NULL message is allowed.
+    let exc = unsafe { rb_sys::rb_syserr_new(errno, std::ptr::null()) };
+    // SAFETY: `rb_syserr_new` returns an Exception instance.
+    let exc: Value = unsafe { magnus::rb_sys::FromRawValue::from_raw(exc) };
+    Exception::from_value(exc).expect("an exception").into()
 }
 
 fn forked_error() -> Error {
@@ -593,6 +689,9 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     gc::register_mark_object(done);
     FIBER_DONE.store(raw(done) as u64, Ordering::Relaxed);
     polyphony.const_set("FIBER_DONE", done)?;
+    let op_done: Value = ruby.eval("Object.new.freeze")?;
+    gc::register_mark_object(op_done);
+    OP_DONE.store(raw(op_done) as u64, Ordering::Relaxed);
 
     let class = polyphony.define_class("Backend", ruby.class_object())?;
     class.undef_default_alloc_func();

@@ -2,11 +2,13 @@
 
 mod backend;
 mod h1p;
+mod io;
 
 use magnus::{Error, Ruby};
 
 pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     let polyphony = ruby.define_module("Polyphony")?;
     backend::init(ruby, polyphony)?;
+    io::init(ruby, polyphony)?;
     h1p::init(ruby)
 }

@@ -5,7 +5,7 @@ use io_uring::{opcode, squeue, types};
 
 use super::{Completion, Op};
 
-/// Accepts one connection; the new descriptor is close-on-exec.
+/// Accepts one connection; the new descriptor is non-blocking and close-on-exec.
 pub struct Accept {
     fd: RawFd,
 }
@@ -26,7 +26,7 @@ impl Op for Accept {
             std::ptr::null_mut(),
             std::ptr::null_mut(),
         )
-        .flags(libc::SOCK_CLOEXEC)
+        .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
         .build()
     }
 

@@ -1,0 +1,85 @@
+//! I/O through the backend: a fiber that reads, writes, accepts or waits for readiness submits
+//! a kernel operation and lets other fibers run until it completes. These are the primitives
+//! of `lib/polyphony/extensions/io.rb` and of the Fiber scheduler; Ruby sees them as
+//! `Polyphony.__io_read__` and friends.
+
+use std::os::fd::IntoRawFd;
+
+use magnus::rb_sys::AsRawValue;
+use magnus::value::ReprValue;
+use magnus::{function, prelude::*, Error, RModule, RString, Ruby, Value};
+use polyphony_runtime::op::{Accept, PollAdd, Read, Write};
+
+use super::backend::{io_error, Awaited, Backend};
+
+fn val(raw: rb_sys::VALUE) -> Value {
+    // SAFETY: values handed back by the backend are live objects from Ruby.
+    unsafe { magnus::rb_sys::FromRawValue::from_raw(raw) }
+}
+
+/// Reads at most `len` bytes from `fd`: a new String (or `buffer`, replaced), nil at EOF.
+fn io_read(ruby: &Ruby, fd: i32, len: usize, buffer: Option<RString>) -> Result<Value, Error> {
+    let op = Read::new(fd, Vec::with_capacity(len.max(1)), u64::MAX);
+    match Backend::current()?.await_op(op)? {
+        Awaited::Done((Ok(0), _)) => Ok(ruby.qnil().as_value()),
+        Awaited::Done((Ok(_), data)) => match buffer {
+            Some(buffer) => {
+                // SAFETY: `buffer` is a live String; truncating it only shortens it.
+                unsafe { rb_sys::rb_str_resize(buffer.as_raw(), 0) };
+                buffer.cat(&data);
+                Ok(buffer.as_value())
+            }
+            None => Ok(ruby.str_from_slice(&data).as_value()),
+        },
+        Awaited::Done((Err(e), _)) => Err(io_error(&e)),
+        Awaited::Interrupted(value) => Ok(val(value)),
+    }
+}
+
+/// Writes all of `data` to `fd`; returns the byte count.
+fn io_write(ruby: &Ruby, fd: i32, data: RString) -> Result<Value, Error> {
+    // SAFETY: copied at once; the op owns its copy until the kernel is done with it.
+    let mut rest = unsafe { data.as_slice() }.to_vec();
+    let total = rest.len();
+    while !rest.is_empty() {
+        let op = Write::new(fd, rest, u64::MAX);
+        match Backend::current()?.await_op(op)? {
+            Awaited::Done((Ok(n), mut buf)) => {
+                buf.drain(..n.min(buf.len()));
+                rest = buf;
+            }
+            Awaited::Done((Err(e), _)) => return Err(io_error(&e)),
+            Awaited::Interrupted(value) => return Ok(val(value)),
+        }
+    }
+    Ok(ruby.integer_from_u64(total as u64).as_value())
+}
+
+/// Accepts a connection on the listening `fd`: the new descriptor (non-blocking,
+/// close-on-exec), which the caller wraps in a socket object.
+fn io_accept(ruby: &Ruby, fd: i32) -> Result<Value, Error> {
+    match Backend::current()?.await_op(Accept::new(fd))? {
+        Awaited::Done(Ok(conn)) => Ok(ruby.integer_from_i64(conn.into_raw_fd().into()).as_value()),
+        Awaited::Done(Err(e)) => Err(io_error(&e)),
+        Awaited::Interrupted(value) => Ok(val(value)),
+    }
+}
+
+/// Waits until `fd` is ready for `events` (IO::READABLE, IO::PRIORITY, IO::WRITABLE: the
+/// poll(2) bits); returns the ready events.
+fn io_wait(ruby: &Ruby, fd: i32, events: u32) -> Result<Value, Error> {
+    let mask = events & 0x7;
+    match Backend::current()?.await_op(PollAdd::new(fd, mask))? {
+        Awaited::Done(Ok(ready)) => Ok(ruby.integer_from_u64(u64::from(ready & mask)).as_value()),
+        Awaited::Done(Err(e)) => Err(io_error(&e)),
+        Awaited::Interrupted(value) => Ok(val(value)),
+    }
+}
+
+pub(crate) fn init(_ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
+    polyphony.define_singleton_method("__io_read__", function!(io_read, 3))?;
+    polyphony.define_singleton_method("__io_write__", function!(io_write, 2))?;
+    polyphony.define_singleton_method("__io_accept__", function!(io_accept, 1))?;
+    polyphony.define_singleton_method("__io_wait__", function!(io_wait, 2))?;
+    Ok(())
+}

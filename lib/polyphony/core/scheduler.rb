@@ -1,0 +1,82 @@
+# frozen_string_literal: true
+
+module Polyphony
+  # Ruby's Fiber scheduler interface over the Polyphony backend. Set for each thread that runs
+  # fibers, it makes stock Ruby code in spun fibers (which are non-blocking) cooperate:
+  # IO#read/write/gets/puts and sockets wait in io_uring, Thread::Queue, Mutex, Monitor and
+  # ConditionVariable park the fiber, Kernel#sleep and Timeout.timeout use the backend's
+  # timers, and Process.wait and DNS lookups run off the thread. Net::HTTP, OpenSSL sockets and
+  # Socket.tcp come along. Nothing of Ruby's core classes is replaced.
+  #
+  # A thread's root fiber is a blocking fiber: Ruby calls no scheduler there. Polyphony's own
+  # methods (sleep, receive, IO#read_loop, accept_loop...) yield in every fiber.
+  class Scheduler
+    def initialize(thread = Thread.current)
+      @thread = thread
+    end
+
+    # Waits until `io` is ready for `events`; false after `timeout` seconds.
+    def io_wait(io, events, timeout)
+      return Polyphony.__io_wait__(io.fileno, events) unless timeout
+
+      move_on_after(timeout, with_value: false) { Polyphony.__io_wait__(io.fileno, events) }
+    end
+
+    def kernel_sleep(duration = nil)
+      duration ? Polyphony.__sleep__(duration) : Polyphony.__switch__
+    end
+
+    # Parks the current fiber until #unblock; false after `timeout` seconds.
+    def block(_blocker, timeout = nil)
+      return (Polyphony.__switch__ && true) || true unless timeout
+
+      move_on_after(timeout, with_value: false) do
+        Polyphony.__switch__
+        true
+      end
+    end
+
+    # Called from any thread.
+    def unblock(_blocker, fiber)
+      if Thread.current.equal?(@thread)
+        Polyphony.__schedule__(fiber, nil, false)
+      else
+        Polyphony.backend_for(@thread)&.schedule(fiber)
+      end
+    end
+
+    def timeout_after(duration, exception_class, *exception_args, &block)
+      cancel_after(duration, with_exception: exception_class.new(*exception_args), &block)
+    end
+
+    # Waits for a child process in a helper thread (Process.wait would block this one).
+    def process_wait(pid, flags)
+      Thread.new { Process::Status.wait(pid, flags) }.value
+    end
+
+    # Resolves in a helper thread (getaddrinfo blocks).
+    def address_resolve(hostname)
+      host = hostname.sub(/%.*\z/, '')
+      Thread.new { Addrinfo.getaddrinfo(host, nil).map(&:ip_address).uniq }.value
+    rescue SocketError
+      []
+    end
+
+    # Fiber.schedule { }: a fiber spun from the current one.
+    def fiber(**_options, &block)
+      Fiber.current.spin(&block)
+    end
+
+    # Polyphony ends a thread's fibers with its root fiber (structured concurrency), not here.
+    def close; end
+  end
+
+  class << self
+    # Makes the calling thread ready to run fibers: its Fiber scheduler.
+    # @api private
+    def __thread_init__
+      Fiber.set_scheduler(Scheduler.new) unless Fiber.scheduler
+      Thread.current
+    end
+  end
+end
