@@ -16,6 +16,7 @@ require_relative 'polyphony/core/resource_pool'
 require_relative 'polyphony/core/throttler'
 require_relative 'polyphony/core/timer'
 require_relative 'polyphony/core/scheduler'
+require_relative 'polyphony/extensions/io'
 require_relative 'polyphony/adapters/timeout'
 
 # Polyphony: fine-grained concurrency for Ruby on fibers, driven by io_uring.

@@ -1,0 +1,89 @@
+# frozen_string_literal: true
+
+require 'socket'
+
+module Polyphony
+  # Polyphony's IO methods, added to IO and the socket classes (new methods only: Ruby's own
+  # are left alone). They let other fibers run while they wait, in any fiber, the thread's root
+  # fiber included, and they honour Ruby's own read buffer.
+  #
+  # In spun fibers the stock methods (read, readpartial, gets, write, accept, connect...) yield
+  # too, through Polyphony::Scheduler; in a thread's root fiber, which Ruby runs as a blocking
+  # fiber, they block the thread as usual.
+  module IOAPI
+    # Reads at most `maxlen` bytes (any that are ready); nil at EOF. Waits in the backend.
+    def poly_read(maxlen = 65_536, buffer = nil)
+      loop do
+        data = buffer ? read_nonblock(maxlen, buffer, exception: false) : read_nonblock(maxlen, exception: false)
+        return data unless data == :wait_readable
+
+        Polyphony.__io_wait__(fileno, IO::READABLE)
+      end
+    end
+
+    # Writes all of `data`; returns the byte count. Waits in the backend.
+    def poly_write(data)
+      data = data.to_s
+      total = data.bytesize
+      until data.empty?
+        written = write_nonblock(data, exception: false)
+        if written == :wait_writable
+          Polyphony.__io_wait__(fileno, IO::WRITABLE)
+        else
+          data = data.byteslice(written..)
+        end
+      end
+      total
+    end
+
+    # Yields each piece of data read until EOF; returns nil.
+    def read_loop(maxlen = 65_536)
+      while (data = poly_read(maxlen))
+        yield data
+      end
+    end
+
+    # Feeds each piece of data read to `receiver.send(method, data)`, and yields what that
+    # returns when a block is given.
+    def feed_loop(receiver, method = :call)
+      read_loop do |data|
+        result = receiver.public_send(method, data)
+        yield result if block_given?
+      end
+    end
+
+    # Waits until the IO is ready for `events` (IO::READABLE, IO::WRITABLE), at most
+    # `timeout` seconds (then returns nil); returns self.
+    def poly_wait(events = IO::READABLE, timeout = nil)
+      return self if timeout.nil? && Polyphony.__io_wait__(fileno, events)
+
+      ready = move_on_after(timeout, with_value: false) { Polyphony.__io_wait__(fileno, events) }
+      ready ? self : nil
+    end
+  end
+
+  # Servers: accepting through io_uring, in any fiber.
+  module ServerAPI
+    # Accepts one connection, letting other fibers run meanwhile.
+    def poly_accept
+      fd = Polyphony.__io_accept__(fileno)
+      socket = __socket_class__.for_fd(fd)
+      socket.sync = true
+      socket
+    end
+
+    # Accepts connections forever, yielding each (usually to `spin` a fiber for it).
+    def accept_loop
+      loop { yield poly_accept }
+    end
+
+    # @api private
+    def __socket_class__
+      is_a?(UNIXServer) ? UNIXSocket : TCPSocket
+    end
+  end
+end
+
+IO.include(Polyphony::IOAPI)
+TCPServer.include(Polyphony::ServerAPI)
+UNIXServer.include(Polyphony::ServerAPI)
