@@ -2,12 +2,14 @@
 
 # H1P::Parser against http_parser.rb (Debian's ruby-http-parser.rb), in the same run: the
 # typical 467-byte browser GET with 8 headers (bench/request.bin) and a 73-byte GET
-# (bench/request-small.bin), parsed in memory and read from a pipe. Both parsers produce the
+# (bench/request-small.bin), parsed in memory and read from a pipe (on a plain thread, and on
+# Polyphony's thread, where H1P reads the pipe through io_uring). Both parsers produce the
 # same: a headers Hash plus the method and the path. Prints ns/request and objects allocated
 # per request, and the ratio. Goal: H1P at least 3x faster on the typical request.
 #
 # Usage: ruby bench/h1p.rb [requests]   (default 200,000)
 require_relative '../lib/h1p'
+require_relative '../lib/polyphony'
 require 'http_parser'
 
 COUNT = (ARGV.first || 200_000).to_i
@@ -95,10 +97,14 @@ requests = {
 }
 puts "#{COUNT} requests per run, best of 3 (#{RUBY_DESCRIPTION})"
 requests.each do |label, raw|
-  { 'in memory' => %i[h1p_in_memory http_parser_in_memory], 'over a pipe' => %i[h1p_pipe http_parser_pipe] }
-    .each do |how, (ours, theirs)|
-      h1p_ns, h1p_objects = best_of(COUNT) { send(ours, raw, COUNT) }
-      peer_ns, peer_objects = best_of(COUNT) { send(theirs, raw, COUNT) }
+  {
+    'in memory' => %i[h1p_in_memory http_parser_in_memory],
+    'over a pipe, plain thread' => [->(*a) { Thread.new { h1p_pipe(*a) }.join }, :http_parser_pipe],
+    'over a pipe, Polyphony thread' => %i[h1p_pipe http_parser_pipe]
+  }.each do |how, (ours, theirs)|
+      run = ->(m) { m.is_a?(Proc) ? m.call(raw, COUNT) : send(m, raw, COUNT) }
+      h1p_ns, h1p_objects = best_of(COUNT) { run.call(ours) }
+      peer_ns, peer_objects = best_of(COUNT) { run.call(theirs) }
       puts "#{label}, #{how}:"
       puts format('  H1P             %8.0f ns/request %6.1f objects/request', h1p_ns, h1p_objects)
       puts format('  http_parser.rb  %8.0f ns/request %6.1f objects/request', peer_ns, peer_objects)

@@ -124,6 +124,15 @@ impl Backend {
 
     /// The calling thread's backend, created on first use.
     pub(crate) fn current() -> Result<&'static Backend, Error> {
+        Self::lookup(true).map(|b| b.expect("created when missing"))
+    }
+
+    /// The calling thread's backend if it has one (a thread that runs Polyphony fibers).
+    pub(crate) fn existing() -> Option<&'static Backend> {
+        Self::lookup(false).ok().flatten()
+    }
+
+    fn lookup(create: bool) -> Result<Option<&'static Backend>, Error> {
         // SAFETY: called with the GVL held, on a Ruby thread.
         let thread = unsafe { rb_sys::rb_thread_current() };
         let epoch = EPOCH.load(Ordering::Acquire);
@@ -131,13 +140,15 @@ impl Backend {
         if cached_thread == thread && cached_epoch == epoch {
             // SAFETY: the pointer was taken from the Backend held by this thread's ivar; a
             // freed backend bumps EPOCH, so an unchanged epoch means it is still alive.
-            return Ok(unsafe { &*ptr });
+            return Ok(Some(unsafe { &*ptr }));
         }
-        let obj = Self::for_thread(thread, true)?.expect("created when missing");
+        let Some(obj) = Self::for_thread(thread, create)? else {
+            return Ok(None);
+        };
         let ptr: *const Backend = std::ops::Deref::deref(&obj);
         CURRENT.0.set((thread, ptr, epoch));
         // SAFETY: as above; the thread keeps `obj` referenced.
-        Ok(unsafe { &*ptr })
+        Ok(Some(unsafe { &*ptr }))
     }
 
     /// The backend object of `thread`, optionally created.

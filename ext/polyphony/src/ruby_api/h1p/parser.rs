@@ -20,6 +20,8 @@ use rb_sys::VALUE;
 use super::names::names;
 use super::{error, ERROR};
 use crate::helpers::fiber::QNIL;
+use crate::ruby_api::backend::{io_error, Awaited, Backend};
+use polyphony_runtime::op::Read;
 
 /// The source object is held as a raw VALUE (marked by the parser object) so that the
 /// parser is `Send`, as wrapped Rust data must be.
@@ -49,6 +51,11 @@ impl Source for RubySource {
     fn read(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<usize, Error> {
         let ruby = Ruby::get().expect("called from Ruby");
         let object = self.kind.object();
+        if let Kind::ReadPartial(raw) = self.kind {
+            if let Some(n) = read_through_backend(raw, buf, max)? {
+                return Ok(n);
+            }
+        }
         let chunk: Value = match self.kind {
             Kind::Call(_) => object.funcall(*CALL, ())?,
             Kind::ReadPartial(_) => match object.funcall(*READPARTIAL, (max,)) {
@@ -73,6 +80,44 @@ impl Source for RubySource {
         Ok(bytes.len())
     }
 }
+
+/// The fast path: an IO on a thread that runs Polyphony fibers, with nothing in Ruby's own
+/// read buffer, is read by the backend (io_uring) straight from its descriptor, with no Ruby
+/// method call and no String; other fibers run meanwhile. `None`: take the Ruby path.
+fn read_through_backend(io: VALUE, buf: &mut Vec<u8>, max: usize) -> Result<Option<usize>, Error> {
+    let Some(backend) = Backend::existing() else {
+        return Ok(None);
+    };
+    // SAFETY: the GVL is held; `io` is a live object (marked by the parser).
+    let is_io = unsafe { rb_sys::rb_obj_is_kind_of(io, rb_sys::rb_cIO) } == QTRUE;
+    if !is_io {
+        return Ok(None);
+    }
+    // SAFETY: `io` is an IO (checked), so it is an RFile; `fptr` is NULL only for an IO that
+    // was never initialized, and `rb_io_read_pending` reads its buffer counters.
+    let (fd, pending) = unsafe {
+        let fptr = (*(io as *const rb_sys::RFile)).fptr;
+        if fptr.is_null() || (*fptr).fd < 0 {
+            return Ok(None); // closed: the Ruby path raises IOError
+        }
+        ((*fptr).fd, rb_sys::rb_io_read_pending(fptr) != 0)
+    };
+    if pending {
+        return Ok(None);
+    }
+    match backend.await_op(Read::new(fd, Vec::with_capacity(max), u64::MAX))? {
+        Awaited::Done((Ok(n), data)) => {
+            buf.extend_from_slice(&data);
+            Ok(Some(n))
+        }
+        // Not readable this way (a directory, a mode the kernel refuses): the Ruby path.
+        Awaited::Done((Err(e), _)) if e.raw_os_error() == Some(22) => Ok(None),
+        Awaited::Done((Err(e), _)) => Err(io_error(&e)),
+        Awaited::Interrupted(_) => Err(error("the parser's read was interrupted")),
+    }
+}
+
+const QTRUE: VALUE = rb_sys::ruby_special_consts::RUBY_Qtrue as VALUE;
 
 fn unsafe_class_name(value: Value) -> String {
     // SAFETY: the class of a live object is a live class.
