@@ -9,7 +9,8 @@ ROOT = File.expand_path('..', __dir__)
 module SpecHelpers
   # Runs a command in ROOT, killed after `limit` seconds; returns [stdout, stderr, status].
   def run_command(*command, limit: 60)
-    out, err, status = Open3.capture3('timeout', limit.to_s, *command, chdir: ROOT, stdin_data: '')
+    env = command.first.is_a?(Hash) ? command.shift : {}
+    out, err, status = Open3.capture3(env, 'timeout', limit.to_s, *command, chdir: ROOT, stdin_data: '')
     raise "#{command.inspect} hung for #{limit} s\n#{err}" if status.exitstatus == 124
 
     [out, err, status]

@@ -1,10 +1,21 @@
 # frozen_string_literal: true
 
 RSpec.describe Polyphony::Backend do
-  it 'reports its kind' do
-    expect(Polyphony.backend_kind).to eq(:io_uring)
+  it 'reports its kind: io_uring here unless POLYPHONY_BACKEND says otherwise' do
+    expect(Polyphony.backend_kind).to eq((ENV['POLYPHONY_BACKEND'] || 'io_uring').to_sym)
     expect(Polyphony.backend).to be_a(described_class)
     expect(Polyphony.backend_for(Thread.current)).to equal(Polyphony.backend)
+  end
+
+  it 'is chosen by POLYPHONY_BACKEND, and a wrong name fails at require with a clear error' do
+    script = 'require "polyphony"; puts Polyphony.backend_kind; puts spin { :ran }.await'
+    %w[io_uring epoll].each do |kind|
+      out, _err, status = run_command({ 'POLYPHONY_BACKEND' => kind }, RbConfig.ruby, '-Ilib', '-e', script)
+      expect([status.success?, out]).to eq([true, "#{kind}\nran\n"])
+    end
+    _out, err, status = run_command({ 'POLYPHONY_BACKEND' => 'kqueue' }, RbConfig.ruby, '-Ilib', '-e', script)
+    expect(status).not_to be_success
+    expect(err).to include('POLYPHONY_BACKEND must be io_uring or epoll, not "kqueue"')
   end
 
   it 'keeps fibers referenced only from the Rust run queue alive through GC.compact and GC.stress' do

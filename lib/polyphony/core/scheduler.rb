@@ -75,6 +75,7 @@ module Polyphony
     # Makes the calling thread ready to run fibers: its Fiber scheduler.
     # @api private
     def __thread_init__
+      Polyphony.backend # made now: a bad POLYPHONY_BACKEND fails here, not mid-program
       Fiber.set_scheduler(Scheduler.new) unless Fiber.scheduler
       Thread.current
     end

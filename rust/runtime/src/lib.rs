@@ -1,6 +1,7 @@
 //! The event-loop engine under Polyphony's fibers: it knows nothing of Ruby or HTTP.
 //!
-//! - [`Driver`] submits I/O operations to the kernel (io_uring) and reports their completions.
+//! - [`Driver`] submits I/O operations to the kernel (io_uring, or epoll where io_uring is
+//!   missing or refused) and reports their completions.
 //!   Every operation owns its buffers and file descriptors until the kernel is done with them,
 //!   also after the caller has given up on it ([`Driver::cancel`]).
 //! - [`TimerHeap`] keeps deadlines with O(log n) insert and O(1) cancel, so a sleeping fiber
@@ -30,6 +31,6 @@ mod timer;
 mod waker;
 
 pub use driver::op;
-pub use driver::{Completion, Driver, OpId};
+pub use driver::{Completion, Driver, Kind, OpId};
 pub use timer::{TimerHeap, TimerKey};
 pub use waker::Waker;

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use magnus::rb_sys::AsRawValue;
 use magnus::typed_data::{DataTypeFunctions, Obj};
 use magnus::value::{ReprValue, Value};
-use magnus::{function, gc, method, prelude::*, Error, Exception, RHash, RModule, Ruby};
+use magnus::{function, gc, method, prelude::*, Error, Exception, RHash, RModule, Ruby, Symbol};
 use polyphony_runtime::op::Op;
-use polyphony_runtime::{Driver, OpId, TimerHeap, TimerKey, Waker};
+use polyphony_runtime::{Driver, Kind, OpId, TimerHeap, TimerKey, Waker};
 use rb_sys::VALUE;
 use std::collections::HashMap;
 
@@ -97,13 +97,7 @@ struct Sched {
 
 impl Backend {
     fn new() -> Result<Self, Error> {
-        let driver = Driver::new(256).map_err(|e| {
-            let ruby = Ruby::get().expect("called from Ruby");
-            Error::new(
-                ruby.exception_runtime_error(),
-                format!("polyphony: io_uring: {e}"),
-            )
-        })?;
+        let driver = new_driver()?;
         Ok(Self {
             sched: RefCell::new(Sched {
                 runqueue: RunQueue::default(),
@@ -473,6 +467,32 @@ fn backend_ivar() -> rb_sys::ID {
     }
 }
 
+/// The kernel interface: `POLYPHONY_BACKEND=io_uring|epoll` forces one; otherwise io_uring
+/// when the kernel offers it (with every opcode the ops use), else epoll.
+fn new_driver() -> Result<Driver, Error> {
+    let ruby = Ruby::get().expect("called from Ruby");
+    let fail = |message: String| Error::new(ruby.exception_runtime_error(), message);
+    let choice = std::env::var("POLYPHONY_BACKEND").unwrap_or_default();
+    let driver = match choice.as_str() {
+        "" => Driver::new(256),
+        "io_uring" => Driver::with_kind(Kind::IoUring, 256),
+        "epoll" => Driver::with_kind(Kind::Epoll, 256),
+        other => {
+            return Err(fail(format!(
+                "POLYPHONY_BACKEND must be io_uring or epoll, not {other:?}"
+            )))
+        }
+    };
+    driver.map_err(|e| {
+        let what = if choice.is_empty() {
+            "io_uring or epoll"
+        } else {
+            choice.as_str()
+        };
+        fail(format!("polyphony: cannot set up {what}: {e}"))
+    })
+}
+
 fn duration(secs: f64) -> Result<Duration, Error> {
     Duration::try_from_secs_f64(secs).map_err(|_| {
         let ruby = Ruby::get().expect("called from Ruby");
@@ -657,6 +677,17 @@ fn rb_stats(ruby: &Ruby) -> Result<RHash, Error> {
     Ok(hash)
 }
 
+/// `:io_uring` or `:epoll`: the calling thread's backend's kernel interface.
+fn rb_backend_kind(ruby: &Ruby) -> Result<Symbol, Error> {
+    let backend = Backend::current()?;
+    let kind = backend
+        .driver
+        .borrow()
+        .as_ref()
+        .map_or(Kind::IoUring, |d| d.kind());
+    Ok(ruby.to_symbol(kind.name()))
+}
+
 fn rb_backend_for(thread: Value) -> Result<Option<Obj<Backend>>, Error> {
     Backend::for_thread(raw(thread), false)
 }
@@ -720,10 +751,7 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     polyphony.define_singleton_method("__stats__", function!(rb_stats, 0))?;
     polyphony.define_singleton_method("backend_for", function!(rb_backend_for, 1))?;
     polyphony.define_singleton_method("backend", function!(rb_current_backend, 0))?;
-    polyphony.define_singleton_method(
-        "backend_kind",
-        function!(|ruby: &Ruby| ruby.to_symbol("io_uring"), 0),
-    )?;
+    polyphony.define_singleton_method("backend_kind", function!(rb_backend_kind, 0))?;
     Ok(())
 }
 

@@ -13,21 +13,24 @@
 //!    then [`Op::orphan`] releases what the kernel produced (an accepted descriptor is closed).
 //!    Buffers are never freed while the kernel may still write to them.
 //!
-//! Today the only backend is io_uring; the epoll backend meets the same contract.
+//! Two backends meet it: io_uring ([`Kind::IoUring`]), where the kernel does the operations,
+//! and epoll ([`Kind::Epoll`]), where the driver does them with non-blocking system calls when
+//! epoll says their descriptor is ready. With epoll nothing is ever in the kernel's hands, so a
+//! cancelled operation is released at once.
 
+mod epoll;
 pub mod op;
+mod uring;
 
 use std::any::Any;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
-use slab::Slab;
+use io_uring::squeue;
 
 use crate::waker::Waker;
-use op::Op;
+use op::{Attempt, Op};
 
 /// Identifies a submitted operation until it is taken or cancelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,11 +52,6 @@ impl OpId {
     }
 }
 
-/// user_data of the waker's poll; never a slab id (slab ids have a generation below 2^31).
-const WAKE_TAG: u64 = u64::MAX;
-/// user_data of cancel requests, whose own completions carry nothing we need.
-const CANCEL_TAG: u64 = u64::MAX - 1;
-
 /// What the kernel reported for one operation.
 #[derive(Clone, Copy, Debug)]
 pub struct Completion {
@@ -74,260 +72,131 @@ impl Completion {
     }
 }
 
-enum State {
-    /// Submitted; the kernel owns the op's resources.
-    InFlight,
-    /// Completed; waiting for the owner to take it.
-    Done(Completion),
-    /// Given up by its owner; freed when its completion arrives.
-    Orphaned,
+/// Which kernel interface a [`Driver`] uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// io_uring: the kernel performs the operations.
+    IoUring,
+    /// epoll: the driver performs them when their descriptors are ready.
+    Epoll,
 }
 
-struct Slot {
-    generation: u32,
-    state: State,
-    op: Box<dyn ErasedOp>,
+impl Kind {
+    /// `"io_uring"` or `"epoll"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::IoUring => "io_uring",
+            Kind::Epoll => "epoll",
+        }
+    }
 }
 
-/// An io_uring instance and the operations it holds.
-pub struct Driver {
-    ring: IoUring,
-    ops: Slab<Slot>,
-    next_generation: u32,
-    waker: Arc<Waker>,
-    waker_armed: bool,
+enum Inner {
+    Uring(uring::UringDriver),
+    Epoll(epoll::EpollDriver),
+}
+
+/// Submits operations to the kernel and reports their completions; see the module docs.
+pub struct Driver(Inner);
+
+macro_rules! delegate {
+    ($self:ident, $d:ident => $e:expr) => {
+        match &$self.0 {
+            Inner::Uring($d) => $e,
+            Inner::Epoll($d) => $e,
+        }
+    };
+    (mut $self:ident, $d:ident => $e:expr) => {
+        match &mut $self.0 {
+            Inner::Uring($d) => $e,
+            Inner::Epoll($d) => $e,
+        }
+    };
 }
 
 impl Driver {
-    /// Sets up a ring with room for `entries` submissions at a time.
+    /// io_uring if the kernel offers it (with every opcode the ops use), else epoll.
+    /// `entries`: io_uring's submission queue size.
     pub fn new(entries: u32) -> io::Result<Self> {
-        let ring = IoUring::builder().setup_clamp().build(entries)?;
-        Ok(Self {
-            ring,
-            ops: Slab::new(),
-            next_generation: 0,
-            waker: Arc::new(Waker::new()?),
-            waker_armed: false,
-        })
+        Self::with_kind(Kind::IoUring, entries).or_else(|_| Self::with_kind(Kind::Epoll, entries))
+    }
+
+    /// A driver of the given kind, or the reason it cannot be had.
+    pub fn with_kind(kind: Kind, entries: u32) -> io::Result<Self> {
+        Ok(Driver(match kind {
+            Kind::IoUring => Inner::Uring(uring::UringDriver::new(entries)?),
+            Kind::Epoll => Inner::Epoll(epoll::EpollDriver::new()?),
+        }))
+    }
+
+    /// The kernel interface in use.
+    pub fn kind(&self) -> Kind {
+        match self.0 {
+            Inner::Uring(_) => Kind::IoUring,
+            Inner::Epoll(_) => Kind::Epoll,
+        }
     }
 
     /// A handle that ends the current or next [`Driver::wait`] from any thread.
     pub fn waker(&self) -> Arc<Waker> {
-        Arc::clone(&self.waker)
+        delegate!(self, d => d.waker())
     }
 
     /// How many operations the driver holds, taken-not-yet and orphaned included.
     pub fn len(&self) -> usize {
-        self.ops.len()
+        delegate!(self, d => d.len())
     }
 
     /// Whether the driver holds no operation.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.len() == 0
     }
 
-    /// Submits `op` (queued; the kernel sees it at the next [`Driver::wait`]).
+    /// Submits `op` (started at the next [`Driver::wait`]).
     pub fn submit<O: Op>(&mut self, op: O) -> io::Result<OpId> {
-        // Box first: the entry's pointers must point into the op where it will stay.
-        let mut op: Box<dyn ErasedOp> = Box::new(op);
-        let entry = op.entry();
-        self.next_generation = (self.next_generation + 1) & 0x7fff_ffff;
-        let generation = self.next_generation;
-        let slot = self.ops.insert(Slot {
-            generation,
-            state: State::InFlight,
-            op,
-        });
-        let id = OpId(((generation as u64) << 32) | slot as u64);
-        if let Err(err) = self.push(entry.user_data(id.0)) {
-            self.ops.remove(slot);
-            return Err(err);
-        }
-        Ok(id)
+        delegate!(mut self, d => d.submit(op))
     }
 
     /// The completion of `id` if it has arrived and has not been taken.
     pub fn completion(&self, id: OpId) -> Option<Completion> {
-        match self.slot(id)?.state {
-            State::Done(completion) => Some(completion),
-            _ => None,
-        }
+        delegate!(self, d => d.completion(id))
     }
 
     /// Hands back a completed operation's output, or `None` if it is not complete (or `id` is
     /// stale, or names an operation of another type).
     pub fn take<O: Op>(&mut self, id: OpId) -> Option<O::Output> {
-        let completion = self.completion(id)?;
-        if !self.slot(id)?.op.as_any().is::<O>() {
-            return None;
-        }
-        let slot = self.ops.remove(id.slot());
-        let op = slot.op.into_any().downcast::<O>().ok()?;
-        Some(op.complete(completion))
+        delegate!(mut self, d => d.take::<O>(id))
     }
 
     /// Gives `id` up: see the module's contract, point 4.
     pub fn cancel(&mut self, id: OpId) -> io::Result<()> {
-        let Some(slot) = self.slot_mut(id) else {
-            return Ok(());
-        };
-        match slot.state {
-            State::Done(completion) => {
-                let slot = self.ops.remove(id.slot());
-                slot.op.orphan(completion);
-                Ok(())
-            }
-            State::InFlight => {
-                slot.state = State::Orphaned;
-                self.push(opcode::AsyncCancel::new(id.0).build().user_data(CANCEL_TAG))
-            }
-            State::Orphaned => Ok(()),
-        }
+        delegate!(mut self, d => d.cancel(id))
     }
 
-    /// Submits what is queued, waits as the contract says (`Some(Duration::ZERO)`: do not block)
-    /// and calls `on_complete` for each operation that completed.
+    /// Starts what was submitted, waits as the contract says (`Some(Duration::ZERO)`: do not
+    /// block) and calls `on_complete` for each operation that completed.
     pub fn wait(
         &mut self,
         timeout: Option<Duration>,
-        mut on_complete: impl FnMut(OpId),
+        on_complete: impl FnMut(OpId),
     ) -> io::Result<()> {
-        if !self.waker_armed {
-            let poll = opcode::PollAdd::new(types::Fd(self.waker.as_raw_fd()), libc::POLLIN as _)
-                .multi(true)
-                .build()
-                .user_data(WAKE_TAG);
-            self.push(poll)?;
-            self.waker_armed = true;
-        }
-        let submitted = match timeout {
-            // Nothing to submit and not allowed to block: reading the queue needs no syscall.
-            Some(d) if d.is_zero() && self.ring.submission().is_empty() => Ok(0),
-            Some(d) if d.is_zero() => self.ring.submit(),
-            Some(d) if self.ring.completion().is_empty() => {
-                let ts = types::Timespec::from(d);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
-            }
-            None if self.ring.completion().is_empty() => self.ring.submit_and_wait(1),
-            _ => self.ring.submit(),
-        };
-        match submitted {
-            Ok(_) => {}
-            Err(err) => match err.raw_os_error() {
-                // Timed out, interrupted by a signal, or the completion queue is full: all fine,
-                // we reap what is there and the caller looks at its clocks and signals.
-                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => {}
-                _ => return Err(err),
-            },
-        }
-        self.reap(&mut on_complete);
-        Ok(())
+        delegate!(mut self, d => d.wait(timeout, on_complete))
     }
 
     /// Lets go of everything without telling the kernel: for a child process after `fork`,
-    /// whose inherited ring is still the parent's. The parent's operations are not ours to cancel.
-    pub fn abandon(mut self) {
-        std::mem::forget(std::mem::take(&mut self.ops));
-    }
-
-    fn reap(&mut self, on_complete: &mut impl FnMut(OpId)) {
-        // Collect first: handling a completion may push a new submission.
-        let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
-        for cqe in cqes {
-            let completion = Completion {
-                result: cqe.result(),
-                flags: cqe.flags(),
-            };
-            match cqe.user_data() {
-                WAKE_TAG => {
-                    self.waker.drain();
-                    if !cqueue::more(completion.flags) {
-                        self.waker_armed = false;
-                    }
-                }
-                CANCEL_TAG => {}
-                bits => {
-                    let id = OpId(bits);
-                    let Some(slot) = self.slot_mut(id) else {
-                        continue;
-                    };
-                    match slot.state {
-                        State::InFlight => {
-                            slot.state = State::Done(completion);
-                            on_complete(id);
-                        }
-                        State::Orphaned => {
-                            let slot = self.ops.remove(id.slot());
-                            slot.op.orphan(completion);
-                        }
-                        State::Done(_) => {}
-                    }
-                }
-            }
-        }
-    }
-
-    fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
-        loop {
-            // SAFETY: every entry we push points only into an op boxed in `self.ops` (or into
-            // nothing), and that box stays there until the entry's completion is reaped.
-            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-                return Ok(());
-            }
-            self.ring.submit()?;
-        }
-    }
-
-    fn slot(&self, id: OpId) -> Option<&Slot> {
-        self.ops
-            .get(id.slot())
-            .filter(|s| s.generation as u64 == id.0 >> 32)
-    }
-
-    fn slot_mut(&mut self, id: OpId) -> Option<&mut Slot> {
-        self.ops
-            .get_mut(id.slot())
-            .filter(|s| s.generation as u64 == id.0 >> 32)
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // Operations still in flight may point into their buffers: cancel them all and wait for
-        // the kernel to let go before the buffers are freed.
-        let ids: Vec<OpId> = self
-            .ops
-            .iter()
-            .map(|(slot, s)| OpId(((s.generation as u64) << 32) | slot as u64))
-            .collect();
-        for id in ids {
-            let _ = self.cancel(id);
-        }
-        let mut rounds = 0;
-        while self
-            .ops
-            .iter()
-            .any(|(_, s)| matches!(s.state, State::Orphaned))
-            && rounds < 1000
-        {
-            if self.wait(Some(Duration::from_millis(10)), |_| {}).is_err() {
-                break;
-            }
-            rounds += 1;
-        }
-        // Anything the kernel still holds after that is leaked rather than freed under it.
-        for (_, slot) in std::mem::take(&mut self.ops) {
-            if matches!(slot.state, State::Orphaned) {
-                std::mem::forget(slot);
-            }
+    /// whose inherited ring or epoll set is still the parent's.
+    pub fn abandon(self) {
+        match self.0 {
+            Inner::Uring(d) => d.abandon(),
+            Inner::Epoll(d) => d.abandon(),
         }
     }
 }
 
 /// An [`Op`] with its type erased, as the slab stores it.
-trait ErasedOp: Send {
+pub(crate) trait ErasedOp: Send {
     fn entry(&mut self) -> squeue::Entry;
+    fn attempt(&mut self) -> Attempt;
     fn orphan(self: Box<Self>, completion: Completion);
     fn as_any(&self) -> &dyn Any;
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
@@ -336,6 +205,10 @@ trait ErasedOp: Send {
 impl<O: Op> ErasedOp for O {
     fn entry(&mut self) -> squeue::Entry {
         Op::entry(self)
+    }
+
+    fn attempt(&mut self) -> Attempt {
+        Op::attempt(self)
     }
 
     fn orphan(self: Box<Self>, completion: Completion) {

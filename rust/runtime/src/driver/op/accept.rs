@@ -3,7 +3,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, squeue, types};
 
-use super::{Completion, Op};
+use super::{attempt_when_ready, Attempt, Completion, Op};
 
 /// Accepts one connection; the new descriptor is non-blocking and close-on-exec.
 pub struct Accept {
@@ -28,6 +28,15 @@ impl Op for Accept {
         )
         .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
         .build()
+    }
+
+    fn attempt(&mut self) -> Attempt {
+        let fd = self.fd;
+        attempt_when_ready(fd, libc::POLLIN as u32, || {
+            let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+            // SAFETY: NULL address arguments are allowed; the new descriptor is ours.
+            unsafe { libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), flags) as isize }
+        })
     }
 
     fn complete(self, completion: Completion) -> Self::Output {

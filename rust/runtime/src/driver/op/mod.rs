@@ -1,10 +1,14 @@
 //! One kernel operation per file. An op owns what the kernel touches (buffers, descriptors it
-//! creates) and says what to do with it when the result arrives, or arrives for nobody.
+//! creates) and says what to do with it when the result arrives, or arrives for nobody. Each op
+//! can be run both ways: as an io_uring submission ([`Op::entry`]) and as a non-blocking system
+//! call retried when epoll reports readiness ([`Op::attempt`]).
 
 mod accept;
 mod poll;
 mod read;
 mod write;
+
+use std::os::fd::RawFd;
 
 use io_uring::squeue;
 
@@ -24,6 +28,9 @@ pub trait Op: Send + 'static {
     /// buffers stay valid until the completion arrives.
     fn entry(&mut self) -> squeue::Entry;
 
+    /// Tries the operation now, without blocking (the epoll backend).
+    fn attempt(&mut self) -> Attempt;
+
     /// Turns the completion into the owner's output.
     fn complete(self, completion: Completion) -> Self::Output;
 
@@ -32,5 +39,74 @@ pub trait Op: Send + 'static {
     where
         Self: Sized,
     {
+    }
+}
+
+/// What an [`Op::attempt`] came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// Finished: a count or descriptor when non-negative, `-errno` otherwise (as io_uring
+    /// reports it).
+    Done(i32),
+    /// Not possible yet: try again when `fd` is ready for `events` (poll bits).
+    Wait {
+        /// The descriptor to watch.
+        fd: RawFd,
+        /// `libc::POLLIN`, `libc::POLLOUT`...
+        events: u32,
+    },
+}
+
+/// Whether `fd` is ready for `events` right now: the ready events (0 if none), or `-errno`.
+pub(crate) fn ready_now(fd: RawFd, events: u32) -> i32 {
+    let mut pollfd = libc::pollfd {
+        fd,
+        events: events as i16,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd, zero timeout.
+        let n = unsafe { libc::poll(&mut pollfd, 1, 0) };
+        match n {
+            0 => return 0,
+            n if n > 0 => return i32::from(pollfd.revents as u16),
+            _ => {
+                let errno = std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO);
+                if errno != libc::EINTR {
+                    return -errno;
+                }
+            }
+        }
+    }
+}
+
+/// Runs a non-blocking system call once `fd` is ready for `events`: polling first keeps a
+/// descriptor in blocking mode from blocking the thread. `call` returns -1 with errno set on
+/// failure; EAGAIN means "wait again".
+pub(crate) fn attempt_when_ready(
+    fd: RawFd,
+    events: u32,
+    mut call: impl FnMut() -> isize,
+) -> Attempt {
+    match ready_now(fd, events) {
+        0 => return Attempt::Wait { fd, events },
+        n if n < 0 => return Attempt::Done(n),
+        _ => {}
+    }
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Attempt::Done(i32::try_from(n).unwrap_or(i32::MAX));
+        }
+        match std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+        {
+            libc::EINTR => continue,
+            libc::EAGAIN => return Attempt::Wait { fd, events },
+            errno => return Attempt::Done(-errno),
+        }
     }
 }

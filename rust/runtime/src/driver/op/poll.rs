@@ -2,7 +2,7 @@ use io_uring::{opcode, squeue, types};
 use std::io;
 use std::os::fd::RawFd;
 
-use super::{Completion, Op};
+use super::{ready_now, Attempt, Completion, Op};
 
 /// Waits until a descriptor is ready (one shot).
 pub struct PollAdd {
@@ -23,6 +23,16 @@ impl Op for PollAdd {
 
     fn entry(&mut self) -> squeue::Entry {
         opcode::PollAdd::new(types::Fd(self.fd), self.events).build()
+    }
+
+    fn attempt(&mut self) -> Attempt {
+        match ready_now(self.fd, self.events) {
+            0 => Attempt::Wait {
+                fd: self.fd,
+                events: self.events,
+            },
+            n => Attempt::Done(n),
+        }
     }
 
     fn complete(self, completion: Completion) -> Self::Output {

@@ -3,7 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{Completion, Op};
+use super::{attempt_when_ready, Attempt, Completion, Op};
 
 /// Reads into the spare capacity of a buffer.
 pub struct Read {
@@ -32,6 +32,22 @@ impl Op for Read {
         )
         .offset(self.offset)
         .build()
+    }
+
+    fn attempt(&mut self) -> Attempt {
+        let (fd, offset) = (self.fd, self.offset);
+        let spare = self.buf.spare_capacity_mut();
+        let (ptr, len) = (spare.as_mut_ptr().cast::<libc::c_void>(), spare.len());
+        attempt_when_ready(fd, libc::POLLIN as u32, || {
+            // SAFETY: `ptr` points to `len` writable bytes of the buffer's spare capacity.
+            unsafe {
+                if offset == u64::MAX {
+                    libc::read(fd, ptr, len)
+                } else {
+                    libc::pread(fd, ptr, len, offset as libc::off_t)
+                }
+            }
+        })
     }
 
     fn complete(mut self, completion: Completion) -> Self::Output {

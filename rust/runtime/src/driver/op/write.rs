@@ -3,7 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{Completion, Op};
+use super::{attempt_when_ready, Attempt, Completion, Op};
 
 /// Writes a buffer (once: a short write is reported, not retried).
 pub struct Write {
@@ -26,6 +26,21 @@ impl Op for Write {
         opcode::Write::new(types::Fd(self.fd), self.buf.as_ptr(), self.buf.len() as u32)
             .offset(self.offset)
             .build()
+    }
+
+    fn attempt(&mut self) -> Attempt {
+        let (fd, offset) = (self.fd, self.offset);
+        let (ptr, len) = (self.buf.as_ptr().cast::<libc::c_void>(), self.buf.len());
+        attempt_when_ready(fd, libc::POLLOUT as u32, || {
+            // SAFETY: `ptr` points to the `len` initialised bytes of the buffer.
+            unsafe {
+                if offset == u64::MAX {
+                    libc::write(fd, ptr, len)
+                } else {
+                    libc::pwrite(fd, ptr, len, offset as libc::off_t)
+                }
+            }
+        })
     }
 
     fn complete(self, completion: Completion) -> Self::Output {
