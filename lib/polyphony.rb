@@ -17,6 +17,9 @@ require_relative 'polyphony/core/throttler'
 require_relative 'polyphony/core/timer'
 require_relative 'polyphony/core/scheduler'
 require_relative 'polyphony/extensions/io'
+require_relative 'polyphony/core/pipe'
+require_relative 'polyphony/extensions/splice'
+require_relative 'polyphony/extensions/root_fiber'
 require_relative 'polyphony/adapters/timeout'
 
 # Polyphony: fine-grained concurrency for Ruby on fibers, driven by io_uring.

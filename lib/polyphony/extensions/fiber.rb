@@ -378,6 +378,11 @@ module Polyphony
     end
 
     # @api private
+    def __has_children__?
+      @children && !@children.empty?
+    end
+
+    # @api private
     def __children_hash__
       @children ||= {}
     end

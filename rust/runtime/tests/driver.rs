@@ -256,6 +256,7 @@ on_both_backends!(
     dropping_a_driver_with_ops_in_flight_is_safe,
     submissions_beyond_the_ring_size_are_queued,
     poll_reports_readiness_once_data_arrives,
+    splice_and_tee_move_bytes_in_the_kernel,
 );
 
 #[test]
@@ -264,5 +265,72 @@ fn new_picks_io_uring_here_and_epoll_is_always_available() {
     assert_eq!(
         Driver::with_kind(Kind::Epoll, 8).unwrap().kind(),
         Kind::Epoll
+    );
+}
+
+fn splice_and_tee_move_bytes_in_the_kernel(kind: Kind) {
+    let mut driver = Driver::with_kind(kind, 8).unwrap();
+    let (r1, w1) = pipe();
+    let (r2, w2) = pipe();
+    let (r3, w3) = pipe();
+    // SAFETY: writing from a valid buffer to our pipe.
+    let written = unsafe { libc::write(w1.as_raw_fd(), b"spliced".as_ptr().cast(), 7) };
+    assert_eq!(written, 7);
+    let tee = driver
+        .submit(polyphony_runtime::op::Splice::tee(
+            r1.as_raw_fd(),
+            w3.as_raw_fd(),
+            64,
+        ))
+        .unwrap();
+    wait_for(&mut driver, tee);
+    assert_eq!(
+        driver
+            .take::<polyphony_runtime::op::Splice>(tee)
+            .unwrap()
+            .unwrap(),
+        7
+    );
+    let splice = driver
+        .submit(polyphony_runtime::op::Splice::new(
+            r1.as_raw_fd(),
+            w2.as_raw_fd(),
+            64,
+        ))
+        .unwrap();
+    wait_for(&mut driver, splice);
+    assert_eq!(
+        driver
+            .take::<polyphony_runtime::op::Splice>(splice)
+            .unwrap()
+            .unwrap(),
+        7
+    );
+    let mut buf = [0u8; 16];
+    for fd in [r2.as_raw_fd(), r3.as_raw_fd()] {
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        assert_eq!(&buf[..n as usize], b"spliced");
+    }
+    // Nothing to read yet: a splice waits, and completes once data arrives.
+    let waiting = driver
+        .submit(polyphony_runtime::op::Splice::new(
+            r1.as_raw_fd(),
+            w2.as_raw_fd(),
+            64,
+        ))
+        .unwrap();
+    driver
+        .wait(Some(Duration::from_millis(20)), |_| {})
+        .unwrap();
+    assert!(driver.completion(waiting).is_none());
+    drop(w1); // end of input
+    wait_for(&mut driver, waiting);
+    assert_eq!(
+        driver
+            .take::<polyphony_runtime::op::Splice>(waiting)
+            .unwrap()
+            .unwrap(),
+        0
     );
 }

@@ -8,7 +8,7 @@ use std::os::fd::IntoRawFd;
 use magnus::rb_sys::AsRawValue;
 use magnus::value::ReprValue;
 use magnus::{function, prelude::*, Error, RModule, RString, Ruby, Value};
-use polyphony_runtime::op::{Accept, PollAdd, Read, Write};
+use polyphony_runtime::op::{Accept, PollAdd, Read, Splice, Write};
 
 use super::backend::{io_error, Awaited, Backend};
 
@@ -76,7 +76,82 @@ fn io_wait(ruby: &Ruby, fd: i32, events: u32) -> Result<Value, Error> {
     }
 }
 
+/// Moves up to `len` bytes from `fd_in` to `fd_out` in the kernel (one must be a pipe);
+/// returns the count, 0 at end of input.
+fn io_splice(ruby: &Ruby, fd_in: i32, fd_out: i32, len: u32) -> Result<Value, Error> {
+    splice_op(ruby, fd_in, fd_out, || Splice::new(fd_in, fd_out, len))
+}
+
+/// Copies up to `len` bytes from pipe `fd_in` to pipe `fd_out` without consuming them.
+fn io_tee(ruby: &Ruby, fd_in: i32, fd_out: i32, len: u32) -> Result<Value, Error> {
+    splice_op(ruby, fd_in, fd_out, || Splice::tee(fd_in, fd_out, len))
+}
+
+/// io_uring reports EAGAIN for a splice between non-blocking pipes (Ruby makes its pipes
+/// non-blocking) instead of waiting: wait for the side that is not ready, then try again.
+fn splice_op(
+    ruby: &Ruby,
+    fd_in: i32,
+    fd_out: i32,
+    op: impl Fn() -> Splice,
+) -> Result<Value, Error> {
+    let backend = Backend::current()?;
+    loop {
+        match backend.await_op(op())? {
+            Awaited::Done(Ok(n)) => return Ok(ruby.integer_from_u64(n as u64).as_value()),
+            Awaited::Done(Err(e)) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                let out_ready = poll_now(fd_out, POLLOUT);
+                let (fd, events) = if out_ready {
+                    (fd_in, POLLIN)
+                } else {
+                    (fd_out, POLLOUT)
+                };
+                match backend.await_op(PollAdd::new(fd, events))? {
+                    Awaited::Done(Ok(_)) => {}
+                    Awaited::Done(Err(e)) => return Err(io_error(&e)),
+                    Awaited::Interrupted(value) => return Ok(val(value)),
+                }
+            }
+            Awaited::Done(Err(e)) => return Err(io_error(&e)),
+            Awaited::Interrupted(value) => return Ok(val(value)),
+        }
+    }
+}
+
+const POLLIN: u32 = libc::POLLIN as u32;
+const POLLOUT: u32 = libc::POLLOUT as u32;
+
+/// Whether `fd` is ready for `events` right now (a zero-timeout poll).
+fn poll_now(fd: i32, events: u32) -> bool {
+    let mut pollfd = libc::pollfd {
+        fd,
+        events: events as i16,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd and a zero timeout.
+    unsafe { libc::poll(&mut pollfd, 1, 0) > 0 }
+}
+
+/// Whether Ruby's own read buffer of `io` holds bytes that reading its descriptor would skip.
+fn io_pending(io: Value) -> Result<bool, Error> {
+    let ruby = Ruby::get().expect("called from Ruby");
+    // SAFETY: the GVL is held; `io` is a live object.
+    let is_io = unsafe { rb_sys::rb_obj_is_kind_of(io.as_raw(), rb_sys::rb_cIO) }
+        == rb_sys::ruby_special_consts::RUBY_Qtrue as rb_sys::VALUE;
+    if !is_io {
+        return Err(Error::new(ruby.exception_type_error(), "an IO is needed"));
+    }
+    // SAFETY: `io` is an IO (checked), so an RFile; a NULL fptr is an uninitialized IO.
+    Ok(unsafe {
+        let fptr = (*(io.as_raw() as *const rb_sys::RFile)).fptr;
+        !fptr.is_null() && rb_sys::rb_io_read_pending(fptr) != 0
+    })
+}
+
 pub(crate) fn init(_ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
+    polyphony.define_singleton_method("__io_splice__", function!(io_splice, 3))?;
+    polyphony.define_singleton_method("__io_tee__", function!(io_tee, 3))?;
+    polyphony.define_singleton_method("__io_pending__", function!(io_pending, 1))?;
     polyphony.define_singleton_method("__io_read__", function!(io_read, 3))?;
     polyphony.define_singleton_method("__io_write__", function!(io_write, 2))?;
     polyphony.define_singleton_method("__io_accept__", function!(io_accept, 1))?;

@@ -6,6 +6,7 @@
 mod accept;
 mod poll;
 mod read;
+mod splice;
 mod write;
 
 use std::os::fd::RawFd;
@@ -15,6 +16,7 @@ use io_uring::squeue;
 pub use accept::Accept;
 pub use poll::PollAdd;
 pub use read::Read;
+pub use splice::Splice;
 pub use write::Write;
 
 use super::Completion;

@@ -1,0 +1,131 @@
+# frozen_string_literal: true
+
+require 'socket'
+
+module Polyphony
+  # A thread's root fiber is a blocking fiber for Ruby, which then calls no Fiber scheduler:
+  # a stock blocking call there (IO#read, Queue#pop, Process.wait...) would stop every other
+  # fiber of the thread. So, in a root fiber, and only while other fibers are alive, these
+  # calls are handed to a helper fiber (a non-blocking one, where the scheduler makes them
+  # cooperative) and awaited. Results, exceptions and Ruby's own buffering are those of the
+  # stock method; with no other fiber alive, the stock method runs as it is.
+  #
+  # Not covered, on purpose: methods that yield to a block (each_line), and Mutex /
+  # ConditionVariable (a helper fiber would own the lock).
+  module RootFiber
+    class << self
+      # Whether a call in the current fiber must go through a helper fiber.
+      def delegate?
+        fiber = Fiber.current
+        fiber.blocking? && fiber.__has_children__? && Fiber.scheduler.is_a?(Polyphony::Scheduler)
+      end
+
+      # Defines `names` in `mod` as cooperative wrappers around the stock methods.
+      def wrap(mod, names)
+        names.each do |name|
+          mod.define_method(name) do |*args, **kw, &block|
+            return super(*args, **kw, &block) unless RootFiber.delegate?
+
+            Fiber.current.spin { super(*args, **kw, &block) }.await
+          end
+        end
+        mod
+      end
+    end
+
+    IO_METHODS = %i[read readpartial gets readline readlines getc getbyte readchar readbyte sysread pread
+                    write puts print << printf syswrite pwrite wait_readable wait_writable wait].freeze
+
+    # IO methods; a File is exempt (disk reads and writes do not wait for a peer).
+    module IOMethods
+      RootFiber.wrap(self, IO_METHODS)
+      IO_METHODS.each do |name|
+        wrapped = instance_method(name)
+        define_method(name) do |*args, **kw, &block|
+          return super(*args, **kw, &block) if instance_of?(File)
+
+          wrapped.bind_call(self, *args, **kw, &block)
+        end
+      end
+    end
+
+    # IO.select in any fiber of a Polyphony thread (Ruby 3.1 gives the scheduler no hook for
+    # it): one waiter fiber per descriptor, the first ready one ends the wait, then Ruby's own
+    # select (with a zero timeout) says what is ready.
+    module SelectMethods
+      def select(reads, writes = nil, errors = nil, timeout = nil)
+        fiber = Fiber.current
+        cooperative = Fiber.scheduler.is_a?(Polyphony::Scheduler) &&
+                      (!fiber.blocking? || fiber.__has_children__?)
+        return super unless cooperative
+
+        ready = super(reads, writes, errors, 0)
+        return ready if ready || timeout&.zero?
+
+        RootFiber.wait_any(reads, writes, timeout) && super(reads, writes, errors, 0)
+      end
+    end
+
+    class << self
+      # Waits until one of `reads` is readable or one of `writes` writable; false after
+      # `timeout` seconds.
+      def wait_any(reads, writes, timeout)
+        signal = Polyphony::Queue.new
+        waiters = [[reads, IO::READABLE], [writes, IO::WRITABLE]].flat_map do |ios, events|
+          (ios || []).map do |io|
+            Fiber.current.spin { signal << Polyphony.__io_wait__(io.to_io.fileno, events) }
+          end
+        end
+        return false if waiters.empty? && timeout.nil?
+
+        timeout ? move_on_after(timeout, with_value: false) { signal.shift } : signal.shift
+      ensure
+        waiters&.each(&:stop)
+        waiters&.each(&:await)
+      end
+    end
+
+    module AcceptMethods
+      RootFiber.wrap(self, %i[accept])
+    end
+
+    module SocketMethods
+      RootFiber.wrap(self, %i[connect recv recvmsg recvfrom])
+    end
+
+    module TCPSocketClassMethods
+      RootFiber.wrap(self, %i[new open])
+    end
+
+    module ProcessMethods
+      RootFiber.wrap(self, %i[wait wait2 waitpid waitpid2])
+    end
+
+    module KernelMethods
+      RootFiber.wrap(self, %i[system `])
+    end
+
+    module ThreadMethods
+      RootFiber.wrap(self, %i[join value])
+    end
+
+    module QueueMethods
+      RootFiber.wrap(self, %i[pop shift deq])
+    end
+
+    module SizedQueueMethods
+      RootFiber.wrap(self, %i[push << enq])
+    end
+  end
+end
+
+IO.prepend(Polyphony::RootFiber::IOMethods)
+IO.singleton_class.prepend(Polyphony::RootFiber::SelectMethods)
+[TCPServer, UNIXServer, Socket].each { |c| c.prepend(Polyphony::RootFiber::AcceptMethods) }
+[Socket, BasicSocket].each { |c| c.prepend(Polyphony::RootFiber::SocketMethods) }
+TCPSocket.singleton_class.prepend(Polyphony::RootFiber::TCPSocketClassMethods)
+Process.singleton_class.prepend(Polyphony::RootFiber::ProcessMethods)
+Object.prepend(Polyphony::RootFiber::KernelMethods)
+Thread.prepend(Polyphony::RootFiber::ThreadMethods)
+Thread::Queue.prepend(Polyphony::RootFiber::QueueMethods)
+Thread::SizedQueue.prepend(Polyphony::RootFiber::SizedQueueMethods)
