@@ -49,8 +49,13 @@ module Polyphony
       cancel_after(duration, with_exception: exception_class.new(*exception_args), &block)
     end
 
-    # Waits for a child process in a helper thread (Process.wait would block this one).
+    # Waits for a child process through its pidfd (io_uring/epoll). For pid -1, 0 or a
+    # process group, which have no pidfd, a helper thread waits.
     def process_wait(pid, flags)
+      if pid.positive?
+        status = Polyphony.__process_wait__(pid, flags)
+        return status unless status == false
+      end
       Thread.new { Process::Status.wait(pid, flags) }.value
     end
 

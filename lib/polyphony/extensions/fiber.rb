@@ -377,6 +377,17 @@ module Polyphony
       @children&.delete(child)
     end
 
+    # In a forked child: the parent process's other fibers do not run here, so this fiber
+    # becomes the root of the child's fiber tree.
+    # @api private
+    def __become_root__
+      @parent = nil
+      @children = nil
+      @root = true
+      @thread = Thread.current
+      self
+    end
+
     # @api private
     def __has_children__?
       @children && !@children.empty?

@@ -148,7 +148,58 @@ fn io_pending(io: Value) -> Result<bool, Error> {
     })
 }
 
+/// Waits for child `pid` to end, letting other fibers run: its pidfd becomes readable when it
+/// exits; then it is reaped. Returns the Process::Status (also set as `$?`), or nil when
+/// `flags` has WNOHANG and the child still runs. Raises Errno::ECHILD as Process.wait does.
+/// Returns false if pidfds are not available (the caller waits another way).
+fn process_wait(ruby: &Ruby, pid: i32, flags: i32) -> Result<Value, Error> {
+    if flags & libc::WNOHANG == 0 {
+        // SAFETY: pidfd_open takes a pid and flags; the result is a new descriptor or -1.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+        if pidfd < 0 {
+            let err = std::io::Error::last_os_error();
+            return match err.raw_os_error() {
+                // Not our child (or already reaped): waitpid says which, as Ruby would.
+                Some(libc::ESRCH) => reap(ruby, pid, flags | libc::WNOHANG),
+                _ => Ok(ruby.qfalse().as_value()),
+            };
+        }
+        // SAFETY: `pidfd` is a new descriptor that we own from here on.
+        let pidfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&pidfd);
+        match Backend::current()?.await_op(PollAdd::new(fd, POLLIN))? {
+            Awaited::Done(Ok(_)) => {}
+            Awaited::Done(Err(e)) => return Err(io_error(&e)),
+            Awaited::Interrupted(value) => return Ok(val(value)),
+        }
+    }
+    reap(ruby, pid, flags)
+}
+
+fn reap(ruby: &Ruby, pid: i32, flags: i32) -> Result<Value, Error> {
+    let mut status = 0;
+    let reaped = loop {
+        // SAFETY: `status` is writable.
+        let reaped = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if reaped >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break reaped;
+        }
+    };
+    match reaped {
+        0 => Ok(ruby.qnil().as_value()),
+        n if n > 0 => {
+            // SAFETY: the GVL is held; this sets `$?` from a status waitpid returned.
+            Ok(val(unsafe {
+                rb_sys::rb_last_status_set(status, n);
+                rb_sys::rb_last_status_get()
+            }))
+        }
+        _ => Err(io_error(&std::io::Error::last_os_error())),
+    }
+}
+
 pub(crate) fn init(_ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
+    polyphony.define_singleton_method("__process_wait__", function!(process_wait, 2))?;
     polyphony.define_singleton_method("__io_splice__", function!(io_splice, 3))?;
     polyphony.define_singleton_method("__io_tee__", function!(io_tee, 3))?;
     polyphony.define_singleton_method("__io_pending__", function!(io_pending, 1))?;
