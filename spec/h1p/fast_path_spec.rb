@@ -50,6 +50,44 @@ RSpec.describe 'H1P::Parser fast path' do
     expect(a.calls).to be >= 1
   end
 
+  it 'splices a Content-Length body into a file or a pipe in the kernel' do
+    require 'tempfile'
+    body = Random.bytes(300_000)
+    [:file, :pipe].each do |kind|
+      a, b = counting.pair
+      writer = spin { b << "POST /up HTTP/1.1\r\nContent-Length: #{body.bytesize}\r\n\r\n#{body}"; b.close }
+      parser = H1P::Parser.new(a)
+      expect(parser.parse_headers[':path']).to eq('/up')
+      if kind == :file
+        out = Tempfile.new('body')
+        expect(parser.splice_body_to(out)).to eq(body.bytesize)
+        out.flush
+        expect(File.binread(out.path)).to eq(body)
+        out.close!
+      else
+        pipe = Polyphony.pipe
+        reader = spin { pipe.read_io.read }
+        expect(parser.splice_body_to(pipe.write_io)).to eq(body.bytesize)
+        pipe.close_write
+        expect(reader.await.b).to eq(body)
+      end
+      expect(parser.complete?).to be(true)
+      expect(a.calls).to be_nil
+      writer.await
+    end
+  end
+
+  it 'says so when the connection closes inside a spliced body' do
+    a, b = UNIXSocket.pair
+    b << "POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nshort"
+    b.close
+    parser = H1P::Parser.new(a)
+    parser.parse_headers
+    expect { parser.splice_body_to(Polyphony.pipe.write_io) }
+      .to raise_error(H1P::Error, 'connection closed inside the body (95 bytes missing)')
+    expect { parser.parse_headers }.to raise_error(H1P::Error, /closed inside the body/)
+  end
+
   it 'is interrupted like any waiting fiber' do
     a, _b = UNIXSocket.pair
     parser = H1P::Parser.new(a)

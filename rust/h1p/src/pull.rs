@@ -225,6 +225,25 @@ impl<S: Source> Parser<S> {
         }
     }
 
+    /// For a Content-Length body not read yet: the body bytes already buffered (at most the
+    /// body's length) and how many more the caller must move from the source itself (with
+    /// splice(2), say). The body then counts as read. `None` for any other framing or once
+    /// some of the body was read: read it with [`Parser::read_body_chunk`].
+    pub fn take_body_for_splice(&mut self) -> Option<(&[u8], u64)> {
+        let State::Length(remaining) = self.state else {
+            return None;
+        };
+        let buffered =
+            (self.buf.len() - self.start).min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        self.state = State::Complete;
+        Some((self.take(buffered), remaining - buffered as u64))
+    }
+
+    /// Ends parsing with `error` (a caller that moved body bytes itself and came short).
+    pub fn fail_with(&mut self, error: Error) {
+        self.state = State::Failed(error);
+    }
+
     /// The whole body of the current message; `None` when it has none (or an empty one).
     pub fn read_body(&mut self) -> Result<Option<Vec<u8>>, PullError<S::Error>> {
         let mut body: Option<Vec<u8>> = None;

@@ -95,10 +95,22 @@ fn splice_op(
     fd_out: i32,
     op: impl Fn() -> Splice,
 ) -> Result<Value, Error> {
+    match splice_kernel(fd_in, fd_out, op)? {
+        Awaited::Done(n) => Ok(ruby.integer_from_u64(n as u64).as_value()),
+        Awaited::Interrupted(value) => Ok(val(value)),
+    }
+}
+
+/// A splice (or tee) through the backend, waiting out io_uring's EAGAIN; the count moved.
+pub(crate) fn splice_kernel(
+    fd_in: i32,
+    fd_out: i32,
+    op: impl Fn() -> Splice,
+) -> Result<Awaited<usize>, Error> {
     let backend = Backend::current()?;
     loop {
         match backend.await_op(op())? {
-            Awaited::Done(Ok(n)) => return Ok(ruby.integer_from_u64(n as u64).as_value()),
+            Awaited::Done(Ok(n)) => return Ok(Awaited::Done(n)),
             Awaited::Done(Err(e)) if e.raw_os_error() == Some(libc::EAGAIN) => {
                 let out_ready = poll_now(fd_out, POLLOUT);
                 let (fd, events) = if out_ready {
@@ -109,13 +121,21 @@ fn splice_op(
                 match backend.await_op(PollAdd::new(fd, events))? {
                     Awaited::Done(Ok(_)) => {}
                     Awaited::Done(Err(e)) => return Err(io_error(&e)),
-                    Awaited::Interrupted(value) => return Ok(val(value)),
+                    Awaited::Interrupted(value) => return Ok(Awaited::Interrupted(value)),
                 }
             }
             Awaited::Done(Err(e)) => return Err(io_error(&e)),
-            Awaited::Interrupted(value) => return Ok(val(value)),
+            Awaited::Interrupted(value) => return Ok(Awaited::Interrupted(value)),
         }
     }
+}
+
+/// Whether `fd` is a pipe (splice needs one on either side).
+pub(crate) fn is_pipe(fd: i32) -> bool {
+    // SAFETY: `stat` is plain data that fstat fills in.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `stat` is writable.
+    unsafe { libc::fstat(fd, &mut stat) == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFIFO }
 }
 
 const POLLIN: u32 = libc::POLLIN as u32;

@@ -2,7 +2,7 @@
 
 mod backend;
 mod h1p;
-mod io;
+pub(crate) mod io;
 
 use magnus::{Error, Ruby};
 

@@ -21,7 +21,8 @@ use super::names::names;
 use super::{error, ERROR};
 use crate::helpers::fiber::QNIL;
 use crate::ruby_api::backend::{io_error, Awaited, Backend};
-use polyphony_runtime::op::Read;
+use crate::ruby_api::io::{is_pipe, splice_kernel};
+use polyphony_runtime::op::{Read, Splice};
 
 /// The source object is held as a raw VALUE (marked by the parser object) so that the
 /// parser is `Send`, as wrapped Rust data must be.
@@ -42,7 +43,7 @@ impl Kind {
 }
 
 struct RubySource {
-    kind: Kind,
+    pub(crate) kind: Kind,
 }
 
 impl Source for RubySource {
@@ -545,7 +546,14 @@ fn read_body_chunk(
 }
 
 /// Writes the rest of the body to `io` (with `write`); returns the bytes written.
+/// Moves the rest of the body into `io`. On a Polyphony thread, with an IO source and an IO
+/// destination and a Content-Length body, the bytes go through splice(2) in the backend
+/// (through a pipe of our own when neither end is one); otherwise chunk by chunk with `write`.
+/// Returns the byte count.
 fn splice_body_to(ruby: &Ruby, rb_self: &H1PParser, io: Value) -> Result<u64, Error> {
+    if let Some(total) = splice_body_in_kernel(ruby, rb_self, io)? {
+        return Ok(total);
+    }
     let mut total = 0u64;
     loop {
         let chunk = rb_self.with(|parser| {
@@ -557,6 +565,126 @@ fn splice_body_to(ruby: &Ruby, rb_self: &H1PParser, io: Value) -> Result<u64, Er
         let Some(chunk) = chunk else { return Ok(total) };
         total += chunk.len() as u64;
         let _: Value = io.funcall("write", (chunk,))?;
+    }
+}
+
+/// The kernel path of `splice_body_to`; `None` when it does not apply.
+fn splice_body_in_kernel(
+    ruby: &Ruby,
+    rb_self: &H1PParser,
+    dest: Value,
+) -> Result<Option<u64>, Error> {
+    let source = match rb_self.with(|p| Ok(p.source().kind))? {
+        Kind::ReadPartial(raw) => raw,
+        Kind::Call(_) => return Ok(None),
+    };
+    let (Some(src_fd), Some(dest_fd)) = (io_fd(source), io_fd(dest.as_raw())) else {
+        return Ok(None);
+    };
+    if Backend::existing().is_none() {
+        return Ok(None);
+    }
+    let taken = rb_self.with(|p| {
+        Ok(p.take_body_for_splice()
+            .map(|(buffered, remaining)| (ruby.str_from_slice(buffered), remaining)))
+    })?;
+    let Some((buffered, mut remaining)) = taken else {
+        return Ok(None);
+    };
+    let mut total = buffered.len() as u64;
+    if !buffered.is_empty() {
+        let _: Value = dest.funcall("write", (buffered,))?;
+    }
+    let _: Value = dest.funcall("flush", ())?;
+    let relay = if is_pipe(src_fd) || is_pipe(dest_fd) {
+        None
+    } else {
+        Some(Relay::new()?)
+    };
+    while remaining > 0 {
+        let len = remaining.min(1 << 20) as u32;
+        let moved = match &relay {
+            None => splice(src_fd, dest_fd, len)?,
+            Some(relay) => {
+                let n = splice(src_fd, relay.write, len)?;
+                let mut out = 0;
+                while out < n {
+                    out += splice(relay.read, dest_fd, (n - out) as u32)?;
+                }
+                n
+            }
+        };
+        if moved == 0 {
+            let error = h1p::Error::IncompleteBody {
+                missing: Some(remaining),
+            };
+            rb_self.with(|p| {
+                p.fail_with(error.clone());
+                Ok(())
+            })?;
+            return Err(error_from(error));
+        }
+        remaining -= moved as u64;
+        total += moved as u64;
+    }
+    Ok(Some(total))
+}
+
+fn error_from(error: h1p::Error) -> Error {
+    super::error(error.to_string())
+}
+
+fn splice(fd_in: i32, fd_out: i32, len: u32) -> Result<usize, Error> {
+    match splice_kernel(fd_in, fd_out, || Splice::new(fd_in, fd_out, len))? {
+        Awaited::Done(n) => Ok(n),
+        Awaited::Interrupted(_) => Err(super::error("splice_body_to was interrupted")),
+    }
+}
+
+/// A pipe between two descriptors that are not pipes.
+struct Relay {
+    read: i32,
+    write: i32,
+}
+
+impl Relay {
+    fn new() -> Result<Self, Error> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            return Err(io_error(&std::io::Error::last_os_error()));
+        }
+        Ok(Relay {
+            read: fds[0],
+            write: fds[1],
+        })
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // SAFETY: both descriptors are ours (made by pipe2) and closed once.
+        unsafe {
+            libc::close(self.read);
+            libc::close(self.write);
+        }
+    }
+}
+
+/// The descriptor of an open IO with nothing in Ruby's read buffer.
+fn io_fd(io: VALUE) -> Option<i32> {
+    // SAFETY: the GVL is held; `io` is a live object.
+    let is_io = unsafe { rb_sys::rb_obj_is_kind_of(io, rb_sys::rb_cIO) } == QTRUE;
+    if !is_io {
+        return None;
+    }
+    // SAFETY: `io` is an IO (checked), so an RFile; NULL fptr means an uninitialized IO.
+    unsafe {
+        let fptr = (*(io as *const rb_sys::RFile)).fptr;
+        if fptr.is_null() || (*fptr).fd < 0 || rb_sys::rb_io_read_pending(fptr) != 0 {
+            return None;
+        }
+        Some((*fptr).fd)
     }
 }
 

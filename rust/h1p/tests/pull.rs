@@ -1,0 +1,38 @@
+//! The pull parser's hand-over of a Content-Length body to a caller that moves it itself.
+
+use std::convert::Infallible;
+
+use h1p::pull::{Parser, Source};
+use h1p::{Limits, Mode};
+
+struct Once(Option<Vec<u8>>);
+
+impl Source for Once {
+    type Error = Infallible;
+
+    fn read(&mut self, buf: &mut Vec<u8>, _max: usize) -> Result<usize, Infallible> {
+        let data = self.0.take().unwrap_or_default();
+        buf.extend_from_slice(&data);
+        Ok(data.len())
+    }
+}
+
+#[test]
+fn a_length_body_is_handed_over_with_what_is_buffered_and_what_remains() {
+    let raw = b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabcd".to_vec();
+    let mut parser = Parser::new(Once(Some(raw)), Mode::Server, Limits::default());
+    parser.parse_headers().unwrap().unwrap();
+    let (buffered, remaining) = parser.take_body_for_splice().unwrap();
+    assert_eq!((buffered, remaining), (&b"abcd"[..], 6));
+    assert!(parser.is_complete());
+    assert!(parser.take_body_for_splice().is_none());
+}
+
+#[test]
+fn a_chunked_body_is_not_handed_over() {
+    let raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n".to_vec();
+    let mut parser = Parser::new(Once(Some(raw)), Mode::Server, Limits::default());
+    parser.parse_headers().unwrap().unwrap();
+    assert!(parser.take_body_for_splice().is_none());
+    assert_eq!(parser.read_body().unwrap().as_deref(), Some(&b"a"[..]));
+}
