@@ -30,8 +30,23 @@
 // Parse a responses' stream (a client).
 #define POLYPHONY_H1P_CLIENT 1
 
+// io_uring when the kernel offers it, else epoll.
+#define POLYPHONY_LOOP_AUTO 0
+
+// io_uring only.
+#define POLYPHONY_LOOP_IO_URING 1
+
+// epoll only.
+#define POLYPHONY_LOOP_EPOLL 2
+
 // A pull parser: reads through a callback, one message after another.
 typedef struct polyphony_h1p_parser polyphony_h1p_parser;
+
+// An event loop; not thread-safe (wake it from another thread with a `polyphony_waker`).
+typedef struct polyphony_loop polyphony_loop;
+
+// Wakes a loop's wait from any thread.
+typedef struct polyphony_waker polyphony_waker;
 
 // A header field: pointers into the parsed bytes, not NUL-terminated.
 typedef struct polyphony_h1p_header {
@@ -153,6 +168,98 @@ ptrdiff_t polyphony_h1p_parser_read_body_chunk(struct polyphony_h1p_parser *pars
 // # Safety
 // `parser` must be a live parser.
 const char *polyphony_h1p_parser_error(const struct polyphony_h1p_parser *parser);
+
+// A new loop of `kind` (POLYPHONY_LOOP_AUTO, _IO_URING or _EPOLL); NULL if it cannot be had.
+struct polyphony_loop *polyphony_loop_new(int kind);
+
+// POLYPHONY_LOOP_IO_URING or POLYPHONY_LOOP_EPOLL.
+//
+// # Safety
+// `event_loop` must be a live loop.
+int polyphony_loop_kind(const struct polyphony_loop *event_loop);
+
+// Frees a loop; operations still in flight are cancelled first (NULL is ignored).
+//
+// # Safety
+// `event_loop` must come from `polyphony_loop_new` and not be used afterwards.
+void polyphony_loop_free(struct polyphony_loop *event_loop);
+
+// Reads up to `capacity` bytes from `fd` into a buffer the loop owns. Returns the op's id,
+// or 0 on failure. Get the bytes with `polyphony_loop_take`.
+//
+// # Safety
+// `event_loop` must be a live loop.
+uint64_t polyphony_loop_read(struct polyphony_loop *event_loop, int fd, size_t capacity);
+
+// Writes a copy of `data[0..len]` to `fd` (once: the result may be a short count).
+//
+// # Safety
+// `event_loop` must be a live loop; `data` readable for `len` bytes.
+uint64_t polyphony_loop_write(struct polyphony_loop *event_loop,
+                              int fd,
+                              const void *data,
+                              size_t len);
+
+// Accepts a connection on listening socket `fd`; the result is the new descriptor
+// (non-blocking, close-on-exec), which the caller then owns.
+//
+// # Safety
+// `event_loop` must be a live loop.
+uint64_t polyphony_loop_accept(struct polyphony_loop *event_loop, int fd);
+
+// Waits until `fd` is ready for `events` (POLLIN, POLLOUT...); the result is the ready events.
+//
+// # Safety
+// `event_loop` must be a live loop.
+uint64_t polyphony_loop_poll(struct polyphony_loop *event_loop, int fd, uint32_t events);
+
+// Starts what was submitted and waits at most `timeout_ms` milliseconds (-1: no limit; 0: do
+// not block) for completions. Writes up to `capacity` completed ids to `done` and returns how
+// many (more stay queued for the next call), or -errno.
+//
+// # Safety
+// `event_loop` must be a live loop; `done` writable for `capacity` ids.
+int polyphony_loop_wait(struct polyphony_loop *event_loop,
+                        int timeout_ms,
+                        uint64_t *done,
+                        size_t capacity);
+
+// The result of completed op `id`, which is then forgotten: a count, descriptor or ready
+// events when non-negative, -errno otherwise (-EAGAIN: not complete yet). For a read, up to
+// `buf_capacity` of the bytes read are copied to `buf` (a read's result is the byte count).
+//
+// # Safety
+// `event_loop` must be a live loop; `buf` writable for `buf_capacity` bytes (or NULL).
+ptrdiff_t polyphony_loop_take(struct polyphony_loop *event_loop,
+                              uint64_t id,
+                              void *buf,
+                              size_t buf_capacity);
+
+// Gives op `id` up: its buffers stay with the loop until the kernel lets go; a connection a
+// cancelled accept got is closed. Returns 0, or -errno.
+//
+// # Safety
+// `event_loop` must be a live loop.
+int polyphony_loop_cancel(struct polyphony_loop *event_loop, uint64_t id);
+
+// A handle that ends the loop's current or next wait, usable from any thread. Free it with
+// `polyphony_waker_free`.
+//
+// # Safety
+// `event_loop` must be a live loop.
+struct polyphony_waker *polyphony_loop_waker(const struct polyphony_loop *event_loop);
+
+// Wakes the loop (from any thread).
+//
+// # Safety
+// `waker` must be a live waker.
+void polyphony_waker_wake(const struct polyphony_waker *waker);
+
+// Frees a waker (NULL is ignored).
+//
+// # Safety
+// `waker` must come from `polyphony_loop_waker` and not be used afterwards.
+void polyphony_waker_free(struct polyphony_waker *waker);
 
 #ifdef __cplusplus
 }  // extern "C"
