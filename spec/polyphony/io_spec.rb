@@ -33,7 +33,7 @@ RSpec.describe 'I/O on fibers' do
 
   it "lets the root fiber wait in the backend with Polyphony's IO methods" do
     server = TCPServer.new('127.0.0.1', 0)
-    spin do
+    acceptor = spin do
       server.accept_loop do |conn|
         spin { conn.read_loop { |data| conn.poly_write(data.upcase) }; conn.close }
       end
@@ -55,6 +55,7 @@ RSpec.describe 'I/O on fibers' do
     expect(received.join).to eq('m0 m1 m2 ')
     expect(a.poly_wait(IO::READABLE, 0.01)).to eq(a) # EOF is readable
   ensure
+    acceptor&.stop
     server&.close
   end
 
@@ -103,7 +104,7 @@ RSpec.describe 'I/O on fibers' do
 
   it 'runs Net::HTTP in a fiber against a server in another fiber' do
     server = TCPServer.new('127.0.0.1', 0)
-    spin do
+    acceptor = spin do
       server.accept_loop do |conn|
         spin do
           conn.gets("\r\n\r\n")
@@ -115,6 +116,7 @@ RSpec.describe 'I/O on fibers' do
     body = spin { Net::HTTP.get(URI("http://127.0.0.1:#{server.addr[1]}/")) }.await
     expect(body).to eq('ok')
   ensure
+    acceptor&.stop
     server&.close
   end
 

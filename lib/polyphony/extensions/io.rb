@@ -82,8 +82,19 @@ module Polyphony
       is_a?(UNIXServer) ? UNIXSocket : TCPSocket
     end
   end
+
+  # Closing an IO that fibers of this thread wait on raises IOError ("stream closed in
+  # another fiber") in them, as Ruby does for threads; otherwise they would wait forever.
+  module IOClose
+    def close
+      # The waiters unwind first: Ruby also remembers them and would blame this fiber.
+      snooze if !closed? && Polyphony.__io_closing__(fileno)
+      super
+    end
+  end
 end
 
 IO.include(Polyphony::IOAPI)
+IO.prepend(Polyphony::IOClose)
 TCPServer.include(Polyphony::ServerAPI)
 UNIXServer.include(Polyphony::ServerAPI)

@@ -91,8 +91,9 @@ struct Sched {
     launch: Option<(VALUE, VALUE)>,
     /// Launchers alive, busy or idle.
     launcher_count: usize,
-    /// The fiber waiting on each kernel operation, by operation id.
-    waiting: HashMap<u64, VALUE>,
+    /// The fiber waiting on each kernel operation, and the descriptor it works on, by
+    /// operation id.
+    waiting: HashMap<u64, (VALUE, i32)>,
 }
 
 impl Backend {
@@ -328,7 +329,7 @@ impl Backend {
         let mut sched = self.sched.borrow_mut();
         let done = OP_DONE.load(Ordering::Relaxed) as VALUE;
         for id in completed.drain(..) {
-            if let Some(fiber) = sched.waiting.remove(&id) {
+            if let Some((fiber, _)) = sched.waiting.remove(&id) {
                 sched.runqueue.push(fiber, done, false);
             }
         }
@@ -360,11 +361,11 @@ impl Backend {
         }
     }
 
-    /// Submits `op` and parks the calling fiber until it completes. If the fiber is resumed
+    /// Submits `op` (working on `fd`) and parks the calling fiber until it completes. If the fiber is resumed
     /// otherwise first (an exception, a timeout, `schedule` with a value), the operation is
     /// cancelled (its buffers stay with the driver until the kernel lets go; a descriptor it
     /// produced is closed) and the exception is raised or the value handed back.
-    pub(crate) fn await_op<O: Op>(&self, op: O) -> Result<Awaited<O::Output>, Error> {
+    pub(crate) fn await_op<O: Op>(&self, fd: i32, op: O) -> Result<Awaited<O::Output>, Error> {
         let current = fiber::current();
         let id = {
             let mut driver = self.driver.borrow_mut();
@@ -374,7 +375,7 @@ impl Backend {
         self.sched
             .borrow_mut()
             .waiting
-            .insert(id.to_bits(), current);
+            .insert(id.to_bits(), (current, fd));
         let resumed = self.switch(current);
         let done = OP_DONE.load(Ordering::Relaxed) as VALUE;
         if matches!(resumed, Ok(v) if v == done) {
@@ -392,6 +393,44 @@ impl Backend {
             let _ = driver.cancel(id);
         }
         resumed.map(Awaited::Interrupted)
+    }
+
+    /// Raises IOError in every fiber waiting on an operation on `fd` (about to be closed):
+    /// a closed descriptor would never complete them. Their operations are cancelled as
+    /// they unwind.
+    pub(crate) fn interrupt_waiters(&self, fd: i32) -> bool {
+        let waiters: Vec<(u64, VALUE)> = {
+            let mut sched = self.sched.borrow_mut();
+            let ids: Vec<u64> = sched
+                .waiting
+                .iter()
+                .filter(|(_, (_, waiting_fd))| *waiting_fd == fd)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| sched.waiting.remove(&id).map(|(fiber, _)| (id, fiber)))
+                .collect()
+        };
+        let interrupted = !waiters.is_empty();
+        for (id, fiber) in waiters {
+            // Cancelled now, while `fd` still names the same file (epoll forgets it by number).
+            if let Some(driver) = self.driver.borrow_mut().as_mut() {
+                let _ = driver.cancel(OpId::from_bits(id));
+            }
+            // A fiber already scheduled (being stopped, say) keeps what it was scheduled with.
+            if self.sched.borrow().runqueue.contains(fiber) {
+                continue;
+            }
+            // SAFETY: the GVL is held; the class and message are valid.
+            let exc = unsafe {
+                rb_sys::rb_exc_new_cstr(
+                    rb_sys::rb_eIOError,
+                    c"stream closed in another fiber".as_ptr(),
+                )
+            };
+            self.sched.borrow_mut().runqueue.push(fiber, exc, true);
+        }
+        interrupted
     }
 
     fn add_timer(&self, secs: f64, fiber: VALUE, value: VALUE) -> Result<TimerKey, Error> {
@@ -421,7 +460,7 @@ impl DataTypeFunctions for Backend {
         let timers = sched.timers.payloads().flat_map(|(f, v)| [*f, *v]);
         let queued = inbox.iter().flat_map(|(f, v)| [*f, *v]);
         let launch = sched.launch.iter().flat_map(|(f, v)| [*f, *v]);
-        let waiting = sched.waiting.values().copied();
+        let waiting = sched.waiting.values().map(|(fiber, _)| *fiber);
         let launchers = sched.launchers.iter().copied();
         let held = sched.runqueue.values().chain(timers).chain(queued);
         for value in held.chain(launch).chain(launchers).chain(waiting) {

@@ -20,7 +20,7 @@ fn val(raw: rb_sys::VALUE) -> Value {
 /// Reads at most `len` bytes from `fd`: a new String (or `buffer`, replaced), nil at EOF.
 fn io_read(ruby: &Ruby, fd: i32, len: usize, buffer: Option<RString>) -> Result<Value, Error> {
     let op = Read::new(fd, Vec::with_capacity(len.max(1)), u64::MAX);
-    match Backend::current()?.await_op(op)? {
+    match Backend::current()?.await_op(fd, op)? {
         Awaited::Done((Ok(0), _)) => Ok(ruby.qnil().as_value()),
         Awaited::Done((Ok(_), data)) => match buffer {
             Some(buffer) => {
@@ -43,7 +43,7 @@ fn io_write(ruby: &Ruby, fd: i32, data: RString) -> Result<Value, Error> {
     let total = rest.len();
     while !rest.is_empty() {
         let op = Write::new(fd, rest, u64::MAX);
-        match Backend::current()?.await_op(op)? {
+        match Backend::current()?.await_op(fd, op)? {
             Awaited::Done((Ok(n), mut buf)) => {
                 buf.drain(..n.min(buf.len()));
                 rest = buf;
@@ -58,7 +58,7 @@ fn io_write(ruby: &Ruby, fd: i32, data: RString) -> Result<Value, Error> {
 /// Accepts a connection on the listening `fd`: the new descriptor (non-blocking,
 /// close-on-exec), which the caller wraps in a socket object.
 fn io_accept(ruby: &Ruby, fd: i32) -> Result<Value, Error> {
-    match Backend::current()?.await_op(Accept::new(fd))? {
+    match Backend::current()?.await_op(fd, Accept::new(fd))? {
         Awaited::Done(Ok(conn)) => Ok(ruby.integer_from_i64(conn.into_raw_fd().into()).as_value()),
         Awaited::Done(Err(e)) => Err(io_error(&e)),
         Awaited::Interrupted(value) => Ok(val(value)),
@@ -69,7 +69,7 @@ fn io_accept(ruby: &Ruby, fd: i32) -> Result<Value, Error> {
 /// poll(2) bits); returns the ready events.
 fn io_wait(ruby: &Ruby, fd: i32, events: u32) -> Result<Value, Error> {
     let mask = events & 0x7;
-    match Backend::current()?.await_op(PollAdd::new(fd, mask))? {
+    match Backend::current()?.await_op(fd, PollAdd::new(fd, mask))? {
         Awaited::Done(Ok(ready)) => Ok(ruby.integer_from_u64(u64::from(ready & mask)).as_value()),
         Awaited::Done(Err(e)) => Err(io_error(&e)),
         Awaited::Interrupted(value) => Ok(val(value)),
@@ -109,7 +109,7 @@ pub(crate) fn splice_kernel(
 ) -> Result<Awaited<usize>, Error> {
     let backend = Backend::current()?;
     loop {
-        match backend.await_op(op())? {
+        match backend.await_op(fd_in, op())? {
             Awaited::Done(Ok(n)) => return Ok(Awaited::Done(n)),
             Awaited::Done(Err(e)) if e.raw_os_error() == Some(libc::EAGAIN) => {
                 let out_ready = poll_now(fd_out, POLLOUT);
@@ -118,7 +118,7 @@ pub(crate) fn splice_kernel(
                 } else {
                     (fd_out, POLLOUT)
                 };
-                match backend.await_op(PollAdd::new(fd, events))? {
+                match backend.await_op(fd, PollAdd::new(fd, events))? {
                     Awaited::Done(Ok(_)) => {}
                     Awaited::Done(Err(e)) => return Err(io_error(&e)),
                     Awaited::Interrupted(value) => return Ok(Awaited::Interrupted(value)),
@@ -187,7 +187,7 @@ fn process_wait(ruby: &Ruby, pid: i32, flags: i32) -> Result<Value, Error> {
         // SAFETY: `pidfd` is a new descriptor that we own from here on.
         let pidfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) };
         let fd = std::os::fd::AsRawFd::as_raw_fd(&pidfd);
-        match Backend::current()?.await_op(PollAdd::new(fd, POLLIN))? {
+        match Backend::current()?.await_op(fd, PollAdd::new(fd, POLLIN))? {
             Awaited::Done(Ok(_)) => {}
             Awaited::Done(Err(e)) => return Err(io_error(&e)),
             Awaited::Interrupted(value) => return Ok(val(value)),
@@ -218,7 +218,14 @@ fn reap(ruby: &Ruby, pid: i32, flags: i32) -> Result<Value, Error> {
     }
 }
 
+/// Before `fd` is closed: fibers waiting on it get IOError instead of waiting forever.
+/// Returns whether there were any.
+fn io_closing(fd: i32) -> bool {
+    Backend::existing().is_some_and(|backend| backend.interrupt_waiters(fd))
+}
+
 pub(crate) fn init(_ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
+    polyphony.define_singleton_method("__io_closing__", function!(io_closing, 1))?;
     polyphony.define_singleton_method("__process_wait__", function!(process_wait, 2))?;
     polyphony.define_singleton_method("__io_splice__", function!(io_splice, 3))?;
     polyphony.define_singleton_method("__io_tee__", function!(io_tee, 3))?;

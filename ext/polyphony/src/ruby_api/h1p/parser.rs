@@ -106,7 +106,7 @@ fn read_through_backend(io: VALUE, buf: &mut Vec<u8>, max: usize) -> Result<Opti
     if pending {
         return Ok(None);
     }
-    match backend.await_op(Read::new(fd, Vec::with_capacity(max), u64::MAX))? {
+    match backend.await_op(fd, Read::new(fd, Vec::with_capacity(max), u64::MAX))? {
         Awaited::Done((Ok(n), data)) => {
             buf.extend_from_slice(&data);
             Ok(Some(n))

@@ -71,6 +71,8 @@ pub(crate) fn ready_now(fd: RawFd, events: u32) -> i32 {
         let n = unsafe { libc::poll(&mut pollfd, 1, 0) };
         match n {
             0 => return 0,
+            // Not an open descriptor: io_uring says EBADF, so do we.
+            n if n > 0 && pollfd.revents & libc::POLLNVAL != 0 => return -libc::EBADF,
             n if n > 0 => return i32::from(pollfd.revents as u16),
             _ => {
                 let errno = std::io::Error::last_os_error()
