@@ -37,6 +37,13 @@ module Polyphony
     # Moves everything from `src` to `dest` until EOF through a pipe of its own, for two
     # descriptors neither of which is a pipe (a file to a socket, a socket to a socket).
     def double_splice(src, dest)
+      src_io = Polyphony.__reading_io__(src)
+      dest_io = Polyphony.__writing_io__(dest)
+      unless Polyphony.emulate_splice || Polyphony.__io_pending__(src_io)
+        dest_io.flush
+        return Polyphony.__io_double_splice__(src_io.fileno, dest_io.fileno)
+      end
+
       pipe = Polyphony.pipe
       total = 0
       while (n = splice(src, pipe, CHUNK)).positive?

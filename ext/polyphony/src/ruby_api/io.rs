@@ -8,7 +8,7 @@ use std::os::fd::IntoRawFd;
 use magnus::rb_sys::AsRawValue;
 use magnus::value::ReprValue;
 use magnus::{function, prelude::*, Error, RModule, RString, Ruby, Value};
-use polyphony_runtime::op::{Accept, PollAdd, Read, Splice, Write};
+use polyphony_runtime::op::{Accept, Attempt, PollAdd, Read, Splice, Write};
 
 use super::backend::{io_error, Awaited, Backend};
 
@@ -101,32 +101,107 @@ fn splice_op(
     }
 }
 
-/// A splice (or tee) through the backend, waiting out io_uring's EAGAIN; the count moved.
+/// A splice (or tee): tried at once with a non-blocking system call, and when a side is not
+/// ready, its readiness is awaited in the backend (io_uring or epoll) before trying again.
+/// io_uring cannot wait inside a splice (it answers EAGAIN for non-blocking pipes and
+/// sockets), so a splice op in the ring would cost a round trip per pipe-full; this costs
+/// one system call per move. Returns the count moved, 0 at end of input.
 pub(crate) fn splice_kernel(
-    fd_in: i32,
-    fd_out: i32,
+    _fd_in: i32,
+    _fd_out: i32,
     op: impl Fn() -> Splice,
 ) -> Result<Awaited<usize>, Error> {
     let backend = Backend::current()?;
+    let mut splice = op();
     loop {
-        match backend.await_op(fd_in, op())? {
-            Awaited::Done(Ok(n)) => return Ok(Awaited::Done(n)),
-            Awaited::Done(Err(e)) if e.raw_os_error() == Some(libc::EAGAIN) => {
-                let out_ready = poll_now(fd_out, POLLOUT);
-                let (fd, events) = if out_ready {
-                    (fd_in, POLLIN)
-                } else {
-                    (fd_out, POLLOUT)
-                };
-                match backend.await_op(fd, PollAdd::new(fd, events))? {
-                    Awaited::Done(Ok(_)) => {}
-                    Awaited::Done(Err(e)) => return Err(io_error(&e)),
-                    Awaited::Interrupted(value) => return Ok(Awaited::Interrupted(value)),
+        match polyphony_runtime::op::Op::attempt(&mut splice) {
+            Attempt::Done(n) if n >= 0 => return Ok(Awaited::Done(n as usize)),
+            Attempt::Done(errno) => {
+                return Err(io_error(&std::io::Error::from_raw_os_error(-errno)))
+            }
+            Attempt::Wait { fd, events } => match backend.await_op(fd, PollAdd::new(fd, events))? {
+                Awaited::Done(Ok(_)) => {}
+                Awaited::Done(Err(e)) => return Err(io_error(&e)),
+                Awaited::Interrupted(value) => return Ok(Awaited::Interrupted(value)),
+            },
+        }
+    }
+}
+
+/// A pipe between two descriptors that are not pipes, as large as the kernel allows an
+/// unprivileged process (1 MiB by default): fewer, larger splices.
+pub(crate) struct Relay {
+    pub(crate) read: i32,
+    pub(crate) write: i32,
+}
+
+impl Relay {
+    pub(crate) fn new() -> Result<Self, Error> {
+        let mut fds = [0; 2];
+        let flags = libc::O_CLOEXEC | libc::O_NONBLOCK;
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } != 0 {
+            return Err(io_error(&std::io::Error::last_os_error()));
+        }
+        // SAFETY: a plain fcntl on our new pipe; failure only leaves the default size.
+        unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 1 << 20) };
+        Ok(Relay {
+            read: fds[0],
+            write: fds[1],
+        })
+    }
+
+    /// Moves up to `limit` bytes (or everything until EOF) from `src` to `dest` through the
+    /// pipe; returns the count.
+    pub(crate) fn pump(
+        &self,
+        src: i32,
+        dest: i32,
+        limit: Option<u64>,
+    ) -> Result<Awaited<u64>, Error> {
+        let mut total = 0u64;
+        loop {
+            let want = limit.map_or(1 << 20, |l| (l - total).min(1 << 20)) as u32;
+            if want == 0 {
+                return Ok(Awaited::Done(total));
+            }
+            let n = match splice_kernel(src, self.write, || Splice::new(src, self.write, want))? {
+                Awaited::Done(0) => return Ok(Awaited::Done(total)),
+                Awaited::Done(n) => n,
+                Awaited::Interrupted(v) => return Ok(Awaited::Interrupted(v)),
+            };
+            let mut out = 0;
+            while out < n {
+                let left = (n - out) as u32;
+                match splice_kernel(self.read, dest, || Splice::new(self.read, dest, left))? {
+                    Awaited::Done(0) => {
+                        return Err(io_error(&std::io::Error::from_raw_os_error(libc::EPIPE)))
+                    }
+                    Awaited::Done(m) => out += m,
+                    Awaited::Interrupted(v) => return Ok(Awaited::Interrupted(v)),
                 }
             }
-            Awaited::Done(Err(e)) => return Err(io_error(&e)),
-            Awaited::Interrupted(value) => return Ok(Awaited::Interrupted(value)),
+            total += n as u64;
         }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // SAFETY: both descriptors are ours (made by pipe2) and closed once.
+        unsafe {
+            libc::close(self.read);
+            libc::close(self.write);
+        }
+    }
+}
+
+/// Moves everything from `src` to `dest` until EOF through a pipe of its own (neither needs to
+/// be a pipe); returns the byte count.
+fn io_double_splice(ruby: &Ruby, src: i32, dest: i32) -> Result<Value, Error> {
+    match Relay::new()?.pump(src, dest, None)? {
+        Awaited::Done(n) => Ok(ruby.integer_from_u64(n).as_value()),
+        Awaited::Interrupted(value) => Ok(val(value)),
     }
 }
 
@@ -139,18 +214,6 @@ pub(crate) fn is_pipe(fd: i32) -> bool {
 }
 
 const POLLIN: u32 = libc::POLLIN as u32;
-const POLLOUT: u32 = libc::POLLOUT as u32;
-
-/// Whether `fd` is ready for `events` right now (a zero-timeout poll).
-fn poll_now(fd: i32, events: u32) -> bool {
-    let mut pollfd = libc::pollfd {
-        fd,
-        events: events as i16,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd and a zero timeout.
-    unsafe { libc::poll(&mut pollfd, 1, 0) > 0 }
-}
 
 /// Whether Ruby's own read buffer of `io` holds bytes that reading its descriptor would skip.
 fn io_pending(io: Value) -> Result<bool, Error> {
@@ -226,6 +289,7 @@ fn io_closing(fd: i32) -> bool {
 
 pub(crate) fn init(_ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     polyphony.define_singleton_method("__io_closing__", function!(io_closing, 1))?;
+    polyphony.define_singleton_method("__io_double_splice__", function!(io_double_splice, 2))?;
     polyphony.define_singleton_method("__process_wait__", function!(process_wait, 2))?;
     polyphony.define_singleton_method("__io_splice__", function!(io_splice, 3))?;
     polyphony.define_singleton_method("__io_tee__", function!(io_tee, 3))?;

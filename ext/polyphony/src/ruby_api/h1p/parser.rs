@@ -21,7 +21,7 @@ use super::names::names;
 use super::{error, ERROR};
 use crate::helpers::fiber::QNIL;
 use crate::ruby_api::backend::{io_error, Awaited, Backend};
-use crate::ruby_api::io::{is_pipe, splice_kernel};
+use crate::ruby_api::io::{is_pipe, splice_kernel, Relay};
 use polyphony_runtime::op::{Read, Splice};
 
 /// The source object is held as a raw VALUE (marked by the parser object) so that the
@@ -638,36 +638,6 @@ fn splice(fd_in: i32, fd_out: i32, len: u32) -> Result<usize, Error> {
     match splice_kernel(fd_in, fd_out, || Splice::new(fd_in, fd_out, len))? {
         Awaited::Done(n) => Ok(n),
         Awaited::Interrupted(_) => Err(super::error("splice_body_to was interrupted")),
-    }
-}
-
-/// A pipe between two descriptors that are not pipes.
-struct Relay {
-    read: i32,
-    write: i32,
-}
-
-impl Relay {
-    fn new() -> Result<Self, Error> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-            return Err(io_error(&std::io::Error::last_os_error()));
-        }
-        Ok(Relay {
-            read: fds[0],
-            write: fds[1],
-        })
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        // SAFETY: both descriptors are ours (made by pipe2) and closed once.
-        unsafe {
-            libc::close(self.read);
-            libc::close(self.write);
-        }
     }
 }
 
