@@ -1,0 +1,106 @@
+# frozen_string_literal: true
+
+# An echo server on Polyphony against a thread-per-connection echo server in plain Ruby, same
+# run: 1,000 concurrent clients (fibers in a separate process) send 64-byte messages and wait
+# for each echo, for a few seconds. Prints messages/s and the server's peak RSS for each,
+# then the RSS of a Polyphony server holding 10,000 idle connections.
+# Goal: at least 3x the threaded server's throughput at no more than 1/3 of its memory.
+#
+# The clients are Ruby fibers too, on the same 2 cores: with small messages they, not the
+# servers, may set the pace; compare the figures of both servers with that in mind.
+#
+# Usage: ruby bench/echo.rb [seconds] [clients]   (default 5, 1000)
+require 'rbconfig'
+require 'socket'
+
+SECONDS = (ARGV[0] || 5).to_f
+CLIENTS = (ARGV[1] || 1000).to_i
+LIB = File.expand_path('../lib', __dir__)
+
+SERVERS = {
+  'Polyphony (fibers)' => <<~RUBY,
+    require 'polyphony'
+    server = TCPServer.new('127.0.0.1', 0)
+    puts server.addr[1]; $stdout.flush
+    server.accept_loop do |conn|
+      spin { conn.read_loop { |data| conn.poly_write(data) } rescue nil; conn.close }
+    end
+  RUBY
+  'threads (plain Ruby)' => <<~RUBY
+    require 'socket'
+    server = TCPServer.new('127.0.0.1', 0)
+    puts server.addr[1]; $stdout.flush
+    loop do
+      Thread.new(server.accept) do |conn|
+        while (data = (conn.readpartial(4096) rescue nil))
+          conn.write(data)
+        end
+        conn.close
+      end
+    end
+  RUBY
+}.freeze
+
+CLIENT = <<~RUBY
+  require 'polyphony'
+  port, clients, seconds = ARGV[0].to_i, ARGV[1].to_i, ARGV[2].to_f
+  message = 'x' * 64
+  count = 0
+  deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + seconds
+  fibers = Array.new(clients) do
+    spin do
+      socket = TCPSocket.new('127.0.0.1', port)
+      while Process.clock_gettime(Process::CLOCK_MONOTONIC) < deadline
+        socket.write(message)
+        got = 0
+        got += socket.readpartial(4096).bytesize while got < message.bytesize
+        count += 1
+      end
+      socket.close
+    end
+  end
+  Fiber.await(fibers)
+  puts count
+RUBY
+
+def limit_files
+  Process.setrlimit(:NOFILE, Process.getrlimit(:NOFILE)[1])
+end
+
+def start_server(script)
+  io = IO.popen([RbConfig.ruby, '-I', LIB, '-e', "Process.setrlimit(:NOFILE, Process.getrlimit(:NOFILE)[1]); #{script}"])
+  [io, io.gets.to_i]
+end
+
+def peak_rss_mb(pid)
+  File.read("/proc/#{pid}/status")[/VmHWM:\s+(\d+)/, 1].to_i / 1024.0
+end
+
+def rss_mb(pid)
+  File.read("/proc/#{pid}/status")[/VmRSS:\s+(\d+)/, 1].to_i / 1024.0
+end
+
+limit_files
+results = SERVERS.to_h do |name, script|
+  server, port = start_server(script)
+  count = IO.popen([RbConfig.ruby, '-I', LIB, '-e', CLIENT, port.to_s, CLIENTS.to_s, SECONDS.to_s], &:read).to_i
+  rss = peak_rss_mb(server.pid)
+  Process.kill('KILL', server.pid)
+  server.close
+  [name, [count / SECONDS, rss]]
+end
+
+puts "echo, #{CLIENTS} concurrent clients, 64-byte messages, #{SECONDS} s (#{RUBY_DESCRIPTION})"
+results.each { |name, (rate, rss)| puts format('  %-22s %10.0f messages/s   peak RSS %7.1f MB', name, rate, rss) }
+(ours_rate, ours_rss), (theirs_rate, theirs_rss) = results.values
+puts format('  Polyphony: %.2fx the throughput at %.2fx the memory', ours_rate / theirs_rate, ours_rss / theirs_rss)
+
+# 10,000 idle connections held by one Polyphony server.
+server, port = start_server(SERVERS['Polyphony (fibers)'])
+before = rss_mb(server.pid)
+idle = Array.new(10_000) { TCPSocket.new('127.0.0.1', port) }
+sleep 2 # the server accepts them all and spins a fiber for each
+puts format('10,000 idle connections: Polyphony server RSS %.1f MB (%.1f MB before them)', rss_mb(server.pid), before)
+idle.each(&:close)
+Process.kill('KILL', server.pid)
+server.close
