@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/socket.h>
 
 // No body.
 #define POLYPHONY_H1P_BODY_NONE 0
@@ -82,6 +83,11 @@ typedef struct polyphony_h1p_message {
   // 1 if the connection may carry another message after this one.
   int keep_alive;
 } polyphony_h1p_message;
+
+// Called when an op submitted with a callback completes: `result` is a count, descriptor or
+// events when non-negative, -errno otherwise; for a read, `data` points to the bytes read
+// (valid during the call only), else it is NULL.
+typedef void (*polyphony_callback)(void *userdata, ptrdiff_t result, const void *data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -241,6 +247,72 @@ ptrdiff_t polyphony_loop_take(struct polyphony_loop *event_loop,
 // # Safety
 // `event_loop` must be a live loop.
 int polyphony_loop_cancel(struct polyphony_loop *event_loop, uint64_t id);
+
+// `polyphony_loop_read` with a callback (called with the bytes read).
+//
+// # Safety
+// `event_loop` must be a live loop; `callback` is called with `userdata` from
+// `polyphony_loop_run`.
+uint64_t polyphony_loop_submit_read(struct polyphony_loop *event_loop,
+                                    int fd,
+                                    size_t capacity,
+                                    polyphony_callback callback,
+                                    void *userdata);
+
+// `polyphony_loop_write` with a callback.
+//
+// # Safety
+// As `polyphony_loop_write` and `polyphony_loop_submit_read`.
+uint64_t polyphony_loop_submit_write(struct polyphony_loop *event_loop,
+                                     int fd,
+                                     const void *data,
+                                     size_t len,
+                                     polyphony_callback callback,
+                                     void *userdata);
+
+// `polyphony_loop_accept` with a callback (called with the new descriptor).
+//
+// # Safety
+// As `polyphony_loop_submit_read`.
+uint64_t polyphony_loop_submit_accept(struct polyphony_loop *event_loop,
+                                      int fd,
+                                      polyphony_callback callback,
+                                      void *userdata);
+
+// Connects non-blocking socket `fd` to the `len` bytes of address at `addr` (copied); the
+// callback gets 0 or -errno.
+//
+// # Safety
+// As `polyphony_loop_submit_read`; `addr` readable for `len` bytes.
+uint64_t polyphony_loop_submit_connect(struct polyphony_loop *event_loop,
+                                       int fd,
+                                       const struct sockaddr *addr,
+                                       socklen_t len,
+                                       polyphony_callback callback,
+                                       void *userdata);
+
+// Calls back (with 0) after `milliseconds`.
+//
+// # Safety
+// As `polyphony_loop_submit_read`.
+uint64_t polyphony_loop_submit_timeout(struct polyphony_loop *event_loop,
+                                       uint64_t milliseconds,
+                                       polyphony_callback callback,
+                                       void *userdata);
+
+// Runs the loop: calls the callbacks of ops as they complete, until `polyphony_loop_stop` is
+// called (from a callback) or no op with a callback is left. Returns 0, or -errno (a failed
+// wait, or -EFAULT if the library panicked).
+//
+// # Safety
+// `event_loop` must be a live loop; the callbacks' contracts are the caller's.
+int polyphony_loop_run(struct polyphony_loop *event_loop);
+
+// Makes `polyphony_loop_run` return after the callbacks of this round.
+//
+// # Safety
+// `event_loop` must be a live loop.
+void polyphony_loop_stop(struct polyphony_loop *event_loop);
 
 // A handle that ends the loop's current or next wait, usable from any thread. Free it with
 // `polyphony_waker_free`.

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,6 +43,47 @@ static void *wake_later(void *waker) {
   usleep(20000);
   polyphony_waker_wake(waker);
   return NULL;
+}
+
+static int fired = 0;
+static ptrdiff_t connected = 1;
+
+static void on_timeout(void *userdata, ptrdiff_t result, const void *data) {
+  (void)data;
+  CHECK(result == 0);
+  fired++;
+  polyphony_loop_stop(userdata);
+}
+
+static void on_connect(void *userdata, ptrdiff_t result, const void *data) {
+  (void)userdata;
+  (void)data;
+  connected = result;
+}
+
+/* The callback style: connect and a timeout, driven by polyphony_loop_run. */
+static void run_callbacks(polyphony_loop *loop) {
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof addr;
+  CHECK(bind(listener, (struct sockaddr *)&addr, sizeof addr) == 0);
+  CHECK(listen(listener, 8) == 0);
+  CHECK(getsockname(listener, (struct sockaddr *)&addr, &len) == 0);
+  int client = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  CHECK(polyphony_loop_submit_connect(loop, client, (struct sockaddr *)&addr, sizeof addr, on_connect, NULL) != 0);
+  struct timespec before, after;
+  clock_gettime(CLOCK_MONOTONIC, &before);
+  CHECK(polyphony_loop_submit_timeout(loop, 30, on_timeout, loop) != 0);
+  CHECK(polyphony_loop_run(loop) == 0);
+  clock_gettime(CLOCK_MONOTONIC, &after);
+  long elapsed_ms = (after.tv_sec - before.tv_sec) * 1000 + (after.tv_nsec - before.tv_nsec) / 1000000;
+  CHECK(fired == 1);
+  CHECK(elapsed_ms >= 29);
+  CHECK(connected == 0);
+  close(client);
+  close(listener);
+  fired = 0;
+  connected = 1;
 }
 
 static void run(int kind) {
@@ -105,6 +147,7 @@ static void run(int kind) {
   close(listener);
   close(fds[0]);
   close(fds[1]);
+  run_callbacks(loop);
   polyphony_loop_free(loop);
 }
 

@@ -1,6 +1,11 @@
 //! The event loop for C: `polyphony_loop_*` drive the runtime's driver (io_uring, or epoll)
 //! from C. Operations own their buffers (a read's buffer, a copy of a write's data) until they
 //! complete, also after a cancel, so a C caller never has to keep a buffer alive for the kernel.
+//!
+//! Two styles: submit an op and collect completions with `polyphony_loop_wait` and
+//! `polyphony_loop_take`; or submit it with a completion callback (`polyphony_loop_submit_*`)
+//! and let `polyphony_loop_run` call it, until `polyphony_loop_stop` or nothing is left.
+//! A panic inside the library is caught at the boundary and becomes an error code.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_int, c_void};
@@ -9,7 +14,7 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use polyphony_runtime::op::{Accept, PollAdd, Read, Write};
+use polyphony_runtime::op::{Accept, Connect, PollAdd, Read, Write};
 use polyphony_runtime::{Driver, Kind, OpId, Waker};
 
 /// io_uring when the kernel offers it, else epoll.
@@ -25,13 +30,30 @@ enum OpKind {
     Write,
     Accept,
     Poll,
+    Connect,
+    /// A timeout: a read of the timerfd (closed when the op ends).
+    Timer(i32),
 }
+
+/// Called when an op submitted with a callback completes: `result` is a count, descriptor or
+/// events when non-negative, -errno otherwise; for a read, `data` points to the bytes read
+/// (valid during the call only), else it is NULL.
+pub type polyphony_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, result: isize, data: *const c_void)>;
 
 /// An event loop; not thread-safe (wake it from another thread with a `polyphony_waker`).
 pub struct polyphony_loop {
     driver: Driver,
     kinds: HashMap<u64, OpKind>,
     completed: VecDeque<u64>,
+    callbacks: HashMap<
+        u64,
+        (
+            unsafe extern "C" fn(*mut c_void, isize, *const c_void),
+            usize,
+        ),
+    >,
+    stopped: bool,
 }
 
 /// Wakes a loop's wait from any thread.
@@ -53,6 +75,8 @@ pub extern "C" fn polyphony_loop_new(kind: c_int) -> *mut polyphony_loop {
             driver,
             kinds: HashMap::new(),
             completed: VecDeque::new(),
+            callbacks: HashMap::new(),
+            stopped: false,
         })),
         Err(_) => ptr::null_mut(),
     }
@@ -259,6 +283,21 @@ pub unsafe extern "C" fn polyphony_loop_take(
             Some(Err(e)) => errno(e),
             None => -5,
         },
+        OpKind::Connect => match driver.take::<Connect>(op) {
+            Some(Ok(())) => 0,
+            Some(Err(e)) => errno(e),
+            None => -5,
+        },
+        OpKind::Timer(timerfd) => {
+            let result = match driver.take::<Read>(op) {
+                Some((Ok(_), _)) => 0,
+                Some((Err(e), _)) => errno(e),
+                None => -5,
+            };
+            // SAFETY: the timerfd is ours, closed once, now that its read has ended.
+            unsafe { libc::close(timerfd) };
+            result
+        }
     }
 }
 
@@ -274,11 +313,222 @@ pub unsafe extern "C" fn polyphony_loop_cancel(event_loop: *mut polyphony_loop, 
     }
     // SAFETY: non-NULL; the caller guarantees a live loop.
     let event_loop = unsafe { &mut *event_loop };
-    event_loop.kinds.remove(&id);
+    let kind = event_loop.kinds.remove(&id);
     event_loop.completed.retain(|c| *c != id);
-    match event_loop.driver.cancel(OpId::from_bits(id)) {
+    event_loop.callbacks.remove(&id);
+    let cancelled = event_loop.driver.cancel(OpId::from_bits(id));
+    if let Some(OpKind::Timer(timerfd)) = kind {
+        // The read, if still in the kernel, holds its own reference to the file.
+        // SAFETY: the timerfd is ours and closed once.
+        unsafe { libc::close(timerfd) };
+    }
+    match cancelled {
         Ok(()) => 0,
         Err(e) => -e.raw_os_error().unwrap_or(5),
+    }
+}
+
+fn with_callback(
+    event_loop: *mut polyphony_loop,
+    id: u64,
+    callback: polyphony_callback,
+    userdata: *mut c_void,
+) -> u64 {
+    match (id, callback) {
+        (0, _) => 0,
+        (id, Some(callback)) => {
+            // SAFETY: `id` non-zero means `event_loop` was a live loop (checked by `submit`).
+            unsafe {
+                (*event_loop)
+                    .callbacks
+                    .insert(id, (callback, userdata as usize))
+            };
+            id
+        }
+        (id, None) => id,
+    }
+}
+
+/// `polyphony_loop_read` with a callback (called with the bytes read).
+///
+/// # Safety
+/// `event_loop` must be a live loop; `callback` is called with `userdata` from
+/// `polyphony_loop_run`.
+#[no_mangle]
+pub unsafe extern "C" fn polyphony_loop_submit_read(
+    event_loop: *mut polyphony_loop,
+    fd: c_int,
+    capacity: usize,
+    callback: polyphony_callback,
+    userdata: *mut c_void,
+) -> u64 {
+    // SAFETY: per the contract.
+    let id = unsafe { polyphony_loop_read(event_loop, fd, capacity) };
+    with_callback(event_loop, id, callback, userdata)
+}
+
+/// `polyphony_loop_write` with a callback.
+///
+/// # Safety
+/// As `polyphony_loop_write` and `polyphony_loop_submit_read`.
+#[no_mangle]
+pub unsafe extern "C" fn polyphony_loop_submit_write(
+    event_loop: *mut polyphony_loop,
+    fd: c_int,
+    data: *const c_void,
+    len: usize,
+    callback: polyphony_callback,
+    userdata: *mut c_void,
+) -> u64 {
+    // SAFETY: per the contract.
+    let id = unsafe { polyphony_loop_write(event_loop, fd, data, len) };
+    with_callback(event_loop, id, callback, userdata)
+}
+
+/// `polyphony_loop_accept` with a callback (called with the new descriptor).
+///
+/// # Safety
+/// As `polyphony_loop_submit_read`.
+#[no_mangle]
+pub unsafe extern "C" fn polyphony_loop_submit_accept(
+    event_loop: *mut polyphony_loop,
+    fd: c_int,
+    callback: polyphony_callback,
+    userdata: *mut c_void,
+) -> u64 {
+    // SAFETY: per the contract.
+    let id = unsafe { polyphony_loop_accept(event_loop, fd) };
+    with_callback(event_loop, id, callback, userdata)
+}
+
+/// Connects non-blocking socket `fd` to the `len` bytes of address at `addr` (copied); the
+/// callback gets 0 or -errno.
+///
+/// # Safety
+/// As `polyphony_loop_submit_read`; `addr` readable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn polyphony_loop_submit_connect(
+    event_loop: *mut polyphony_loop,
+    fd: c_int,
+    addr: *const libc::sockaddr,
+    len: libc::socklen_t,
+    callback: polyphony_callback,
+    userdata: *mut c_void,
+) -> u64 {
+    if addr.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller guarantees `len` readable bytes at `addr`.
+    let op = unsafe { Connect::new(fd, addr, len) };
+    let id = submit(event_loop, op, OpKind::Connect);
+    with_callback(event_loop, id, callback, userdata)
+}
+
+/// Calls back (with 0) after `milliseconds`.
+///
+/// # Safety
+/// As `polyphony_loop_submit_read`.
+#[no_mangle]
+pub unsafe extern "C" fn polyphony_loop_submit_timeout(
+    event_loop: *mut polyphony_loop,
+    milliseconds: u64,
+    callback: polyphony_callback,
+    userdata: *mut c_void,
+) -> u64 {
+    // SAFETY: plain timerfd calls on a descriptor we create and own.
+    let timerfd = unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
+        )
+    };
+    if timerfd < 0 {
+        return 0;
+    }
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: (milliseconds / 1000) as libc::time_t,
+            // A zero it_value disarms a timer: wait at least a nanosecond.
+            tv_nsec: ((milliseconds % 1000) * 1_000_000).max(1) as libc::c_long,
+        },
+    };
+    // SAFETY: `spec` is valid; `timerfd` is ours.
+    unsafe { libc::timerfd_settime(timerfd, 0, &spec, ptr::null_mut()) };
+    let id = submit(
+        event_loop,
+        Read::new(timerfd, Vec::with_capacity(8), u64::MAX),
+        OpKind::Timer(timerfd),
+    );
+    if id == 0 {
+        // SAFETY: the timerfd is ours and unused.
+        unsafe { libc::close(timerfd) };
+    }
+    with_callback(event_loop, id, callback, userdata)
+}
+
+/// Runs the loop: calls the callbacks of ops as they complete, until `polyphony_loop_stop` is
+/// called (from a callback) or no op with a callback is left. Returns 0, or -errno (a failed
+/// wait, or -EFAULT if the library panicked).
+///
+/// # Safety
+/// `event_loop` must be a live loop; the callbacks' contracts are the caller's.
+#[no_mangle]
+pub unsafe extern "C" fn polyphony_loop_run(event_loop: *mut polyphony_loop) -> c_int {
+    if event_loop.is_null() {
+        return -libc_einval();
+    }
+    // SAFETY: non-NULL; the caller guarantees a live loop.
+    unsafe { (*event_loop).stopped = false };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
+        // SAFETY: the loop stays alive for the whole run; callbacks may submit (re-borrowing).
+        let this = unsafe { &mut *event_loop };
+        if this.stopped || this.callbacks.is_empty() {
+            return 0;
+        }
+        let mut done = [0u64; 64];
+        // SAFETY: `done` is writable for its length.
+        let n = unsafe { polyphony_loop_wait(event_loop, -1, done.as_mut_ptr(), done.len()) };
+        if n < 0 {
+            return n;
+        }
+        for &id in &done[..n as usize] {
+            // SAFETY: as above.
+            let this = unsafe { &mut *event_loop };
+            let Some((callback, userdata)) = this.callbacks.remove(&id) else {
+                continue;
+            };
+            let mut buf = match this.kinds.get(&id) {
+                Some(OpKind::Read) => vec![0u8; 1 << 16],
+                _ => Vec::new(),
+            };
+            // SAFETY: `buf` is writable for its length.
+            let result =
+                unsafe { polyphony_loop_take(event_loop, id, buf.as_mut_ptr().cast(), buf.len()) };
+            let data = if buf.is_empty() {
+                ptr::null()
+            } else {
+                buf.as_ptr().cast()
+            };
+            // SAFETY: the caller's callback, with the userdata it gave.
+            unsafe { callback(userdata as *mut c_void, result, data) };
+        }
+    }));
+    outcome.unwrap_or(-14)
+}
+
+/// Makes `polyphony_loop_run` return after the callbacks of this round.
+///
+/// # Safety
+/// `event_loop` must be a live loop.
+#[no_mangle]
+pub unsafe extern "C" fn polyphony_loop_stop(event_loop: *mut polyphony_loop) {
+    if !event_loop.is_null() {
+        // SAFETY: non-NULL; the caller guarantees a live loop.
+        unsafe { (*event_loop).stopped = true };
     }
 }
 

@@ -257,6 +257,7 @@ on_both_backends!(
     submissions_beyond_the_ring_size_are_queued,
     poll_reports_readiness_once_data_arrives,
     splice_and_tee_move_bytes_in_the_kernel,
+    connect_reaches_a_listener,
 );
 
 #[test]
@@ -333,4 +334,40 @@ fn splice_and_tee_move_bytes_in_the_kernel(kind: Kind) {
             .unwrap(),
         0
     );
+}
+
+fn connect_reaches_a_listener(kind: Kind) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = match listener.local_addr().unwrap() {
+        std::net::SocketAddr::V4(a) => a,
+        _ => unreachable!(),
+    };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a plain socket(2) call; the descriptor becomes ours.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0) };
+    // SAFETY: `fd` is a new descriptor we own.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut driver = Driver::with_kind(kind, 8).unwrap();
+    // SAFETY: `sin` is a valid sockaddr_in of the given size.
+    let op = unsafe {
+        polyphony_runtime::op::Connect::new(
+            socket.as_raw_fd(),
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    let id = driver.submit(op).unwrap();
+    wait_for(&mut driver, id);
+    driver
+        .take::<polyphony_runtime::op::Connect>(id)
+        .unwrap()
+        .unwrap();
+    listener.accept().unwrap();
 }

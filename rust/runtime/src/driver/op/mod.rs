@@ -4,6 +4,7 @@
 //! call retried when epoll reports readiness ([`Op::attempt`]).
 
 mod accept;
+mod connect;
 mod poll;
 mod read;
 mod splice;
@@ -14,6 +15,7 @@ use std::os::fd::RawFd;
 use io_uring::squeue;
 
 pub use accept::Accept;
+pub use connect::Connect;
 pub use poll::PollAdd;
 pub use read::Read;
 pub use splice::Splice;
