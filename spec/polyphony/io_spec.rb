@@ -59,6 +59,19 @@ RSpec.describe 'I/O on fibers' do
     server&.close
   end
 
+  it "reads and writes Ruby's IO buffers through the scheduler's io_read and io_write hooks" do
+    calls = Hash.new(0)
+    trace = TracePoint.new(:call) { |tp| calls[tp.method_id] += 1 if tp.defined_class == Polyphony::Scheduler }
+    reader, writer = IO.pipe
+    fiber = spin { [reader.read(5), reader.gets] }
+    spin { sleep 0.01; writer.write('hello'); writer.puts('line') }
+    trace.enable { expect(fiber.await).to eq(["hello", "line\n"]) }
+    expect(calls[:io_read]).to be >= 2
+    expect(calls[:io_write]).to be >= 1
+  ensure
+    [reader, writer].each { |io| io&.close }
+  end
+
   it 'feeds what it reads to a receiver' do
     a, b = UNIXSocket.pair
     b << 'abc'

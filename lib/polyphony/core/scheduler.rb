@@ -22,6 +22,30 @@ module Polyphony
       move_on_after(timeout, with_value: false) { Polyphony.__io_wait__(io.fileno, events) }
     end
 
+    # Reads into Ruby's own IO buffer through the backend (an io_uring read, or a read when
+    # epoll says the descriptor is ready): at least `length` bytes unless EOF comes first.
+    # Returns the count. (`offset` arrived in Ruby 3.3.)
+    def io_read(io, buffer, length, offset = 0)
+      fd = io.fileno
+      room = buffer.size - offset
+      total = 0
+      loop do
+        data = Polyphony.__io_read__(fd, room - total, nil)
+        break unless data
+
+        buffer.set_string(data, offset + total)
+        total += data.bytesize
+        break if total >= length || total >= room
+      end
+      total
+    end
+
+    # Writes from Ruby's own IO buffer through the backend: at least `length` bytes.
+    def io_write(io, buffer, length, offset = 0)
+      data = buffer.get_string(offset, [length, buffer.size - offset].max)
+      Polyphony.__io_write__(io.fileno, data)
+    end
+
     def kernel_sleep(duration = nil)
       duration ? Polyphony.__sleep__(duration) : Polyphony.__switch__
     end
