@@ -31,6 +31,6 @@ mod timer;
 mod waker;
 
 pub use driver::op;
-pub use driver::{Completion, Driver, Kind, OpId};
+pub use driver::{Chain, Completion, Driver, Kind, OpId};
 pub use timer::{TimerHeap, TimerKey};
 pub use waker::Waker;

@@ -258,6 +258,7 @@ on_both_backends!(
     poll_reports_readiness_once_data_arrives,
     splice_and_tee_move_bytes_in_the_kernel,
     connect_reaches_a_listener,
+    chains_run_in_order_and_stop_at_a_failure,
 );
 
 #[test]
@@ -370,4 +371,32 @@ fn connect_reaches_a_listener(kind: Kind) {
         .unwrap()
         .unwrap();
     listener.accept().unwrap();
+}
+
+fn chains_run_in_order_and_stop_at_a_failure(kind: Kind) {
+    let mut driver = Driver::with_kind(kind, 8).unwrap();
+    let (r, w) = pipe();
+    let mut chain = polyphony_runtime::Chain::new();
+    chain
+        .push(Write::new(w.as_raw_fd(), b"first ".to_vec(), u64::MAX))
+        .push(Write::new(w.as_raw_fd(), b"second".to_vec(), u64::MAX));
+    let ids = driver.submit_chain(chain).unwrap();
+    wait_for(&mut driver, ids[1]);
+    assert_eq!(driver.take::<Write>(ids[0]).unwrap().0.unwrap(), 6);
+    assert_eq!(driver.take::<Write>(ids[1]).unwrap().0.unwrap(), 6);
+    let mut buf = [0u8; 32];
+    // SAFETY: `buf` is writable for its length.
+    let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(&buf[..n as usize], b"first second");
+
+    let mut broken = polyphony_runtime::Chain::new();
+    broken
+        .push(Write::new(-1, b"nowhere".to_vec(), u64::MAX))
+        .push(Write::new(w.as_raw_fd(), b"never".to_vec(), u64::MAX));
+    let ids = driver.submit_chain(broken).unwrap();
+    wait_for(&mut driver, ids[1]);
+    let first = driver.take::<Write>(ids[0]).unwrap().0.unwrap_err();
+    assert_eq!(first.raw_os_error(), Some(libc::EBADF));
+    let second = driver.take::<Write>(ids[1]).unwrap().0.unwrap_err();
+    assert_eq!(second.raw_os_error(), Some(libc::ECANCELED));
 }

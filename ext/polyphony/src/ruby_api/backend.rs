@@ -26,7 +26,7 @@ use magnus::typed_data::{DataTypeFunctions, Obj};
 use magnus::value::{ReprValue, Value};
 use magnus::{function, gc, method, prelude::*, Error, Exception, RHash, RModule, Ruby, Symbol};
 use polyphony_runtime::op::Op;
-use polyphony_runtime::{Driver, Kind, OpId, TimerHeap, TimerKey, Waker};
+use polyphony_runtime::{Chain, Driver, Kind, OpId, TimerHeap, TimerKey, Waker};
 use rb_sys::VALUE;
 use std::collections::HashMap;
 
@@ -393,6 +393,46 @@ impl Backend {
             let _ = driver.cancel(id);
         }
         resumed.map(Awaited::Interrupted)
+    }
+
+    /// Submits `chain` and parks the calling fiber until its last op completes (so have all
+    /// the others). Interrupted first, it cancels them all. The ids, to take each op's output.
+    pub(crate) fn await_chain(&self, fd: i32, chain: Chain) -> Result<Awaited<Vec<OpId>>, Error> {
+        let current = fiber::current();
+        let ids = {
+            let mut driver = self.driver.borrow_mut();
+            let driver = driver.as_mut().ok_or_else(forked_error)?;
+            driver.submit_chain(chain).map_err(|e| io_error(&e))?
+        };
+        let Some(last) = ids.last().copied() else {
+            return Ok(Awaited::Done(ids));
+        };
+        self.sched
+            .borrow_mut()
+            .waiting
+            .insert(last.to_bits(), (current, fd));
+        let resumed = self.switch(current);
+        let done = OP_DONE.load(Ordering::Relaxed) as VALUE;
+        let complete = self
+            .driver
+            .borrow()
+            .as_ref()
+            .is_some_and(|d| ids.iter().all(|id| d.completion(*id).is_some()));
+        if matches!(resumed, Ok(v) if v == done) && complete {
+            return Ok(Awaited::Done(ids));
+        }
+        self.sched.borrow_mut().waiting.remove(&last.to_bits());
+        if let Some(driver) = self.driver.borrow_mut().as_mut() {
+            for id in &ids {
+                let _ = driver.cancel(*id);
+            }
+        }
+        resumed.map(Awaited::Interrupted)
+    }
+
+    /// Takes a completed op's output (after `await_chain`).
+    pub(crate) fn take<O: Op>(&self, id: OpId) -> Option<O::Output> {
+        self.driver.borrow_mut().as_mut()?.take::<O>(id)
     }
 
     /// Raises IOError in every fiber waiting on an operation on `fd` (about to be closed):

@@ -7,10 +7,13 @@ use std::os::fd::IntoRawFd;
 
 use magnus::rb_sys::AsRawValue;
 use magnus::value::ReprValue;
-use magnus::{function, prelude::*, Error, RModule, RString, Ruby, Value};
+use magnus::{
+    function, prelude::*, Error, RArray, RModule, RString, Ruby, Symbol, TryConvert, Value,
+};
 use polyphony_runtime::op::{Accept, Attempt, PollAdd, Read, Splice, Write};
 
 use super::backend::{io_error, Awaited, Backend};
+use polyphony_runtime::Chain;
 
 fn val(raw: rb_sys::VALUE) -> Value {
     // SAFETY: values handed back by the backend are live objects from Ruby.
@@ -287,7 +290,65 @@ fn io_closing(fd: i32) -> bool {
     Backend::existing().is_some_and(|backend| backend.interrupt_waiters(fd))
 }
 
+/// Runs `ops` (an Array of `[:write, fd, string]` and `[:splice, fd_in, fd_out, maxlen]`) as
+/// one chain: each starts once the one before it succeeded. Returns each op's result: a byte
+/// count, or -errno (-ECANCELED for those a failure, or a short count on io_uring, skipped).
+fn chain(ruby: &Ruby, ops: RArray) -> Result<Value, Error> {
+    let write = ruby.to_symbol("write");
+    let splice = ruby.to_symbol("splice");
+    let mut chain = Chain::new();
+    let mut first_fd = -1;
+    let mut kinds = Vec::new();
+    for op in ops.into_iter() {
+        let op = RArray::try_convert(op)?;
+        let kind: Symbol = op.entry(0)?;
+        if kind.equal(write)? {
+            let fd: i32 = op.entry(1)?;
+            let data: RString = op.entry(2)?;
+            // SAFETY: copied at once; the op owns its copy.
+            chain.push(Write::new(
+                fd,
+                unsafe { data.as_slice() }.to_vec(),
+                u64::MAX,
+            ));
+            first_fd = if first_fd < 0 { fd } else { first_fd };
+            kinds.push(false);
+        } else if kind.equal(splice)? {
+            let (fd_in, fd_out, len): (i32, i32, u32) = (op.entry(1)?, op.entry(2)?, op.entry(3)?);
+            chain.push(Splice::new(fd_in, fd_out, len));
+            first_fd = if first_fd < 0 { fd_out } else { first_fd };
+            kinds.push(true);
+        } else {
+            return Err(Error::new(
+                ruby.exception_arg_error(),
+                format!("unknown chain op {}: use :write or :splice", kind.inspect()),
+            ));
+        }
+    }
+    let backend = Backend::current()?;
+    let ids = match backend.await_chain(first_fd, chain)? {
+        Awaited::Done(ids) => ids,
+        Awaited::Interrupted(value) => return Ok(val(value)),
+    };
+    let results = ruby.ary_new_capa(ids.len());
+    for (id, is_splice) in ids.into_iter().zip(kinds) {
+        let result = if is_splice {
+            backend.take::<Splice>(id).map(|r| r.map(|n| n as i64))
+        } else {
+            backend.take::<Write>(id).map(|(r, _)| r.map(|n| n as i64))
+        };
+        let result = match result {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => -i64::from(e.raw_os_error().unwrap_or(libc::EIO)),
+            None => -i64::from(libc::EIO),
+        };
+        results.push(result)?;
+    }
+    Ok(results.as_value())
+}
+
 pub(crate) fn init(_ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
+    polyphony.define_singleton_method("__chain__", function!(chain, 1))?;
     polyphony.define_singleton_method("__io_closing__", function!(io_closing, 1))?;
     polyphony.define_singleton_method("__io_double_splice__", function!(io_double_splice, 2))?;
     polyphony.define_singleton_method("__process_wait__", function!(process_wait, 2))?;

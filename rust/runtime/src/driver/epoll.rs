@@ -22,6 +22,8 @@ const WAKE_TOKEN: u64 = u64::MAX;
 enum State {
     /// Submitted, not tried yet.
     Fresh,
+    /// In a chain, waiting for the op before it.
+    Held,
     /// Watching `fd` for `events`.
     Waiting {
         fd: RawFd,
@@ -51,6 +53,8 @@ pub(crate) struct EpollDriver {
     fresh: Vec<OpId>,
     interest: HashMap<RawFd, Interest>,
     events: Vec<libc::epoll_event>,
+    /// The op that follows each chained op.
+    next_in_chain: HashMap<u64, OpId>,
 }
 
 impl EpollDriver {
@@ -77,6 +81,7 @@ impl EpollDriver {
             fresh: Vec::new(),
             interest: HashMap::new(),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 256],
+            next_in_chain: HashMap::new(),
         })
     }
 
@@ -101,6 +106,52 @@ impl EpollDriver {
         Ok(id)
     }
 
+    pub(crate) fn submit_chain(&mut self, ops: Vec<Box<dyn ErasedOp>>) -> io::Result<Vec<OpId>> {
+        let mut ids: Vec<OpId> = Vec::with_capacity(ops.len());
+        for (i, op) in ops.into_iter().enumerate() {
+            self.next_generation = (self.next_generation + 1) & 0x7fff_ffff;
+            let generation = self.next_generation;
+            let state = if i == 0 { State::Fresh } else { State::Held };
+            let slot = self.ops.insert(Slot {
+                generation,
+                state,
+                op,
+            });
+            let id = OpId(((generation as u64) << 32) | slot as u64);
+            if let Some(previous) = ids.last() {
+                self.next_in_chain.insert(previous.0, id);
+            }
+            ids.push(id);
+        }
+        self.fresh.push(ids[0]);
+        Ok(ids)
+    }
+
+    /// `id` of a chain completed with `result`: start the next op, or, after a failure,
+    /// complete the rest with ECANCELED.
+    fn advance_chain(&mut self, id: OpId, result: i32, on_complete: &mut impl FnMut(OpId)) {
+        let Some(next) = self.next_in_chain.remove(&id.0) else {
+            return;
+        };
+        let expected = self.slot(id).and_then(|s| s.op.expected());
+        let short = expected.is_some_and(|e| (result as usize) < e);
+        if result >= 0 && !short {
+            self.attempt(next, on_complete);
+            return;
+        }
+        let mut cancelled = Some(next);
+        while let Some(op) = cancelled {
+            if let Some(slot) = self.slot_mut(op) {
+                slot.state = State::Done(Completion {
+                    result: -libc::ECANCELED,
+                    flags: 0,
+                });
+                on_complete(op);
+            }
+            cancelled = self.next_in_chain.remove(&op.0);
+        }
+    }
+
     pub(crate) fn completion(&self, id: OpId) -> Option<Completion> {
         match self.slot(id)?.state {
             State::Done(completion) => Some(completion),
@@ -123,6 +174,7 @@ impl EpollDriver {
             return Ok(());
         };
         match slot.state {
+            State::Held => {}
             State::Fresh => self.fresh.retain(|f| *f != id),
             State::Waiting { fd, .. } => {
                 if let Some(interest) = self.interest.get_mut(&fd) {
@@ -135,6 +187,10 @@ impl EpollDriver {
         let slot = self.ops.remove(id.slot());
         if let State::Done(completion) = slot.state {
             slot.op.orphan(completion);
+        }
+        // The rest of its chain goes too.
+        if let Some(next) = self.next_in_chain.remove(&id.0) {
+            self.cancel(next)?;
         }
         Ok(())
     }
@@ -212,15 +268,17 @@ impl EpollDriver {
         let Some(slot) = self.slot_mut(id) else {
             return false;
         };
-        if matches!(slot.state, State::Done(_)) {
+        if let State::Done(completion) = slot.state {
             // Failed by `update` (epoll refused its descriptor): report it now.
             on_complete(id);
+            self.advance_chain(id, completion.result, on_complete);
             return true;
         }
         match slot.op.attempt() {
             Attempt::Done(result) => {
                 slot.state = State::Done(Completion { result, flags: 0 });
                 on_complete(id);
+                self.advance_chain(id, result, on_complete);
                 true
             }
             Attempt::Wait { fd, events } => {

@@ -91,6 +91,37 @@ impl Kind {
     }
 }
 
+/// Operations that run in order, each only after the one before it succeeded: io_uring links
+/// them in one submission; epoll starts each when the one before completes. When one fails
+/// (or, on io_uring, a read or write comes up short), the rest complete with `-ECANCELED`.
+#[derive(Default)]
+pub struct Chain {
+    ops: Vec<Box<dyn ErasedOp>>,
+}
+
+impl Chain {
+    /// An empty chain.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `op`.
+    pub fn push<O: Op>(&mut self, op: O) -> &mut Self {
+        self.ops.push(Box::new(op));
+        self
+    }
+
+    /// How many ops the chain holds.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether the chain holds no op.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
 enum Inner {
     Uring(uring::UringDriver),
     Epoll(epoll::EpollDriver),
@@ -157,6 +188,14 @@ impl Driver {
         delegate!(mut self, d => d.submit(op))
     }
 
+    /// Submits `chain`; returns the ids of its ops, in order.
+    pub fn submit_chain(&mut self, chain: Chain) -> io::Result<Vec<OpId>> {
+        if chain.is_empty() {
+            return Ok(Vec::new());
+        }
+        delegate!(mut self, d => d.submit_chain(chain.ops))
+    }
+
     /// The completion of `id` if it has arrived and has not been taken.
     pub fn completion(&self, id: OpId) -> Option<Completion> {
         delegate!(self, d => d.completion(id))
@@ -197,6 +236,7 @@ impl Driver {
 pub(crate) trait ErasedOp: Send {
     fn entry(&mut self) -> squeue::Entry;
     fn attempt(&mut self) -> Attempt;
+    fn expected(&self) -> Option<usize>;
     fn orphan(self: Box<Self>, completion: Completion);
     fn as_any(&self) -> &dyn Any;
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
@@ -209,6 +249,10 @@ impl<O: Op> ErasedOp for O {
 
     fn attempt(&mut self) -> Attempt {
         Op::attempt(self)
+    }
+
+    fn expected(&self) -> Option<usize> {
+        Op::expected(self)
     }
 
     fn orphan(self: Box<Self>, completion: Completion) {

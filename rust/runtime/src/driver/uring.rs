@@ -100,6 +100,43 @@ impl UringDriver {
         Ok(id)
     }
 
+    pub(crate) fn submit_chain(&mut self, ops: Vec<Box<dyn ErasedOp>>) -> io::Result<Vec<OpId>> {
+        // A link must not straddle two submissions: make room for the whole chain first.
+        let capacity = self.ring.submission().capacity();
+        if ops.len() > capacity {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a chain of {} ops does not fit a ring of {capacity}",
+                    ops.len()
+                ),
+            ));
+        }
+        while capacity - self.ring.submission().len() < ops.len() {
+            self.ring.submit()?;
+        }
+        let last = ops.len() - 1;
+        let mut ids = Vec::with_capacity(ops.len());
+        for (i, mut op) in ops.into_iter().enumerate() {
+            let entry = op.entry();
+            self.next_generation = (self.next_generation + 1) & 0x7fff_ffff;
+            let generation = self.next_generation;
+            let slot = self.ops.insert(Slot {
+                generation,
+                state: State::InFlight,
+                op,
+            });
+            let id = OpId(((generation as u64) << 32) | slot as u64);
+            let mut entry = entry.user_data(id.0);
+            if i < last {
+                entry = entry.flags(squeue::Flags::IO_LINK);
+            }
+            self.push(entry)?;
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
     /// The completion of `id` if it has arrived and has not been taken.
     pub(crate) fn completion(&self, id: OpId) -> Option<Completion> {
         match self.slot(id)?.state {

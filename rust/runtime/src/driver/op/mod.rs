@@ -35,6 +35,12 @@ pub trait Op: Send + 'static {
     /// Tries the operation now, without blocking (the epoll backend).
     fn attempt(&mut self) -> Attempt;
 
+    /// The result that counts as complete, for an op that can come up short (a write: its
+    /// length). A chain stops after a short result, as io_uring's links do.
+    fn expected(&self) -> Option<usize> {
+        None
+    }
+
     /// Turns the completion into the owner's output.
     fn complete(self, completion: Completion) -> Self::Output;
 
@@ -63,6 +69,9 @@ pub enum Attempt {
 
 /// Whether `fd` is ready for `events` right now: the ready events (0 if none), or `-errno`.
 pub(crate) fn ready_now(fd: RawFd, events: u32) -> i32 {
+    if fd < 0 {
+        return -libc::EBADF; // poll(2) would just ignore it
+    }
     let mut pollfd = libc::pollfd {
         fd,
         events: events as i16,

@@ -43,6 +43,10 @@ impl Op for Write {
         })
     }
 
+    fn expected(&self) -> Option<usize> {
+        Some(self.buf.len())
+    }
+
     fn complete(self, completion: Completion) -> Self::Output {
         (completion.io_result().map(|n| n as usize), self.buf)
     }
