@@ -1,17 +1,16 @@
 # frozen_string_literal: true
 
 # An echo server on Polyphony against a thread-per-connection echo server in plain Ruby, same
-# run: 1,000 concurrent clients (fibers in a separate process) send 64-byte messages and wait
-# for each echo, for a few seconds. Prints messages/s and the server's peak RSS for each,
-# then the RSS of a Polyphony server holding 10,000 idle connections.
+# run: 1,000 concurrent clients send 64-byte messages and wait for each echo, for a few
+# seconds. The clients are bench/echo_client.c, a separate process on Polyphony's C event loop
+# (cheap enough not to set the pace itself). Prints messages/s and the server's peak RSS for
+# each, then the RSS of a Polyphony server holding 10,000 idle connections.
 # Goal: at least 3x the threaded server's throughput at no more than 1/3 of its memory.
-#
-# The clients are Ruby fibers too, on the same 2 cores: with small messages they, not the
-# servers, may set the pace; compare the figures of both servers with that in mind.
 #
 # Usage: ruby bench/echo.rb [seconds] [clients]   (default 5, 1000)
 require 'rbconfig'
 require 'socket'
+require 'tmpdir'
 
 SECONDS = (ARGV[0] || 5).to_f
 CLIENTS = (ARGV[1] || 1000).to_i
@@ -41,27 +40,15 @@ SERVERS = {
   RUBY
 }.freeze
 
-CLIENT = <<~RUBY
-  require 'polyphony'
-  port, clients, seconds = ARGV[0].to_i, ARGV[1].to_i, ARGV[2].to_f
-  message = 'x' * 64
-  count = 0
-  deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + seconds
-  fibers = Array.new(clients) do
-    spin do
-      socket = TCPSocket.new('127.0.0.1', port)
-      while Process.clock_gettime(Process::CLOCK_MONOTONIC) < deadline
-        socket.write(message)
-        got = 0
-        got += socket.readpartial(4096).bytesize while got < message.bytesize
-        count += 1
-      end
-      socket.close
-    end
-  end
-  Fiber.await(fibers)
-  puts count
-RUBY
+# Builds the C client against the release library.
+def client_binary
+  root = File.expand_path('..', __dir__)
+  system('cargo', 'build', '--release', '--locked', '-q', '-p', 'polyphony-capi', chdir: root, exception: true)
+  binary = File.join(Dir.tmpdir, "polyphony_echo_client_#{Process.pid}")
+  system('cc', '-O2', '-std=c11', '-D_DEFAULT_SOURCE', "-I#{root}/include", "#{root}/bench/echo_client.c",
+         "#{root}/target/release/libpolyphony_capi.a", '-lpthread', '-ldl', '-lm', '-o', binary, exception: true)
+  binary
+end
 
 def limit_files
   Process.setrlimit(:NOFILE, Process.getrlimit(:NOFILE)[1])
@@ -81,9 +68,11 @@ def rss_mb(pid)
 end
 
 limit_files
+client = client_binary
+at_exit { File.delete(client) if File.exist?(client) }
 results = SERVERS.to_h do |name, script|
   server, port = start_server(script)
-  count = IO.popen([RbConfig.ruby, '-I', LIB, '-e', CLIENT, port.to_s, CLIENTS.to_s, SECONDS.to_s], &:read).to_i
+  count = IO.popen([client, port.to_s, CLIENTS.to_s, SECONDS.to_s], &:read).to_i
   rss = peak_rss_mb(server.pid)
   Process.kill('KILL', server.pid)
   server.close

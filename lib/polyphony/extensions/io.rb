@@ -13,6 +13,13 @@ module Polyphony
   module IOAPI
     # Reads at most `maxlen` bytes (any that are ready); nil at EOF. Waits in the backend.
     def poly_read(maxlen = 65_536, buffer = nil)
+      # Nothing in Ruby's own buffer: one backend read (io_uring waits inside it).
+      unless Polyphony.__io_pending__(self)
+        Kernel.raise ArgumentError, "negative length #{maxlen} given" if maxlen.negative?
+
+        return Polyphony.__io_read__(fileno, maxlen, buffer)
+      end
+
       loop do
         data = buffer ? read_nonblock(maxlen, buffer, exception: false) : read_nonblock(maxlen, exception: false)
         return data unless data == :wait_readable
