@@ -21,6 +21,23 @@ module SpecHelpers
     run_command(RbConfig.ruby, '-I', File.join(ROOT, 'lib'), '-e', script, *args)
   end
 
+  # Builds the C ABI's static library (release) and compiles `source` against it and
+  # include/polyphony.h into `dir`; returns the binary's path.
+  def build_c_program(source, dir)
+    _out, err, status = run_command('cargo', 'build', '--release', '--locked', '-q', '-p', 'polyphony-capi',
+                                    limit: 600)
+    raise "cargo build failed:\n#{err}" unless status.success?
+
+    binary = File.join(dir, File.basename(source, '.c'))
+    _out, err, status = run_command(
+      'cc', '-std=c11', '-Wall', '-Wextra', '-Werror', '-D_DEFAULT_SOURCE', '-Iinclude', '-Itests/c', source,
+      'target/release/libpolyphony_capi.a', '-lpthread', '-ldl', '-lm', '-o', binary
+    )
+    raise "cc failed:\n#{err}" unless status.success?
+
+    binary
+  end
+
   def monotonic
     Process.clock_gettime(Process::CLOCK_MONOTONIC)
   end

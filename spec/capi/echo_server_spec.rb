@@ -8,17 +8,8 @@ require 'tmpdir'
 RSpec.describe 'the C echo server example' do
   %w[io_uring epoll].each do |backend|
     it "echoes for concurrent clients on #{backend}, then exits after the last one" do
-      _out, err, status = run_command('cargo', 'build', '--release', '--locked', '-q', '-p', 'polyphony-capi',
-                                      limit: 600)
-      expect(status).to be_success, err
       Dir.mktmpdir do |dir|
-        binary = File.join(dir, 'echo_server')
-        _out, err, status = run_command(
-          'cc', '-std=c11', '-Wall', '-Wextra', '-Werror', '-D_DEFAULT_SOURCE', '-Iinclude',
-          'examples/c/echo_server.c', 'target/release/libpolyphony_capi.a', '-lpthread', '-ldl', '-lm',
-          '-o', binary
-        )
-        expect(status).to be_success, err
+        binary = build_c_program('examples/c/echo_server.c', dir)
         server = IO.popen(['timeout', '30', binary, '3', backend == 'epoll' ? 'epoll' : 'auto'])
         port = server.gets.to_i
         clients = Array.new(3) { TCPSocket.new('127.0.0.1', port) }

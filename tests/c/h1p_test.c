@@ -6,17 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "polyphony.h"
-
-static int failures = 0;
-
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                          \
-    }                                                                      \
-  } while (0)
 
 static int eq(const char *p, size_t len, const char *s) {
   return len == strlen(s) && memcmp(p, s, len) == 0;

@@ -94,30 +94,26 @@ impl EpollDriver {
     }
 
     pub(crate) fn submit<O: Op>(&mut self, op: O) -> io::Result<OpId> {
+        let id = self.insert(Box::new(op), State::Fresh);
+        self.fresh.push(id);
+        Ok(id)
+    }
+
+    fn insert(&mut self, op: Box<dyn ErasedOp>, state: State) -> OpId {
         self.next_generation = (self.next_generation + 1) & 0x7fff_ffff;
         let generation = self.next_generation;
         let slot = self.ops.insert(Slot {
             generation,
-            state: State::Fresh,
-            op: Box::new(op),
+            state,
+            op,
         });
-        let id = OpId(((generation as u64) << 32) | slot as u64);
-        self.fresh.push(id);
-        Ok(id)
+        OpId(((generation as u64) << 32) | slot as u64)
     }
 
     pub(crate) fn submit_chain(&mut self, ops: Vec<Box<dyn ErasedOp>>) -> io::Result<Vec<OpId>> {
         let mut ids: Vec<OpId> = Vec::with_capacity(ops.len());
         for (i, op) in ops.into_iter().enumerate() {
-            self.next_generation = (self.next_generation + 1) & 0x7fff_ffff;
-            let generation = self.next_generation;
-            let state = if i == 0 { State::Fresh } else { State::Held };
-            let slot = self.ops.insert(Slot {
-                generation,
-                state,
-                op,
-            });
-            let id = OpId(((generation as u64) << 32) | slot as u64);
+            let id = self.insert(op, if i == 0 { State::Fresh } else { State::Held });
             if let Some(previous) = ids.last() {
                 self.next_in_chain.insert(previous.0, id);
             }

@@ -83,18 +83,9 @@ impl UringDriver {
     /// Submits `op` (queued; the kernel sees it at the next [`Driver::wait`]).
     pub(crate) fn submit<O: Op>(&mut self, op: O) -> io::Result<OpId> {
         // Box first: the entry's pointers must point into the op where it will stay.
-        let mut op: Box<dyn ErasedOp> = Box::new(op);
-        let entry = op.entry();
-        self.next_generation = (self.next_generation + 1) & 0x7fff_ffff;
-        let generation = self.next_generation;
-        let slot = self.ops.insert(Slot {
-            generation,
-            state: State::InFlight,
-            op,
-        });
-        let id = OpId(((generation as u64) << 32) | slot as u64);
+        let (id, entry) = self.insert(Box::new(op));
         if let Err(err) = self.push(entry.user_data(id.0)) {
-            self.ops.remove(slot);
+            self.ops.remove(id.slot());
             return Err(err);
         }
         Ok(id)
@@ -117,16 +108,8 @@ impl UringDriver {
         }
         let last = ops.len() - 1;
         let mut ids = Vec::with_capacity(ops.len());
-        for (i, mut op) in ops.into_iter().enumerate() {
-            let entry = op.entry();
-            self.next_generation = (self.next_generation + 1) & 0x7fff_ffff;
-            let generation = self.next_generation;
-            let slot = self.ops.insert(Slot {
-                generation,
-                state: State::InFlight,
-                op,
-            });
-            let id = OpId(((generation as u64) << 32) | slot as u64);
+        for (i, op) in ops.into_iter().enumerate() {
+            let (id, entry) = self.insert(op);
             let mut entry = entry.user_data(id.0);
             if i < last {
                 entry = entry.flags(squeue::Flags::IO_LINK);
@@ -135,6 +118,20 @@ impl UringDriver {
             ids.push(id);
         }
         Ok(ids)
+    }
+
+    /// Stores `op` in flight; returns its id and its submission entry. The op is boxed first:
+    /// the entry's pointers must point into the op where it will stay.
+    fn insert(&mut self, mut op: Box<dyn ErasedOp>) -> (OpId, squeue::Entry) {
+        let entry = op.entry();
+        self.next_generation = (self.next_generation + 1) & 0x7fff_ffff;
+        let generation = self.next_generation;
+        let slot = self.ops.insert(Slot {
+            generation,
+            state: State::InFlight,
+            op,
+        });
+        (OpId(((generation as u64) << 32) | slot as u64), entry)
     }
 
     /// The completion of `id` if it has arrived and has not been taken.
