@@ -22,10 +22,7 @@ module Polyphony
       end
     end
 
-    # Lets other runnable fibers run, then continues.
-    def snooze
-      Polyphony.__snooze__
-    end
+    # `snooze` (let other runnable fibers run, then continue) is defined natively on Object.
 
     # Waits until the current fiber is scheduled; returns the value it was scheduled with.
     def suspend

@@ -822,6 +822,10 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     polyphony.define_singleton_method("__schedule__", function!(rb_schedule, 3))?;
     polyphony.define_singleton_method("__spawn__", function!(rb_spawn, 1))?;
     polyphony.define_singleton_method("__snooze__", function!(rb_snooze, 0))?;
+    // `snooze` itself is native (a private method on Object, as Kernel's are): one Ruby
+    // method call less on the hottest path.
+    ruby.class_object()
+        .define_private_method("snooze", method!(|_rb_self: Value| rb_snooze(), 0))?;
     polyphony.define_singleton_method("__sleep__", function!(rb_sleep, 1))?;
     polyphony.define_singleton_method("__runnable__", function!(rb_runnable, 1))?;
     polyphony.define_singleton_method("__timer_add__", function!(rb_timer_add, 3))?;
