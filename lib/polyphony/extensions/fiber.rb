@@ -9,6 +9,9 @@ module Polyphony
   #
   # Everything per fiber is O(1): children, waiters and monitors are Hashes keyed by fiber.
   module FiberAPI
+    # The block of every spun fiber: one shared Proc, so spinning allocates no closure.
+    RUN = proc { |value| Fiber.current.__run__(value) }
+
     # @return [Object] the fiber's tag, given to `spin`
     attr_accessor :tag
 
@@ -24,7 +27,7 @@ module Polyphony
     def spin(tag = nil, &block)
       Kernel.raise ArgumentError, 'spin needs a block' unless block
 
-      fiber = Fiber.new { |value| fiber.__run__(value) }
+      fiber = Fiber.new(&RUN)
       fiber.__prepare__(tag, block, self, @thread ||= Polyphony.__thread_init__)
       (@children ||= {})[fiber] = true
       Polyphony.__spawn__(fiber)
@@ -243,26 +246,31 @@ module Polyphony
     # next (its launcher, or the root fiber), which then carries on switching.
     # @api private
     def __run__(first_value)
-      result, uncaught = __execute__(first_value)
-      __finalize__(result, uncaught)
+      uncaught = __execute__(first_value)
+      __finalize__(@result, uncaught)
       Polyphony::FIBER_DONE
     end
 
+    # Runs the block (again after a restart); leaves its result in @result and returns
+    # whether it ended with an uncaught exception.
     # @api private
     def __execute__(value)
       loop do
         begin
           Kernel.raise value if value.is_a?(::Exception)
 
-          return [@block.call(value), false]
+          @result = @block.call(value)
+          return false
         rescue Polyphony::Restart => e
           value = e.value
           __shutdown_children__
           @mailbox = nil
         rescue Polyphony::Interrupt, Polyphony::Terminate => e
-          return [e.value, false]
+          @result = e.value
+          return false
         rescue ::Exception => e
-          return [e, true]
+          @result = e
+          return true
         end
       end
     end
