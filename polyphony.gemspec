@@ -9,8 +9,10 @@ Gem::Specification.new do |s|
   s.authors = ['Polyphony developers']
   s.license = 'MIT'
   s.required_ruby_version = '>= 3.1'
-  s.files = Dir['lib/**/*.rb', 'ext/**/*.{rb,rs,toml}', 'rust/**/*.{rs,toml}',
-                'Cargo.toml', 'Cargo.lock', 'README.md', 'docs/**/*.md']
+  s.files = Dir['lib/**/*.rb', 'ext/**/*.{rb,rs,toml}', 'rust/**/*.{rs,toml}', 'exe/*', 'include/*.h',
+                'Cargo.toml', 'Cargo.lock', 'README.md', 'CHANGELOG.md', 'docs/**/*.md']
+  s.bindir = 'exe'
+  s.executables = ['tipi']
   s.extensions = ['ext/polyphony/extconf.rb']
   s.require_paths = ['lib']
   s.metadata['rubygems_mfa_required'] = 'true'

@@ -1,0 +1,81 @@
+# frozen_string_literal: true
+
+require 'optparse'
+
+module Tipi
+  # The `tipi` command.
+  module CLI
+    USAGE = 'Usage: tipi [options] [app.ru]   (default app: ./config.ru)'
+
+    module_function
+
+    def run(argv)
+      options = parse(argv)
+      app = load_app(options[:app])
+      host, port = options[:listen]
+      logger = options[:quiet] ? nil : method(:log)
+      server = Server.new(app, host: host, port: port, logger: logger)
+      puts "Tipi #{Tipi::VERSION} (Polyphony #{Polyphony::VERSION}, #{Polyphony.backend_kind} backend)"
+      puts "* app: #{options[:app]}"
+      puts "* listening on http://#{host}:#{server.port}"
+      $stdout.flush
+      serving = spin { server.run }
+      %w[INT TERM].each do |signal|
+        trap(signal) do
+          puts "Tipi stopping (SIG#{signal})"
+          serving.stop
+        end
+      end
+      serving.await
+    ensure
+      server&.close
+    end
+
+    def parse(argv)
+      options = { listen: ['0.0.0.0', 1234], quiet: false }
+      parser = OptionParser.new do |o|
+        o.banner = USAGE
+        o.on('-l', '--listen [HOST:]PORT', 'where to listen (default 0.0.0.0:1234)') do |value|
+          options[:listen] = listen_address(value)
+        end
+        o.on('-q', '--quiet', 'no access log') { options[:quiet] = true }
+        o.on('-v', '--version', 'print the version') do
+          puts "Tipi #{Tipi::VERSION}"
+          exit
+        end
+        o.on('-h', '--help', 'this help') do
+          puts o
+          exit
+        end
+      end
+      rest = parser.parse(argv)
+      abort "tipi: one app file at most, got #{rest.join(' ')}\n#{USAGE}" if rest.size > 1
+      options[:app] = rest.first || 'config.ru'
+      options
+    rescue OptionParser::ParseError => e
+      abort "tipi: #{e.message}\n#{USAGE}"
+    end
+
+    def listen_address(value)
+      host, port = value.include?(':') ? value.split(/:(?=\d+\z)/, 2) : ['0.0.0.0', value]
+      abort "tipi: bad listen address #{value.inspect} (expected [host:]port)" unless port&.match?(/\A\d+\z/)
+
+      [host.delete_prefix('[').delete_suffix(']'), port.to_i]
+    end
+
+    def load_app(path)
+      abort "tipi: no such app file #{path}\n#{USAGE}" unless File.file?(path)
+      require 'rack'
+      require 'uri' # Rack 2.2's Lint uses URI without requiring it (Puma loads it too)
+      app = Rack::Builder.parse_file(path)
+      app.is_a?(Array) ? app.first : app # Rack 2 returns [app, options]
+    end
+
+    def log(env, status, seconds)
+      line = "#{env['REMOTE_ADDR']} \"#{env['REQUEST_METHOD']} #{env['PATH_INFO']}" \
+             "#{"?#{env['QUERY_STRING']}" unless env['QUERY_STRING'].empty?} #{env['SERVER_PROTOCOL']}\" " \
+             "#{status} #{format('%.4f', seconds)}s"
+      $stdout.puts(line)
+    end
+  end
+end

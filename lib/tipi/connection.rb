@@ -1,0 +1,69 @@
+# frozen_string_literal: true
+
+module Tipi
+  # One client connection, served on its own fiber: requests one after the other (keep-alive,
+  # pipelining) until the client closes, asks to close, or sends something malformed.
+  class Connection
+    def initialize(socket, app, server_info, logger)
+      @socket = socket
+      @app = app
+      @server = server_info.merge(remote_addr: remote_addr(socket))
+      @logger = logger
+      @parser = H1P::Parser.new(socket)
+    end
+
+    def serve
+      while (headers = @parser.parse_headers)
+        break unless serve_request(headers)
+      end
+    rescue H1P::Error => e
+      respond_error(400, e.message)
+    rescue Errno::ECONNRESET, Errno::EPIPE, IOError
+      nil # the client went away
+    ensure
+      @socket.close unless @socket.closed?
+    end
+
+    private
+
+    # @return [Boolean] whether the connection goes on
+    def serve_request(headers)
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      body = @parser.read_body
+      env = RackEnv.build(headers, body, @server)
+      status, response_headers, response_body = call_app(env)
+      begin
+        Response.write(@socket, status, response_headers, response_body,
+                       head_request: headers[':method'] == 'HEAD')
+      ensure
+        response_body.close if response_body.respond_to?(:close)
+      end
+      @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
+      @parser.keep_alive? && !close_requested?(response_headers)
+    end
+
+    def call_app(env)
+      @app.call(env)
+    rescue StandardError => e
+      env['rack.errors'].puts("tipi: #{e.class}: #{e.message}\n\t#{e.backtrace&.first(10)&.join("\n\t")}")
+      [500, { 'Content-Type' => 'text/plain', 'Connection' => 'close' }, ["Internal Server Error\n"]]
+    end
+
+    def close_requested?(headers)
+      headers.any? { |name, value| name.casecmp?('connection') && value.to_s.casecmp?('close') }
+    end
+
+    def respond_error(status, message)
+      H1P.send_response(@socket, { ':status' => status, 'Content-Type' => 'text/plain', 'Connection' => 'close' },
+                        "#{message}\n")
+    rescue StandardError
+      nil
+    end
+
+    def remote_addr(socket)
+      socket.respond_to?(:remote_address) ? socket.remote_address.ip_address : '127.0.0.1'
+    rescue StandardError
+      '127.0.0.1'
+    end
+  end
+end

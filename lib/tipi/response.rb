@@ -1,0 +1,38 @@
+# frozen_string_literal: true
+
+module Tipi
+  # Writes a Rack response through H1P: a body of known size (an Array, or a Content-Length
+  # from the app) in one write with its head; anything else chunked, as it is iterated.
+  module Response
+    module_function
+
+    # @return [Integer] the bytes written
+    def write(conn, status, headers, body, head_request: false)
+      fields = { ':status' => status }
+      headers.each do |name, value|
+        # Rack's "\n"-joined values are repeated fields.
+        fields[name] = value.is_a?(String) && value.include?("\n") ? value.split("\n") : value
+      end
+      return H1P.send_response(conn, fields) if head_request || [204, 304].include?(status.to_i) || status.to_i < 200
+
+      if body.respond_to?(:to_ary)
+        H1P.send_response(conn, fields, body.to_ary.join)
+      elsif __has_length__(fields)
+        written = H1P.send_response(conn, fields)
+        body.each { |chunk| written += conn.write(chunk) }
+        written
+      else
+        enum = body.to_enum(:each)
+        H1P.send_chunked_response(conn, fields) do
+          enum.next
+        rescue StopIteration
+          nil
+        end
+      end
+    end
+
+    def __has_length__(fields)
+      fields.any? { |name, _| name.is_a?(String) && name.casecmp?('content-length') }
+    end
+  end
+end

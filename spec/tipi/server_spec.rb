@@ -1,0 +1,95 @@
+# frozen_string_literal: true
+
+require 'json'
+require 'socket'
+
+# The real `tipi` command on 127.0.0.1, talked to with curl and raw sockets.
+RSpec.describe 'tipi' do
+  before(:all) do
+    @tipi = IO.popen([RbConfig.ruby, File.join(ROOT, 'exe', 'tipi'), '-l', '127.0.0.1:0',
+                      File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru')], err: %i[child out])
+    banner = Array.new(3) { @tipi.gets }
+    @port = banner.last[/:(\d+)$/, 1].to_i
+  end
+
+  after(:all) do
+    Process.kill('TERM', @tipi.pid)
+    Process.wait(@tipi.pid)
+    @tipi.close
+  end
+
+  def curl(*args)
+    out, _err, status = run_command('curl', '-s', '--max-time', '10', *args)
+    expect(status).to be_success
+    out
+  end
+
+  def url(path)
+    "http://127.0.0.1:#{@port}#{path}"
+  end
+
+  def raw(request)
+    socket = TCPSocket.new('127.0.0.1', @port)
+    socket.write(request)
+    socket.close_write
+    socket.read.tap { socket.close }
+  end
+
+  it 'gives the app a complete Rack env, under Rack::Lint' do
+    env = JSON.parse(curl('-H', 'X-Test: yes', url('/some/path?a=1&b=2')))
+    expect(env).to include(
+      'REQUEST_METHOD' => 'GET', 'SCRIPT_NAME' => '', 'PATH_INFO' => '/some/path', 'QUERY_STRING' => 'a=1&b=2',
+      'SERVER_NAME' => '127.0.0.1', 'SERVER_PORT' => @port.to_s, 'SERVER_PROTOCOL' => 'HTTP/1.1',
+      'REMOTE_ADDR' => '127.0.0.1', 'HTTP_HOST' => "127.0.0.1:#{@port}", 'HTTP_X_TEST' => 'yes',
+      'rack.url_scheme' => 'http'
+    )
+  end
+
+  it 'reads request bodies (Content-Length and chunked)' do
+    expect(curl('--data-binary', 'hello body', url('/echo'))).to eq('hello body')
+    expect(curl('-H', 'Transfer-Encoding: chunked', '--data-binary', 'chunked body', url('/echo'))).to eq('chunked body')
+  end
+
+  it 'streams a body of unknown length chunked' do
+    head = raw("GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    expect(head).to include("Transfer-Encoding: chunked\r\n")
+    expect(curl(url('/stream'))).to eq("part 0\npart 1\npart 2\n")
+  end
+
+  it 'keeps connections alive and answers pipelined requests in order' do
+    response = raw("GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n" \
+                   "xyzGET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    expect(response.scan(%r{HTTP/1.1 200 OK}).size).to eq(3)
+    expect(response).to include("\r\n\r\nxyz")
+    expect(response.index('"/a"')).to be < response.index('"/c"')
+  end
+
+  it 'sends Rack\'s "\n"-joined header values as repeated fields' do
+    head = raw("GET /cookies HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    expect(head).to include("Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n")
+  end
+
+  it 'answers HEAD without a body' do
+    response = raw("HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    expect(response).to start_with("HTTP/1.1 200 OK\r\n")
+    expect(response).to end_with("\r\n\r\n")
+  end
+
+  it 'answers 400 to a malformed request and closes, and 500 when the app fails' do
+    response = raw("GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+    expect(response).to start_with("HTTP/1.1 400 Bad Request\r\n")
+    expect(response).to end_with("repeated Content-Length\n")
+    out = curl('-i', url('/boom'))
+    expect(out).to start_with("HTTP/1.1 500 Internal Server Error\r\n")
+    expect(curl(url('/still-up')).size).to be > 0
+  end
+
+  it 'refuses bad arguments with a clear message' do
+    _out, err, status = run_command(RbConfig.ruby, 'exe/tipi', 'no-such-app.ru')
+    expect(status).not_to be_success
+    expect(err).to include('no such app file no-such-app.ru')
+    _out, err, status = run_command(RbConfig.ruby, 'exe/tipi', '-l', 'nowhere', 'examples/hello.ru')
+    expect(status).not_to be_success
+    expect(err).to include('bad listen address "nowhere"')
+  end
+end
