@@ -14,7 +14,8 @@ module Tipi
       app = load_app(options[:app])
       host, port = options[:listen]
       logger = options[:quiet] ? nil : method(:log)
-      server = Server.new(app, host: host, port: port, logger: logger)
+      server = Server.new(app, host: host, port: port, logger: logger, timeout: options[:timeout],
+                               max_body: options[:max_body], max_connections: options[:max_connections])
       puts "Tipi #{Tipi::VERSION} (Polyphony #{Polyphony::VERSION}, #{Polyphony.backend_kind} backend)"
       puts "* app: #{options[:app]}"
       puts "* listening on http://#{host}:#{server.port}"
@@ -32,13 +33,25 @@ module Tipi
     end
 
     def parse(argv)
-      options = { listen: ['0.0.0.0', 1234], quiet: false }
+      options = { listen: ['0.0.0.0', 1234], quiet: false, timeout: 30 }
       parser = OptionParser.new do |o|
         o.banner = USAGE
         o.on('-l', '--listen [HOST:]PORT', 'where to listen (default 0.0.0.0:1234)') do |value|
           options[:listen] = listen_address(value)
         end
         o.on('-q', '--quiet', 'no access log') { options[:quiet] = true }
+        o.on('--timeout SECONDS', Float, 'for a request head, between requests, for a body (30)') do |v|
+          abort 'tipi: --timeout must be positive' unless v.positive?
+          options[:timeout] = v
+        end
+        o.on('--max-body BYTES', Integer, 'largest request body (413 beyond; no limit by default)') do |v|
+          abort 'tipi: --max-body must be positive' unless v.positive?
+          options[:max_body] = v
+        end
+        o.on('--max-connections N', Integer, 'connections served at once') do |v|
+          abort 'tipi: --max-connections must be positive' unless v.positive?
+          options[:max_connections] = v
+        end
         o.on('-v', '--version', 'print the version') do
           puts "Tipi #{Tipi::VERSION}"
           exit

@@ -4,18 +4,23 @@ module Tipi
   # One client connection, served on its own fiber: requests one after the other (keep-alive,
   # pipelining) until the client closes, asks to close, or sends something malformed.
   class Connection
-    def initialize(socket, app, server_info, logger)
+    # @param options [Hash] :timeout (seconds to receive a request head, or between two
+    #   requests, or for a body), :max_body (bytes)
+    def initialize(socket, app, server_info, logger, options = {})
       @socket = socket
       @app = app
       @server = server_info.merge(remote_addr: remote_addr(socket))
       @logger = logger
-      @parser = H1P::Parser.new(socket)
+      @timeout = options[:timeout]
+      @parser = H1P::Parser.new(socket, max_body: options[:max_body])
     end
 
     def serve
-      while (headers = @parser.parse_headers)
+      while (headers = read_head)
         break unless serve_request(headers)
       end
+    rescue H1P::TooLarge => e
+      respond_error(e.message.start_with?('target') ? 414 : 431, e.message)
     rescue H1P::Error => e
       respond_error(400, e.message)
     rescue Errno::ECONNRESET, Errno::EPIPE, IOError
@@ -26,10 +31,31 @@ module Tipi
 
     private
 
+    # The next request head, or nil when the client closes, or sends nothing (or not all of
+    # a head) within the timeout: a slow or idle client is cut.
+    def read_head
+      return @parser.parse_headers unless @timeout
+
+      move_on_after(@timeout, with_value: nil) { @parser.parse_headers }
+    end
+
+    def read_body
+      return @parser.read_body unless @timeout
+
+      cancel_after(@timeout) { @parser.read_body }
+    end
+
     # @return [Boolean] whether the connection goes on
     def serve_request(headers)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      body = @parser.read_body
+      body = begin
+        read_body
+      rescue H1P::TooLarge => e
+        respond_error(413, e.message)
+        return false
+      rescue Polyphony::Cancel
+        return false # the body did not come in time
+      end
       env = RackEnv.build(headers, body, @server)
       status, response_headers, response_body = call_app(env)
       begin

@@ -2,6 +2,7 @@
 
 require 'json'
 require 'socket'
+require 'h1p'
 
 # The real `tipi` command on 127.0.0.1, talked to with curl and raw sockets.
 RSpec.describe 'tipi' do
@@ -91,5 +92,67 @@ RSpec.describe 'tipi' do
     _out, err, status = run_command(RbConfig.ruby, 'exe/tipi', '-l', 'nowhere', 'examples/hello.ru')
     expect(status).not_to be_success
     expect(err).to include('bad listen address "nowhere"')
+  end
+end
+
+RSpec.describe 'tipi limits' do
+  def start(*options)
+    io = IO.popen([RbConfig.ruby, File.join(ROOT, 'exe', 'tipi'), '-q', '-l', '127.0.0.1:0', *options,
+                   File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru')], err: %i[child out])
+    port = Array.new(3) { io.gets }.last[/:(\d+)$/, 1].to_i
+    [io, port]
+  end
+
+  def stop(io)
+    Process.kill('TERM', io.pid)
+    Process.wait(io.pid)
+    io.close
+  end
+
+  it 'answers 413 to a body over --max-body and 431 to headers over their limits' do
+    io, port = start('--max-body', '10')
+    socket = TCPSocket.new('127.0.0.1', port)
+    socket.write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
+    expect(socket.read).to start_with("HTTP/1.1 413 Content Too Large\r\n")
+    socket = TCPSocket.new('127.0.0.1', port)
+    socket.write("GET / HTTP/1.1\r\nX-Big: #{'v' * 3000}\r\n\r\n")
+    expect(socket.read).to start_with("HTTP/1.1 431 Request Header Fields Too Large\r\n")
+  ensure
+    stop(io) if io
+  end
+
+  it 'cuts a client that sends its head too slowly, or idles between requests (slowloris)' do
+    io, port = start('--timeout', '0.3')
+    slow = TCPSocket.new('127.0.0.1', port)
+    slow.write("GET / HTTP/1.1\r\n")
+    started = monotonic
+    expect(slow.read).to eq('') # closed, without a response
+    expect(monotonic - started).to be_between(0.25, 3)
+    idle = TCPSocket.new('127.0.0.1', port)
+    idle.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    responses = H1P::Parser.new(idle, :client)
+    expect(responses.parse_headers[':status']).to eq(200)
+    responses.read_body
+    started = monotonic
+    expect(responses.parse_headers).to be_nil # closed after the idle timeout
+    expect(monotonic - started).to be_between(0.2, 3)
+  ensure
+    stop(io) if io
+  end
+
+  it 'serves at most --max-connections at once, the next waiting its turn' do
+    io, port = start('--max-connections', '1')
+    first = TCPSocket.new('127.0.0.1', port)
+    first.write("GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+    responses = H1P::Parser.new(first, :client)
+    responses.parse_headers
+    expect(responses.read_body).to include('/first')
+    second = TCPSocket.new('127.0.0.1', port)
+    second.write("GET /second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    expect(IO.select([second], nil, nil, 0.3)).to be_nil # not served while the first is open
+    first.close
+    expect(second.read).to include('/second')
+  ensure
+    stop(io) if io
   end
 end

@@ -270,7 +270,7 @@ impl H1PParser {
 
 fn convert<E: Into<Error>>(e: PullError<E>) -> Error {
     match e {
-        PullError::Parse(e) => error(e.to_string()),
+        PullError::Parse(e) => super::parse_error(&e),
         PullError::Source(e) => e.into(),
         PullError::Misuse(m) => error(m),
     }
