@@ -11,6 +11,7 @@ module Tipi
 
     def run(argv)
       options = parse(argv)
+      $stdout.sync = true # the access log reaches its reader even if a worker is killed
       app = load_app(options[:app])
       host, port = options[:listen]
       logger = options[:quiet] ? nil : method(:log)
@@ -20,16 +21,51 @@ module Tipi
       puts "* app: #{options[:app]}"
       puts "* listening on http://#{host}:#{server.port}"
       $stdout.flush
-      serving = spin { server.run }
-      %w[INT TERM].each do |signal|
-        trap(signal) do
-          puts "Tipi stopping (SIG#{signal})"
-          serving.stop
-        end
-      end
-      serving.await
+      options[:workers] ? supervise(server, options[:workers]) : serve(server)
     ensure
       server&.close
+    end
+
+    # Serves in this process until SIGINT or SIGTERM, then stops gracefully.
+    def serve(server)
+      serving = spin { server.run }
+      stop = Polyphony::Event.new
+      %w[INT TERM].each { |signal| trap(signal) { stop.signal(signal) } }
+      spin do
+        signal = stop.await
+        puts "Tipi stopping (SIG#{signal}, pid #{Process.pid})"
+        $stdout.flush
+        server.shutdown
+        serving.stop
+      end
+      serving.await
+    end
+
+    # Forks `count` workers that share the listener, and starts a new one when one dies.
+    # SIGINT/SIGTERM: every worker stops gracefully, then the supervisor exits.
+    def supervise(server, count)
+      stopping = false
+      pids = {}
+      slots = Array.new(count) do |slot|
+        spin do
+          until stopping
+            pid = Polyphony.fork { serve(server) }
+            pids[slot] = pid
+            puts "* worker #{slot + 1}: pid #{pid}"
+            $stdout.flush
+            Process.wait(pid)
+            puts "Tipi: worker #{slot + 1} (pid #{pid}) exited (#{$?}), starting another" unless stopping
+          end
+        end
+      end
+      %w[INT TERM].each do |signal|
+        trap(signal) do
+          stopping = true
+          pids.each_value { |pid| Process.kill('TERM', pid) rescue nil } # rubocop:disable Style/RescueModifier
+        end
+      end
+      Fiber.await(slots)
+      puts 'Tipi stopped'
     end
 
     def parse(argv)
@@ -40,6 +76,10 @@ module Tipi
           options[:listen] = listen_address(value)
         end
         o.on('-q', '--quiet', 'no access log') { options[:quiet] = true }
+        o.on('-w', '--workers N', Integer, 'forked worker processes sharing the listener') do |v|
+          abort 'tipi: --workers must be positive' unless v.positive?
+          options[:workers] = v
+        end
         o.on('--timeout SECONDS', Float, 'for a request head, between requests, for a body (30)') do |v|
           abort 'tipi: --timeout must be positive' unless v.positive?
           options[:timeout] = v

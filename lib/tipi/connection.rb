@@ -12,12 +12,26 @@ module Tipi
       @server = server_info.merge(remote_addr: remote_addr(socket))
       @logger = logger
       @timeout = options[:timeout]
+      @owner = options[:server]
       @parser = H1P::Parser.new(socket, max_body: options[:max_body])
+      @idle = true
+    end
+
+    # Whether it waits for a request that has not begun to arrive (a graceful stop closes
+    # such a connection at once; one whose request is on its way is served first).
+    def idle?
+      @idle && !IO.select([@socket], nil, nil, 0)
+    rescue IOError
+      true
     end
 
     def serve
       while (headers = read_head)
+        @idle = false
         break unless serve_request(headers)
+        break if @owner&.stopping?
+
+        @idle = true
       end
     rescue H1P::TooLarge => e
       respond_error(e.message.start_with?('target') ? 414 : 431, e.message)

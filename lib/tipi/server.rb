@@ -27,20 +27,46 @@ module Tipi
       @slot_freed = Polyphony::Event.new
     end
 
-    # Serves until the fiber is stopped (or the listener closed).
+    # Serves until the fiber is stopped, or until #shutdown.
     def run
       info = { host: @host, port: @port, scheme: 'http' }
+      @live = {}
       loop do
         @slot_freed.await while @max_connections && @connections >= @max_connections
-        socket = @listener.poly_accept
+        socket = begin
+          @listener.poly_accept
+        rescue IOError, Errno::EBADF
+          # The listener was closed (#shutdown): the connections are this fiber's children,
+          # which would end with it; let them finish first.
+          Fiber.current.await_all_children
+          break
+        end
         @connections += 1
-        spin do
-          Connection.new(socket, @app, info, @logger, @options).serve
+        connection = Connection.new(socket, @app, info, @logger, @options.merge(server: self))
+        fiber = spin do
+          connection.serve
         ensure
           @connections -= 1
+          @live.delete(Fiber.current)
           @slot_freed.signal
         end
+        @live[fiber] = connection
       end
+    end
+
+    # Whether #shutdown has begun: connections close after their current request.
+    def stopping?
+      @stopping
+    end
+
+    # A graceful stop: no more connections are accepted, idle ones are closed, and requests in
+    # flight finish (for at most `grace` seconds, then their fibers are terminated).
+    def shutdown(grace = 10)
+      @stopping = true
+      close
+      @live&.each { |fiber, connection| fiber.stop if connection.idle? }
+      move_on_after(grace) { sleep(0.01) until @live.nil? || @live.empty? }
+      @live&.each_key(&:terminate)
     end
 
     def close

@@ -10,7 +10,8 @@ use magnus::value::ReprValue;
 use magnus::{
     function, prelude::*, Error, RArray, RModule, RString, Ruby, Symbol, TryConvert, Value,
 };
-use polyphony_runtime::op::{Accept, Attempt, PollAdd, Read, Splice, Write};
+use polyphony_runtime::op::{Accept, Attempt, Op, PollAdd, Read, Splice, Write};
+use polyphony_runtime::Completion;
 
 use super::backend::{io_error, Awaited, Backend};
 use polyphony_runtime::Chain;
@@ -20,10 +21,20 @@ fn val(raw: rb_sys::VALUE) -> Value {
     unsafe { magnus::rb_sys::FromRawValue::from_raw(raw) }
 }
 
+/// Tries `op` at once (a non-blocking call after a readiness poll): when its descriptor is
+/// ready, no fiber switch happens at all (and concurrent writers' bytes are not interleaved
+/// inside one `puts`). Otherwise the op goes to the backend and the fiber waits for it.
+fn attempt_or_await<O: Op>(fd: i32, mut op: O) -> Result<Awaited<O::Output>, Error> {
+    match op.attempt() {
+        Attempt::Done(result) => Ok(Awaited::Done(op.complete(Completion { result, flags: 0 }))),
+        Attempt::Wait { .. } => Backend::current()?.await_op(fd, op),
+    }
+}
+
 /// Reads at most `len` bytes from `fd`: a new String (or `buffer`, replaced), nil at EOF.
 fn io_read(ruby: &Ruby, fd: i32, len: usize, buffer: Option<RString>) -> Result<Value, Error> {
     let op = Read::new(fd, Vec::with_capacity(len.max(1)), u64::MAX);
-    match Backend::current()?.await_op(fd, op)? {
+    match attempt_or_await(fd, op)? {
         Awaited::Done((Ok(0), _)) => Ok(ruby.qnil().as_value()),
         Awaited::Done((Ok(_), data)) => match buffer {
             Some(buffer) => {
@@ -46,7 +57,7 @@ fn io_write(ruby: &Ruby, fd: i32, data: RString) -> Result<Value, Error> {
     let total = rest.len();
     while !rest.is_empty() {
         let op = Write::new(fd, rest, u64::MAX);
-        match Backend::current()?.await_op(fd, op)? {
+        match attempt_or_await(fd, op)? {
             Awaited::Done((Ok(n), mut buf)) => {
                 buf.drain(..n.min(buf.len()));
                 rest = buf;
@@ -72,7 +83,12 @@ fn io_accept(ruby: &Ruby, fd: i32) -> Result<Value, Error> {
 /// poll(2) bits); returns the ready events.
 fn io_wait(ruby: &Ruby, fd: i32, events: u32) -> Result<Value, Error> {
     let mask = events & 0x7;
-    match Backend::current()?.await_op(fd, PollAdd::new(fd, mask))? {
+    // Ready now: no switch (Ruby asks between the two parts of a `puts`, among others).
+    match attempt_or_await(fd, PollAdd::new(fd, mask))? {
+        // An error or hang-up makes every wanted event "ready": the next call reports it.
+        Awaited::Done(Ok(ready)) if ready & (libc::POLLERR | libc::POLLHUP) as u32 != 0 => {
+            Ok(ruby.integer_from_u64(u64::from(mask)).as_value())
+        }
         Awaited::Done(Ok(ready)) => Ok(ruby.integer_from_u64(u64::from(ready & mask)).as_value()),
         Awaited::Done(Err(e)) => Err(io_error(&e)),
         Awaited::Interrupted(value) => Ok(val(value)),
