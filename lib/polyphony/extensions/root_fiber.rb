@@ -38,13 +38,11 @@ module Polyphony
 
     # IO methods; a File is exempt (disk reads and writes do not wait for a peer).
     module IOMethods
-      RootFiber.wrap(self, IO_METHODS)
       IO_METHODS.each do |name|
-        wrapped = instance_method(name)
         define_method(name) do |*args, **kw, &block|
-          return super(*args, **kw, &block) if instance_of?(File)
+          return super(*args, **kw, &block) if instance_of?(File) || !RootFiber.delegate?
 
-          wrapped.bind_call(self, *args, **kw, &block)
+          Fiber.current.spin { super(*args, **kw, &block) }.await
         end
       end
     end
