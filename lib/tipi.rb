@@ -7,6 +7,7 @@ require_relative 'tipi/rack_env'
 require_relative 'tipi/response'
 require_relative 'tipi/connection'
 require_relative 'tipi/server'
+require_relative 'tipi/static'
 
 # Tipi: an HTTP/1.1 server for Rack apps on Polyphony fibers: one fiber per connection, H1P
 # parsing, keep-alive and pipelining.

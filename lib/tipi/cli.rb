@@ -5,7 +5,7 @@ require 'optparse'
 module Tipi
   # The `tipi` command.
   module CLI
-    USAGE = 'Usage: tipi [options] [app.ru]   (default app: ./config.ru)'
+    USAGE = 'Usage: tipi [options] [app.ru | directory]   (default app: ./config.ru)'
 
     module_function
 
@@ -117,6 +117,8 @@ module Tipi
     end
 
     def load_app(path)
+      return Static.new(path) if File.directory?(path)
+
       abort "tipi: no such app file #{path}\n#{USAGE}" unless File.file?(path)
       require 'rack'
       require 'uri' # Rack 2.2's Lint uses URI without requiring it (Puma loads it too)

@@ -1,0 +1,118 @@
+# frozen_string_literal: true
+
+require 'rack'
+require 'time'
+
+module Tipi
+  # A Rack app serving the files under a directory: Content-Type, ETag, Last-Modified,
+  # 304 for If-None-Match / If-Modified-Since, Range (one or several: 206, else 416), HEAD.
+  # Nothing outside the root is reachable: `..` segments, encoded slashes and symlinks that
+  # lead out get 404. Whole files are sent by splice(2) (see Response).
+  class Static
+    def initialize(root)
+      @root = File.realpath(root)
+    end
+
+    def call(env)
+      method = env['REQUEST_METHOD']
+      return error(405, 'Method Not Allowed', 'Allow' => 'GET, HEAD') unless %w[GET HEAD].include?(method)
+
+      path = resolve(env['PATH_INFO'])
+      return error(404, 'Not Found') unless path
+
+      serve(env, path, File.stat(path))
+    end
+
+    private
+
+    # The real path of a regular file under the root, or nil.
+    def resolve(path_info)
+      return nil if path_info.match?(/%2f|%5c/i) # encoded slashes
+
+      segments = Rack::Utils.unescape_path(path_info).split('/').reject(&:empty?)
+      return nil if segments.any? { |s| s == '..' || s.include?("\0") }
+
+      path = File.join(@root, *segments)
+      path = File.join(path, 'index.html') if File.directory?(path)
+      real = File.realpath(path)
+      real.start_with?("#{@root}/") && File.file?(real) ? real : nil
+    rescue Errno::ENOENT, Errno::EACCES, Errno::ENOTDIR, Errno::ELOOP, ArgumentError
+      nil
+    end
+
+    def serve(env, path, stat)
+      etag = %("#{stat.size.to_s(16)}-#{stat.mtime.to_i.to_s(16)}")
+      headers = {
+        'Content-Type' => Rack::Mime.mime_type(File.extname(path), 'application/octet-stream'),
+        'Last-Modified' => stat.mtime.httpdate,
+        'ETag' => etag,
+        'Accept-Ranges' => 'bytes'
+      }
+      return [304, headers.slice('Last-Modified', 'ETag'), []] if not_modified?(env, etag, stat.mtime)
+
+      ranges = env['HTTP_RANGE'] && Rack::Utils.get_byte_ranges(env['HTTP_RANGE'], stat.size)
+      return whole(path, stat.size, headers) if ranges.nil?
+      return error(416, 'Range Not Satisfiable', 'Content-Range' => "bytes */#{stat.size}") if ranges.empty?
+      return partial(path, ranges.first, stat.size, headers) if ranges.size == 1
+
+      multipart(path, ranges, stat.size, headers)
+    end
+
+    def not_modified?(env, etag, mtime)
+      if (match = env['HTTP_IF_NONE_MATCH'])
+        return match == '*' || match.split(',').map(&:strip).include?(etag)
+      end
+      since = env['HTTP_IF_MODIFIED_SINCE']
+      since && Time.httpdate(since) >= Time.at(mtime.to_i)
+    rescue ArgumentError
+      false
+    end
+
+    def whole(path, size, headers)
+      [200, headers.merge('Content-Length' => size.to_s), FileBody.new(path)]
+    end
+
+    def partial(path, range, size, headers)
+      headers = headers.merge('Content-Range' => "bytes #{range.begin}-#{range.end}/#{size}",
+                              'Content-Length' => range.size.to_s)
+      [206, headers, [File.binread(path, range.size, range.begin)]]
+    end
+
+    def multipart(path, ranges, size, headers)
+      boundary = "tipi-#{Random.bytes(8).unpack1('H*')}"
+      type = headers['Content-Type']
+      parts = ranges.map do |range|
+        "--#{boundary}\r\nContent-Type: #{type}\r\nContent-Range: bytes #{range.begin}-#{range.end}/#{size}" \
+          "\r\n\r\n#{File.binread(path, range.size, range.begin)}\r\n"
+      end
+      body = "#{parts.join}--#{boundary}--\r\n"
+      headers = headers.merge('Content-Type' => "multipart/byteranges; boundary=#{boundary}",
+                              'Content-Length' => body.bytesize.to_s)
+      [206, headers, [body]]
+    end
+
+    def error(status, message, headers = {})
+      body = "#{message}\n"
+      [status, headers.merge('Content-Type' => 'text/plain', 'Content-Length' => body.bytesize.to_s), [body]]
+    end
+
+    # A whole file: Tipi splices it (`to_path`); other servers iterate it.
+    class FileBody
+      def initialize(path)
+        @path = path
+      end
+
+      def to_path
+        @path
+      end
+
+      def each
+        File.open(@path, 'rb') do |file|
+          while (chunk = file.read(65_536))
+            yield chunk
+          end
+        end
+      end
+    end
+  end
+end
