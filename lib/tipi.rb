@@ -3,6 +3,7 @@
 require_relative 'polyphony'
 require_relative 'h1p'
 require_relative 'tipi/version'
+require_relative 'tipi/input'
 require_relative 'tipi/rack_env'
 require_relative 'tipi/response'
 require_relative 'tipi/connection'

@@ -53,25 +53,12 @@ module Tipi
       move_on_after(@timeout, with_value: nil) { @parser.parse_headers }
     end
 
-    def read_body
-      return @parser.read_body unless @timeout
-
-      cancel_after(@timeout) { @parser.read_body }
-    end
-
     # @return [Boolean] whether the connection goes on
     def serve_request(headers)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      body = begin
-        read_body
-      rescue H1P::TooLarge => e
-        respond_error(413, e.message)
-        return false
-      rescue Polyphony::Cancel
-        return false # the body did not come in time
-      end
-      env = RackEnv.build(headers, body, @server)
+      env = RackEnv.build(headers, Input.new(@parser, @timeout), @server)
       status, response_headers, response_body = call_app(env)
+      return false unless status # the body was too large or too slow: answered, or cut
       begin
         Response.write(@socket, status, response_headers, response_body,
                        head_request: headers[':method'] == 'HEAD')
@@ -84,6 +71,11 @@ module Tipi
 
     def call_app(env)
       @app.call(env)
+    rescue H1P::TooLarge => e
+      respond_error(413, e.message)
+      nil
+    rescue Polyphony::Cancel
+      nil # the body did not come in time
     rescue StandardError => e
       env['rack.errors'].puts("tipi: #{e.class}: #{e.message}\n\t#{e.backtrace&.first(10)&.join("\n\t")}")
       [500, { 'Content-Type' => 'text/plain', 'Connection' => 'close' }, ["Internal Server Error\n"]]

@@ -1,7 +1,5 @@
 # frozen_string_literal: true
 
-require 'stringio'
-
 module Tipi
   # The Rack 2 environment of one request, from H1P's headers.
   module RackEnv
@@ -13,9 +11,9 @@ module Tipi
     module_function
 
     # @param headers [Hash] from H1P::Parser#parse_headers
-    # @param body [String, nil] the request body
+    # @param input [#read] rack.input
     # @param server [Hash] :host, :port (the listener's), :remote_addr, :scheme
-    def build(headers, body, server)
+    def build(headers, input, server)
       path = headers[':path']
       path_info, query = path.split('?', 2)
       env = {
@@ -29,7 +27,7 @@ module Tipi
         'REMOTE_ADDR' => server[:remote_addr],
         'rack.version' => [1, 3],
         'rack.url_scheme' => server[:scheme] || 'http',
-        'rack.input' => StringIO.new(body || EMPTY.dup),
+        'rack.input' => input,
         'rack.errors' => $stderr,
         'rack.multithread' => false,
         'rack.multiprocess' => false,

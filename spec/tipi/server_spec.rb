@@ -51,6 +51,17 @@ RSpec.describe 'tipi' do
     expect(curl('-H', 'Transfer-Encoding: chunked', '--data-binary', 'chunked body', url('/echo'))).to eq('chunked body')
   end
 
+  it 'streams the request body into rack.input (gets, each, read, rewind)' do
+    body = (1..500).map { |i| "line #{i}\n" }.join
+    expect(curl('-H', 'Transfer-Encoding: chunked', '--data-binary', body, url('/lines')))
+      .to eq("line 1|500|#{body.bytesize}|\"\"")
+    socket = TCPSocket.new('127.0.0.1', @port)
+    socket.write("POST /lines HTTP/1.1\r\nHost: x\r\nContent-Length: 14\r\nConnection: close\r\n\r\nfirst\n")
+    sleep 0.1 # the rest arrives later: the app waits for it in gets/each
+    socket.write("second\n\n")
+    expect(socket.read).to end_with("first|3|14|\"\"")
+  end
+
   it 'streams a body of unknown length chunked' do
     head = raw("GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     expect(head).to include("Transfer-Encoding: chunked\r\n")
