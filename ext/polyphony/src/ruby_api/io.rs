@@ -98,23 +98,18 @@ fn io_wait(ruby: &Ruby, fd: i32, events: u32) -> Result<Value, Error> {
 /// Moves up to `len` bytes from `fd_in` to `fd_out` in the kernel (one must be a pipe);
 /// returns the count, 0 at end of input.
 fn io_splice(ruby: &Ruby, fd_in: i32, fd_out: i32, len: u32) -> Result<Value, Error> {
-    splice_op(ruby, fd_in, fd_out, || Splice::new(fd_in, fd_out, len))
+    splice_op(ruby, Splice::new(fd_in, fd_out, len))
 }
 
 /// Copies up to `len` bytes from pipe `fd_in` to pipe `fd_out` without consuming them.
 fn io_tee(ruby: &Ruby, fd_in: i32, fd_out: i32, len: u32) -> Result<Value, Error> {
-    splice_op(ruby, fd_in, fd_out, || Splice::tee(fd_in, fd_out, len))
+    splice_op(ruby, Splice::tee(fd_in, fd_out, len))
 }
 
 /// io_uring reports EAGAIN for a splice between non-blocking pipes (Ruby makes its pipes
 /// non-blocking) instead of waiting: wait for the side that is not ready, then try again.
-fn splice_op(
-    ruby: &Ruby,
-    fd_in: i32,
-    fd_out: i32,
-    op: impl Fn() -> Splice,
-) -> Result<Value, Error> {
-    match splice_kernel(fd_in, fd_out, op)? {
+fn splice_op(ruby: &Ruby, op: Splice) -> Result<Value, Error> {
+    match splice_kernel(op)? {
         Awaited::Done(n) => Ok(ruby.integer_from_u64(n as u64).as_value()),
         Awaited::Interrupted(value) => Ok(val(value)),
     }
@@ -125,15 +120,10 @@ fn splice_op(
 /// io_uring cannot wait inside a splice (it answers EAGAIN for non-blocking pipes and
 /// sockets), so a splice op in the ring would cost a round trip per pipe-full; this costs
 /// one system call per move. Returns the count moved, 0 at end of input.
-pub(crate) fn splice_kernel(
-    _fd_in: i32,
-    _fd_out: i32,
-    op: impl Fn() -> Splice,
-) -> Result<Awaited<usize>, Error> {
+pub(crate) fn splice_kernel(mut splice: Splice) -> Result<Awaited<usize>, Error> {
     let backend = Backend::current()?;
-    let mut splice = op();
     loop {
-        match polyphony_runtime::op::Op::attempt(&mut splice) {
+        match splice.attempt() {
             Attempt::Done(n) if n >= 0 => return Ok(Awaited::Done(n as usize)),
             Attempt::Done(errno) => {
                 return Err(io_error(&std::io::Error::from_raw_os_error(-errno)))
@@ -184,7 +174,7 @@ impl Relay {
             if want == 0 {
                 return Ok(Awaited::Done(total));
             }
-            let n = match splice_kernel(src, self.write, || Splice::new(src, self.write, want))? {
+            let n = match splice_kernel(Splice::new(src, self.write, want))? {
                 Awaited::Done(0) => return Ok(Awaited::Done(total)),
                 Awaited::Done(n) => n,
                 Awaited::Interrupted(v) => return Ok(Awaited::Interrupted(v)),
@@ -192,7 +182,7 @@ impl Relay {
             let mut out = 0;
             while out < n {
                 let left = (n - out) as u32;
-                match splice_kernel(self.read, dest, || Splice::new(self.read, dest, left))? {
+                match splice_kernel(Splice::new(self.read, dest, left))? {
                     Awaited::Done(0) => {
                         return Err(io_error(&std::io::Error::from_raw_os_error(libc::EPIPE)))
                     }

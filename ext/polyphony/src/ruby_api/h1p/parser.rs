@@ -588,7 +588,7 @@ fn splice_body_in_kernel(
         Ok(p.take_body_for_splice()
             .map(|(buffered, remaining)| (ruby.str_from_slice(buffered), remaining)))
     })?;
-    let Some((buffered, mut remaining)) = taken else {
+    let Some((buffered, remaining)) = taken else {
         return Ok(None);
     };
     let mut total = buffered.len() as u64;
@@ -596,46 +596,38 @@ fn splice_body_in_kernel(
         let _: Value = dest.funcall("write", (buffered,))?;
     }
     let _: Value = dest.funcall("flush", ())?;
-    let relay = if is_pipe(src_fd) || is_pipe(dest_fd) {
-        None
-    } else {
-        Some(Relay::new()?)
-    };
-    while remaining > 0 {
-        let len = remaining.min(1 << 20) as u32;
-        let moved = match &relay {
-            None => splice(src_fd, dest_fd, len)?,
-            Some(relay) => {
-                let n = splice(src_fd, relay.write, len)?;
-                let mut out = 0;
-                while out < n {
-                    out += splice(relay.read, dest_fd, (n - out) as u32)?;
-                }
-                n
+    let moved = if is_pipe(src_fd) || is_pipe(dest_fd) {
+        let mut moved = 0u64;
+        while moved < remaining {
+            let n = splice(src_fd, dest_fd, (remaining - moved).min(1 << 20) as u32)?;
+            if n == 0 {
+                break;
             }
-        };
-        if moved == 0 {
-            let error = h1p::Error::IncompleteBody {
-                missing: Some(remaining),
-            };
-            rb_self.with(|p| {
-                p.fail_with(error.clone());
-                Ok(())
-            })?;
-            return Err(error_from(error));
+            moved += n as u64;
         }
-        remaining -= moved as u64;
-        total += moved as u64;
+        moved
+    } else {
+        match Relay::new()?.pump(src_fd, dest_fd, Some(remaining))? {
+            Awaited::Done(n) => n,
+            Awaited::Interrupted(_) => return Err(super::error("splice_body_to was interrupted")),
+        }
+    };
+    total += moved;
+    if moved < remaining {
+        let error = h1p::Error::IncompleteBody {
+            missing: Some(remaining - moved),
+        };
+        rb_self.with(|p| {
+            p.fail_with(error.clone());
+            Ok(())
+        })?;
+        return Err(super::parse_error(&error));
     }
     Ok(Some(total))
 }
 
-fn error_from(error: h1p::Error) -> Error {
-    super::error(error.to_string())
-}
-
 fn splice(fd_in: i32, fd_out: i32, len: u32) -> Result<usize, Error> {
-    match splice_kernel(fd_in, fd_out, || Splice::new(fd_in, fd_out, len))? {
+    match splice_kernel(Splice::new(fd_in, fd_out, len))? {
         Awaited::Done(n) => Ok(n),
         Awaited::Interrupted(_) => Err(super::error("splice_body_to was interrupted")),
     }
