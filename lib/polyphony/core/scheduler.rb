@@ -52,7 +52,10 @@ module Polyphony
 
     # Parks the current fiber until #unblock; false after `timeout` seconds.
     def block(_blocker, timeout = nil)
-      return (Polyphony.__switch__ && true) || true unless timeout
+      unless timeout
+        Polyphony.__switch__
+        return true
+      end
 
       move_on_after(timeout, with_value: false) do
         Polyphony.__switch__

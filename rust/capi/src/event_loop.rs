@@ -204,7 +204,7 @@ pub unsafe extern "C" fn polyphony_loop_wait(
     capacity: usize,
 ) -> c_int {
     if event_loop.is_null() || (done.is_null() && capacity > 0) {
-        return -libc_einval();
+        return -libc::EINVAL;
     }
     // SAFETY: non-NULL; the caller guarantees a live loop.
     let event_loop = unsafe { &mut *event_loop };
@@ -215,7 +215,7 @@ pub unsafe extern "C" fn polyphony_loop_wait(
             .driver
             .wait(timeout, |id| completed.push_back(id.to_bits()))
         {
-            return -e.raw_os_error().unwrap_or(5);
+            return -e.raw_os_error().unwrap_or(libc::EIO);
         }
     }
     let n = capacity.min(event_loop.completed.len());
@@ -241,19 +241,19 @@ pub unsafe extern "C" fn polyphony_loop_take(
     buf_capacity: usize,
 ) -> isize {
     if event_loop.is_null() {
-        return -(libc_einval() as isize);
+        return -(libc::EINVAL as isize);
     }
     // SAFETY: non-NULL; the caller guarantees a live loop.
     let event_loop = unsafe { &mut *event_loop };
     let Some(kind) = event_loop.kinds.get(&id).copied() else {
-        return -(libc_einval() as isize);
+        return -(libc::EINVAL as isize);
     };
     let op = OpId::from_bits(id);
     if event_loop.driver.completion(op).is_none() {
-        return -11; // EAGAIN
+        return -(libc::EAGAIN as isize);
     }
     event_loop.kinds.remove(&id);
-    let errno = |e: std::io::Error| -(e.raw_os_error().unwrap_or(5) as isize);
+    let errno = |e: std::io::Error| -(e.raw_os_error().unwrap_or(libc::EIO) as isize);
     let driver = &mut event_loop.driver;
     match kind {
         OpKind::Read => match driver.take::<Read>(op) {
@@ -266,33 +266,33 @@ pub unsafe extern "C" fn polyphony_loop_take(
                 n as isize
             }
             Some((Err(e), _)) => errno(e),
-            None => -5,
+            None => -(libc::EIO as isize),
         },
         OpKind::Write => match driver.take::<Write>(op) {
             Some((Ok(n), _)) => n as isize,
             Some((Err(e), _)) => errno(e),
-            None => -5,
+            None => -(libc::EIO as isize),
         },
         OpKind::Accept => match driver.take::<Accept>(op) {
             Some(Ok(fd)) => fd.into_raw_fd() as isize,
             Some(Err(e)) => errno(e),
-            None => -5,
+            None => -(libc::EIO as isize),
         },
         OpKind::Poll => match driver.take::<PollAdd>(op) {
             Some(Ok(events)) => events as isize,
             Some(Err(e)) => errno(e),
-            None => -5,
+            None => -(libc::EIO as isize),
         },
         OpKind::Connect => match driver.take::<Connect>(op) {
             Some(Ok(())) => 0,
             Some(Err(e)) => errno(e),
-            None => -5,
+            None => -(libc::EIO as isize),
         },
         OpKind::Timer(timerfd) => {
             let result = match driver.take::<Read>(op) {
                 Some((Ok(_), _)) => 0,
                 Some((Err(e), _)) => errno(e),
-                None => -5,
+                None => -(libc::EIO as isize),
             };
             // SAFETY: the timerfd is ours, closed once, now that its read has ended.
             unsafe { libc::close(timerfd) };
@@ -309,7 +309,7 @@ pub unsafe extern "C" fn polyphony_loop_take(
 #[no_mangle]
 pub unsafe extern "C" fn polyphony_loop_cancel(event_loop: *mut polyphony_loop, id: u64) -> c_int {
     if event_loop.is_null() {
-        return -libc_einval();
+        return -libc::EINVAL;
     }
     // SAFETY: non-NULL; the caller guarantees a live loop.
     let event_loop = unsafe { &mut *event_loop };
@@ -324,7 +324,7 @@ pub unsafe extern "C" fn polyphony_loop_cancel(event_loop: *mut polyphony_loop, 
     }
     match cancelled {
         Ok(()) => 0,
-        Err(e) => -e.raw_os_error().unwrap_or(5),
+        Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
     }
 }
 
@@ -479,7 +479,7 @@ pub unsafe extern "C" fn polyphony_loop_submit_timeout(
 #[no_mangle]
 pub unsafe extern "C" fn polyphony_loop_run(event_loop: *mut polyphony_loop) -> c_int {
     if event_loop.is_null() {
-        return -libc_einval();
+        return -libc::EINVAL;
     }
     // SAFETY: non-NULL; the caller guarantees a live loop.
     unsafe { (*event_loop).stopped = false };
@@ -517,7 +517,7 @@ pub unsafe extern "C" fn polyphony_loop_run(event_loop: *mut polyphony_loop) -> 
             unsafe { callback(userdata as *mut c_void, result, data) };
         }
     }));
-    outcome.unwrap_or(-14)
+    outcome.unwrap_or(-libc::EFAULT)
 }
 
 /// Makes `polyphony_loop_run` return after the callbacks of this round.
@@ -571,8 +571,4 @@ pub unsafe extern "C" fn polyphony_waker_free(waker: *mut polyphony_waker) {
         // SAFETY: per the contract, it came from `Box::into_raw` and is freed once.
         drop(unsafe { Box::from_raw(waker) });
     }
-}
-
-fn libc_einval() -> c_int {
-    22
 }

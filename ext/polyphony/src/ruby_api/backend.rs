@@ -591,8 +591,7 @@ pub(crate) enum Awaited<T> {
 
 /// An `io::Error` as the matching `Errno::E*` exception.
 pub(crate) fn io_error(error: &std::io::Error) -> Error {
-    const EIO: i32 = 5;
-    let errno = error.raw_os_error().unwrap_or(EIO);
+    let errno = error.raw_os_error().unwrap_or(libc::EIO);
     // SAFETY: the GVL is held; a NULL message is allowed.
     let exc = unsafe { rb_sys::rb_syserr_new(errno, std::ptr::null()) };
     // SAFETY: `rb_syserr_new` returns an Exception instance.
