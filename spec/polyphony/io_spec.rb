@@ -133,6 +133,27 @@ RSpec.describe 'I/O on fibers' do
     server&.close
   end
 
+  it 'never drops a connection when a fiber in poly_accept(polled: true) is stopped' do
+    server = TCPServer.new('127.0.0.1', 0)
+    clients = []
+    accepted = 0
+    200.times do
+      acceptor = spin do
+        server.poly_accept(polled: true).close
+        accepted += 1
+      end
+      snooze # the acceptor waits for readiness
+      clients << TCPSocket.new('127.0.0.1', server.addr[1])
+      acceptor.stop
+    end
+    # Every connection is either accepted by an acceptor or still waiting in the backlog.
+    accepted += 1 while IO.select([server], nil, nil, 0.5) && server.accept.close.nil?
+    expect(accepted).to eq(200)
+  ensure
+    clients&.each(&:close)
+    server&.close
+  end
+
   it 'cancels 10,000 accepts and reads, closing what a cancelled accept got: no fd leaks' do
     server = TCPServer.new('127.0.0.1', 0)
     a, b = UNIXSocket.pair
@@ -141,7 +162,7 @@ RSpec.describe 'I/O on fibers' do
     clients = []
     10_000.times do |i|
       accepting = spin do
-        fd = Polyphony.__io_accept__(server.fileno)
+        fd = Polyphony.__io_accept__(server.fileno, false)
         IO.for_fd(fd).close if fd.is_a?(Integer)
       end
       reading = spin { Polyphony.__io_read__(a.fileno, 4096, nil) }

@@ -71,11 +71,34 @@ fn io_write(ruby: &Ruby, fd: i32, data: RString) -> Result<Value, Error> {
 
 /// Accepts a connection on the listening `fd`: the new descriptor (non-blocking,
 /// close-on-exec), which the caller wraps in a socket object.
-fn io_accept(ruby: &Ruby, fd: i32) -> Result<Value, Error> {
-    match Backend::current()?.await_op(fd, Accept::new(fd))? {
+fn io_accept(ruby: &Ruby, fd: i32, polled: bool) -> Result<Value, Error> {
+    let awaited = if polled {
+        accept_when_ready(fd)?
+    } else {
+        Backend::current()?.await_op(fd, Accept::new(fd))?
+    };
+    match awaited {
         Awaited::Done(Ok(conn)) => Ok(ruby.integer_from_i64(conn.into_raw_fd().into()).as_value()),
         Awaited::Done(Err(e)) => Err(io_error(&e)),
         Awaited::Interrupted(value) => Ok(val(value)),
+    }
+}
+
+/// Accepts with a non-blocking call, waiting for readiness in between: no accept is ever in
+/// the kernel on the fiber's behalf, so stopping the fiber cannot take with it a connection
+/// the kernel had already accepted (a cancelled accept's connection is closed). A server's
+/// graceful stop and restart rely on it.
+fn accept_when_ready(fd: i32) -> Result<Awaited<std::io::Result<std::os::fd::OwnedFd>>, Error> {
+    loop {
+        let mut op = Accept::new(fd);
+        if let Attempt::Done(result) = op.attempt() {
+            return Ok(Awaited::Done(op.complete(Completion { result, flags: 0 })));
+        }
+        match Backend::current()?.await_op(fd, PollAdd::new(fd, libc::POLLIN as u32))? {
+            Awaited::Done(Ok(_)) => {}
+            Awaited::Done(Err(e)) => return Ok(Awaited::Done(Err(e))),
+            Awaited::Interrupted(value) => return Ok(Awaited::Interrupted(value)),
+        }
     }
 }
 
@@ -363,7 +386,7 @@ pub(crate) fn init(_ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     polyphony.define_singleton_method("__io_pending__", function!(io_pending, 1))?;
     polyphony.define_singleton_method("__io_read__", function!(io_read, 3))?;
     polyphony.define_singleton_method("__io_write__", function!(io_write, 2))?;
-    polyphony.define_singleton_method("__io_accept__", function!(io_accept, 1))?;
+    polyphony.define_singleton_method("__io_accept__", function!(io_accept, 2))?;
     polyphony.define_singleton_method("__io_wait__", function!(io_wait, 2))?;
     Ok(())
 }
