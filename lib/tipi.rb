@@ -6,11 +6,27 @@ require_relative 'tipi/version'
 require_relative 'tipi/input'
 require_relative 'tipi/rack_env'
 require_relative 'tipi/response'
+require_relative 'tipi/request'
 require_relative 'tipi/connection'
+require_relative 'tipi/listener'
 require_relative 'tipi/server'
 require_relative 'tipi/static'
 
 # Tipi: an HTTP/1.1 server for Rack apps on Polyphony fibers: one fiber per connection, H1P
 # parsing, keep-alive and pipelining.
 module Tipi
+  # A misuse of the Tipi API (answering twice, streaming after the end).
+  class Error < StandardError; end
+
+  # Serves the Tipi-native handler on host:port in this fiber, until it is stopped:
+  #
+  #   Tipi.serve('127.0.0.1', 8080) { |req| req.respond("hi\n") }
+  #
+  # @param options [Hash] Tipi::Server's: timeout, max_body, max_connections, logger
+  def self.serve(host, port, **options, &handler)
+    server = Server.new(handler, host: host, port: port, native: true, **options)
+    server.run
+  ensure
+    server&.close
+  end
 end

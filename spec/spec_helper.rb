@@ -5,6 +5,7 @@ require 'rbconfig'
 require_relative '../lib/polyphony'
 
 ROOT = File.expand_path('..', __dir__)
+require_relative 'support/tipi_process'
 
 module SpecHelpers
   # Runs a command in ROOT, killed after `limit` seconds; returns [stdout, stderr, status].

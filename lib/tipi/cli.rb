@@ -1,85 +1,70 @@
 # frozen_string_literal: true
 
 require 'optparse'
+require_relative 'config'
+require_relative 'controller'
 
 module Tipi
-  # The `tipi` command.
+  # The `tipi` command: options, the app, then the controller runs it.
   module CLI
-    USAGE = 'Usage: tipi [options] [app.ru | directory]   (default app: ./config.ru)'
+    USAGE = 'Usage: tipi [options] [app.ru | app.rb | directory]   (default app: ./config.ru)'
+    DEFAULTS = { quiet: false, timeout: 30.0, environment: 'development' }.freeze
 
     module_function
 
     def run(argv)
       options = parse(argv)
+      ENV['RACK_ENV'] = options[:environment]
       $stdout.sync = true # the access log reaches its reader even if a worker is killed
-      app = load_app(options[:app])
-      host, port = options[:listen]
-      logger = options[:quiet] ? nil : method(:log)
-      server = Server.new(app, host: host, port: port, logger: logger, timeout: options[:timeout],
-                               max_body: options[:max_body], max_connections: options[:max_connections])
-      puts "Tipi #{Tipi::VERSION} (Polyphony #{Polyphony::VERSION}, #{Polyphony.backend_kind} backend)"
-      puts "* app: #{options[:app]}"
-      puts "* listening on http://#{host}:#{server.port}"
-      $stdout.flush
-      options[:workers] ? supervise(server, options[:workers]) : serve(server)
-    ensure
-      server&.close
+      app, native = load_app(options)
+      return puts("tipi: #{options[:app]} loads") if options[:check]
+
+      listeners = bind(options[:binds])
+      server = Server.new(app, listeners: listeners, native: native, logger: options[:quiet] ? nil : method(:log),
+                               timeout: options[:timeout], max_body: options[:max_body],
+                               max_connections: options[:max_connections])
+      Controller.new(server, options, argv).run
     end
 
-    # Serves in this process until SIGINT or SIGTERM, then stops gracefully.
-    def serve(server)
-      serving = spin { server.run }
-      stop = Polyphony::Event.new
-      %w[INT TERM].each { |signal| trap(signal) { stop.signal(signal) } }
-      spin do
-        signal = stop.await
-        puts "Tipi stopping (SIG#{signal}, pid #{Process.pid})"
-        $stdout.flush
-        server.shutdown
-        serving.stop
-      end
-      serving.await
+    def bind(urls)
+      urls.map { |url| Listener.bind(url) }
+    rescue ArgumentError => e
+      abort "tipi: #{e.message}"
     end
 
-    # Forks `count` workers that share the listener, and starts a new one when one dies.
-    # SIGINT/SIGTERM: every worker stops gracefully, then the supervisor exits.
-    def supervise(server, count)
-      stopping = false
-      pids = {}
-      slots = Array.new(count) do |slot|
-        spin do
-          until stopping
-            pid = Polyphony.fork { serve(server) }
-            pids[slot] = pid
-            puts "* worker #{slot + 1}: pid #{pid}"
-            $stdout.flush
-            Process.wait(pid)
-            puts "Tipi: worker #{slot + 1} (pid #{pid}) exited (#{$?}), starting another" unless stopping
-          end
-        end
-      end
-      %w[INT TERM].each do |signal|
-        trap(signal) do
-          stopping = true
-          pids.each_value { |pid| Process.kill('TERM', pid) rescue nil } # rubocop:disable Style/RescueModifier
-        end
-      end
-      Fiber.await(slots)
-      puts 'Tipi stopped'
-    end
-
+    # Command line over config file over defaults.
     def parse(argv)
-      options = { listen: ['0.0.0.0', 1234], quiet: false, timeout: 30 }
-      parser = OptionParser.new do |o|
+      cli = {}
+      parser = option_parser(cli)
+      rest = parser.parse(argv)
+      abort "tipi: one app file at most, got #{rest.join(' ')}\n#{USAGE}" if rest.size > 1
+      cli[:app] = rest.first if rest.first
+      file = cli[:config] ? Config.load(cli[:config]) : {}
+      options = DEFAULTS.merge(file).merge(cli)
+      options[:binds] = cli[:binds] || file[:binds] || [Listener.normalize('0.0.0.0:1234')]
+      options[:app] ||= 'config.ru' unless options[:rack_app]
+      options
+    rescue OptionParser::ParseError, ArgumentError => e
+      abort "tipi: #{e.message}\n#{USAGE}"
+    end
+
+    def option_parser(options)
+      OptionParser.new do |o|
         o.banner = USAGE
-        o.on('-l', '--listen [HOST:]PORT', 'where to listen (default 0.0.0.0:1234)') do |value|
-          options[:listen] = listen_address(value)
+        o.on('-l', '--listen [HOST:]PORT', 'listen on HOST:PORT (default 0.0.0.0:1234); repeatable') do |value|
+          (options[:binds] ||= []) << Listener.normalize(value)
         end
-        o.on('-q', '--quiet', 'no access log') { options[:quiet] = true }
-        o.on('-w', '--workers N', Integer, 'forked worker processes sharing the listener') do |v|
+        o.on('-b', '--bind URL', 'listen on tcp://HOST:PORT or unix:///PATH; repeatable') do |value|
+          (options[:binds] ||= []) << Listener.normalize(value)
+        end
+        o.on('-w', '--workers N', Integer, 'forked worker processes sharing the listeners') do |v|
           abort 'tipi: --workers must be positive' unless v.positive?
           options[:workers] = v
         end
+        o.on('-C', '--config FILE', 'a Ruby config file (see docs/tipi.md)') { |v| options[:config] = v }
+        o.on('-e', '--environment NAME', 'RACK_ENV for the app (default development)') { |v| options[:environment] = v }
+        o.on('--pid FILE', 'write the controller\'s pid to FILE') { |v| options[:pidfile] = v }
+        o.on('-q', '--quiet', 'no access log') { options[:quiet] = true }
         o.on('--timeout SECONDS', Float, 'for a request head, between requests, for a body (30)') do |v|
           abort 'tipi: --timeout must be positive' unless v.positive?
           options[:timeout] = v
@@ -92,6 +77,7 @@ module Tipi
           abort 'tipi: --max-connections must be positive' unless v.positive?
           options[:max_connections] = v
         end
+        o.on('--check', 'load the config and the app, then exit (0 when they load)') { options[:check] = true }
         o.on('-v', '--version', 'print the version') do
           puts "Tipi #{Tipi::VERSION}"
           exit
@@ -101,29 +87,33 @@ module Tipi
           exit
         end
       end
-      rest = parser.parse(argv)
-      abort "tipi: one app file at most, got #{rest.join(' ')}\n#{USAGE}" if rest.size > 1
-      options[:app] = rest.first || 'config.ru'
-      options
-    rescue OptionParser::ParseError => e
-      abort "tipi: #{e.message}\n#{USAGE}"
     end
 
-    def listen_address(value)
-      host, port = value.include?(':') ? value.split(/:(?=\d+\z)/, 2) : ['0.0.0.0', value]
-      abort "tipi: bad listen address #{value.inspect} (expected [host:]port)" unless port&.match?(/\A\d+\z/)
+    # @return [Array(#call, Boolean)] the app and whether it is Tipi-native (takes a Request)
+    def load_app(options)
+      return [options[:rack_app], false] if options[:rack_app]
 
-      [host.delete_prefix('[').delete_suffix(']'), port.to_i]
-    end
-
-    def load_app(path)
-      return Static.new(path) if File.directory?(path)
+      path = options[:app]
+      return [Static.new(path), false] if File.directory?(path)
 
       abort "tipi: no such app file #{path}\n#{USAGE}" unless File.file?(path)
+      path.end_with?('.rb') ? [load_native(path), true] : [load_rack(path), false]
+    end
+
+    def load_rack(path)
       require 'rack'
       require 'uri' # Rack 2.2's Lint uses URI without requiring it (Puma loads it too)
       app = Rack::Builder.parse_file(path)
       app.is_a?(Array) ? app.first : app # Rack 2 returns [app, options]
+    end
+
+    # An app.rb holds a Tipi-native handler: its last expression, called with each request.
+    def load_native(path)
+      handler = TOPLEVEL_BINDING.eval(File.read(path), File.expand_path(path))
+      abort "tipi: #{path} must end with a handler (a proc taking a request), got #{handler.inspect}" \
+        unless handler.respond_to?(:call)
+
+      handler
     end
 
     def log(env, status, seconds)

@@ -4,8 +4,27 @@ module Tipi
   # One client connection, served on its own fiber: requests one after the other (keep-alive,
   # pipelining) until the client closes, asks to close, or sends something malformed.
   class Connection
+    # Rack's full hijack: `env['rack.hijack'].call` hands the app the socket.
+    class Hijack
+      attr_writer :env
+
+      def initialize(socket)
+        @socket = socket
+      end
+
+      def call
+        @hijacked = true
+        @env['rack.hijack_io'] = @socket
+      end
+
+      def hijacked?
+        @hijacked
+      end
+    end
+
     # @param options [Hash] :timeout (seconds to receive a request head, or between two
-    #   requests, or for a body), :max_body (bytes)
+    #   requests, or for a body), :max_body (bytes), :native (the app takes Tipi::Request),
+    #   :server (the Tipi::Server)
     def initialize(socket, app, server_info, logger, options = {})
       @socket = socket
       @app = app
@@ -13,12 +32,15 @@ module Tipi
       @logger = logger
       @timeout = options[:timeout]
       @owner = options[:server]
+      @native = options[:native]
       @parser = H1P::Parser.new(socket, max_body: options[:max_body])
-      @idle = true
+      @idle = false # until a first request is served: a new connection's request is on its way
     end
 
-    # Whether it waits for a request that has not begun to arrive (a graceful stop closes
-    # such a connection at once; one whose request is on its way is served first).
+    # Whether it waits, between requests, for one that has not begun to arrive: a graceful
+    # stop closes such a keep-alive connection at once (clients retry a request on a reused
+    # connection closed this way). A new connection's first request and a request on its way
+    # are served first.
     def idle?
       @idle && !IO.select([@socket], nil, nil, 0)
     rescue IOError
@@ -40,7 +62,12 @@ module Tipi
     rescue Errno::ECONNRESET, Errno::EPIPE, IOError
       nil # the client went away
     ensure
-      @socket.close unless @socket.closed?
+      if @hijacked
+        # The app owns the socket now; fibers it spun for it run to their end first.
+        Fiber.current.await_all_children
+      else
+        @socket.close unless @socket.closed?
+      end
     end
 
     private
@@ -55,18 +82,77 @@ module Tipi
 
     # @return [Boolean] whether the connection goes on
     def serve_request(headers)
+      return serve_native(headers) if @native
+
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      env = RackEnv.build(headers, Input.new(@parser, @timeout), @server)
+      input = Input.new(@parser, @timeout)
+      env = RackEnv.build(headers, input, @server)
+      (@hijack ||= Hijack.new(@socket)).env = env
+      env['rack.hijack?'] = true
+      env['rack.hijack'] = @hijack
       status, response_headers, response_body = call_app(env)
       return false unless status # the body was too large or too slow: answered, or cut
+      if @hijack.hijacked? || hijack_response(status, response_headers)
+        @hijacked = true
+        @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
+        return false
+      end
+
       begin
         Response.write(@socket, status, response_headers, response_body,
                        head_request: headers[':method'] == 'HEAD')
       ensure
         response_body.close if response_body.respond_to?(:close)
+        input.close
       end
       @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
       @parser.keep_alive? && !close_requested?(response_headers)
+    end
+
+    # Rack's partial hijack: the head is sent, then the app's callable gets the socket.
+    def hijack_response(status, headers)
+      callback = headers['rack.hijack']
+      return false unless callback
+
+      Response.write_head(@socket, status, headers.reject { |name, _| name == 'rack.hijack' })
+      callback.call(@socket)
+      true
+    end
+
+    # A Tipi-native handler: it answers through the request object.
+    def serve_native(headers)
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      request = Request.new(headers, @parser, @socket, @timeout)
+      failure = call_native(request)
+      if failure
+        respond_error(*failure) unless request.status # else the answer has begun: cut it
+        return false
+      end
+      request.finish
+      @logger&.call(native_log_env(headers), request.status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
+      @parser.keep_alive? && !request.close?
+    end
+
+    # @return [Array(Integer, String), nil] the error to answer when the handler failed
+    def call_native(request)
+      @app.call(request)
+      return if request.status
+
+      $stderr.puts("tipi: the handler answered nothing to #{request.method} #{request.uri}")
+      [500, 'Internal Server Error']
+    rescue H1P::TooLarge => e
+      [413, e.message]
+    rescue Polyphony::Cancel
+      [408, 'Request Timeout'] # the body did not come in time
+    rescue StandardError => e
+      $stderr.puts("tipi: #{e.class}: #{e.message}\n\t#{e.backtrace&.first(10)&.join("\n\t")}")
+      [500, 'Internal Server Error']
+    end
+
+    def native_log_env(headers)
+      path, query = headers[':path'].split('?', 2)
+      { 'REMOTE_ADDR' => @server[:remote_addr], 'REQUEST_METHOD' => headers[':method'], 'PATH_INFO' => path,
+        'QUERY_STRING' => query || '', 'SERVER_PROTOCOL' => headers[':protocol'].upcase }
     end
 
     def call_app(env)

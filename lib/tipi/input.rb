@@ -1,17 +1,23 @@
 # frozen_string_literal: true
 
 require 'stringio'
+require 'tempfile'
 
 module Tipi
   # rack.input: the request body, read from the connection as the app asks for it (read,
-  # gets, each), and kept as it goes so that rewind works (Rack 2). A body over the server's
-  # limit raises H1P::TooLarge (413); one that does not arrive within the timeout ends the
-  # connection.
+  # gets, each), and kept as it goes so that rewind works (Rack 2): in memory up to
+  # SPILL_AT bytes, then in an unlinked temporary file, so that a large upload does not sit
+  # in memory. A body over the server's limit raises H1P::TooLarge (413); one that does not
+  # arrive within the timeout ends the connection.
   class Input
+    SPILL_AT = 1 << 20
+
     def initialize(parser, timeout = nil)
       @parser = parser
       @timeout = timeout
       @buffer = StringIO.new(String.new(encoding: Encoding::BINARY))
+      @size = 0
+      @last_newline = -1 # where the last "\n" kept is, to know when gets has a line
       @done = false
     end
 
@@ -19,7 +25,7 @@ module Tipi
     def read(length = nil, out = nil)
       if length.nil?
         fill
-        data = @buffer.read
+        data = @buffer.read || String.new(encoding: Encoding::BINARY)
         return data unless out
 
         out.replace(data)
@@ -47,7 +53,15 @@ module Tipi
       0
     end
 
-    def close; end
+    # Called by the server after the response: a spilled body's file goes at once.
+    def close
+      @buffer.close! if @buffer.is_a?(Tempfile)
+    end
+
+    # Whether the body went to a temporary file.
+    def spilled?
+      @buffer.is_a?(Tempfile)
+    end
 
     private
 
@@ -55,9 +69,9 @@ module Tipi
     # read position, or the body ends.
     def fill(length = nil, line: false)
       until @done
-        rest = @buffer.size - @buffer.pos
+        rest = @size - @buffer.pos
         break if length && rest >= length
-        break if line && @buffer.string.index("\n", @buffer.pos)
+        break if line && @last_newline >= @buffer.pos
 
         chunk = @timeout ? cancel_after(@timeout) { @parser.read_body_chunk } : @parser.read_body_chunk
         chunk ? append(chunk) : @done = true
@@ -65,10 +79,23 @@ module Tipi
     end
 
     def append(chunk)
+      spill if @size + chunk.bytesize > SPILL_AT && !spilled?
+      newline = chunk.rindex("\n")
+      @last_newline = @size + newline if newline
       position = @buffer.pos
       @buffer.seek(0, IO::SEEK_END)
       @buffer.write(chunk)
       @buffer.pos = position
+      @size += chunk.bytesize
+    end
+
+    def spill
+      file = Tempfile.new('tipi-body')
+      file.unlink # no name left behind, whatever happens to this process
+      file.binmode
+      file.write(@buffer.string)
+      file.pos = @buffer.pos
+      @buffer = file
     end
   end
 end

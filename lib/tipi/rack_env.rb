@@ -22,7 +22,7 @@ module Tipi
         'PATH_INFO' => path_info,
         'QUERY_STRING' => query || EMPTY,
         'SERVER_NAME' => server_name(headers['host'], server[:host]),
-        'SERVER_PORT' => server[:port].to_s,
+        'SERVER_PORT' => (server[:port] || server_port(headers['host'])).to_s,
         'SERVER_PROTOCOL' => headers[':protocol'].upcase,
         'REMOTE_ADDR' => server[:remote_addr],
         'rack.version' => [1, 3],
@@ -32,7 +32,7 @@ module Tipi
         'rack.multithread' => false,
         'rack.multiprocess' => false,
         'rack.run_once' => false,
-        'rack.hijack?' => false
+        'rack.hijack?' => false # true where the connection offers it
       }
       headers.each do |name, value|
         next if name.start_with?(':')
@@ -41,6 +41,11 @@ module Tipi
         env[SPECIAL[name] || KEYS[name]] = value
       end
       env
+    end
+
+    # A Unix socket has no port: the Host header's, else 80.
+    def server_port(host)
+      host&.[](/:(\d+)\z/, 1) || '80'
     end
 
     # The host part of a Host header ("[::1]:80", "example.com:8080"), else the listener's.

@@ -4,6 +4,8 @@ module Tipi
   # Writes a Rack response through H1P: a body of known size (an Array, or a Content-Length
   # from the app) in one write with its head; anything else chunked, as it is iterated.
   module Response
+    TOKEN = /\A[!#$%&'*+\-.^_`|~0-9A-Za-z]+\z/.freeze
+
     module_function
 
     # @return [Integer] the bytes written
@@ -33,6 +35,22 @@ module Tipi
           nil
         end
       end
+    end
+
+    # The status line and fields alone, as given (a partial hijack's head: the app's callable
+    # writes what follows, so no framing is added).
+    def write_head(conn, status, headers)
+      head = +"HTTP/1.1 #{status} #{Rack::Utils::HTTP_STATUS_CODES[status.to_i]}\r\n"
+      headers.each do |name, value|
+        raise H1P::Error, "invalid header name #{name.inspect}" unless name.match?(TOKEN)
+
+        value.to_s.split("\n").each do |line|
+          raise H1P::Error, "header #{name} has CR or NUL in its value" if line.match?(/[\r\0]/)
+
+          head << name << ': ' << line << "\r\n"
+        end
+      end
+      conn.write(head << "\r\n")
     end
 
     def __has_length__(fields)

@@ -1,49 +1,76 @@
 # frozen_string_literal: true
 
-require 'socket'
-
 module Tipi
-  # Listens on one address and serves each connection on its own fiber.
+  # Accepts on one or more listeners and serves each connection on its own fiber.
   class Server
-    attr_reader :host, :port
+    attr_reader :listeners
 
-    # @param app [#call] a Rack app
+    # @param app [#call] a Rack app, or with `native: true` a handler taking a Tipi::Request
+    # @param listeners [Array<Listener>, nil] where to accept (default: tcp://host:port)
     # @param logger [#call, nil] called with (env, status, seconds) after each request
     # @param timeout [Numeric, nil] seconds a client may take to send a request head, or to
     #   send the next one, or its body
     # @param max_body [Integer, nil] largest request body accepted (413 beyond)
     # @param max_connections [Integer, nil] connections served at once (no more are accepted
     #   until one ends)
-    def initialize(app, host: '0.0.0.0', port: 1234, logger: nil, timeout: 30, max_body: nil,
-                   max_connections: nil)
+    def initialize(app, listeners: nil, host: '0.0.0.0', port: 1234, native: false, logger: nil, timeout: 30,
+                   max_body: nil, max_connections: nil)
       @app = app
-      @listener = TCPServer.new(host, port)
-      @host = host
-      @port = @listener.addr[1]
+      @listeners = listeners || [Listener.bind(host.include?(':') ? "tcp://[#{host}]:#{port}" : "tcp://#{host}:#{port}")]
       @logger = logger
-      @options = { timeout: timeout, max_body: max_body }
+      @options = { timeout: timeout, max_body: max_body, native: native, server: self }
       @max_connections = max_connections
       @connections = 0
       @slot_freed = Polyphony::Event.new
+      @live = {}
     end
 
-    # Serves until the fiber is stopped, or until #shutdown.
+    # The first listener's port (the real one when 0 was asked for).
+    def port
+      @listeners.first.port
+    end
+
+    # Serves until #shutdown (or until the fiber is stopped).
     def run
-      info = { host: @host, port: @port, scheme: 'http' }
-      @live = {}
+      runner = Fiber.current
+      @acceptors = @listeners.map { |listener| spin { accept_loop(listener, runner) } }
+      @acceptors.each(&:await)
+      # Stopped accepting: the connections are this fiber's children; they finish first.
+      runner.await_all_children
+    end
+
+    # Whether #shutdown has begun: connections close after their current request.
+    def stopping?
+      @stopping
+    end
+
+    # A graceful stop: no more connections are accepted (those waiting in the listen queue stay
+    # there, for another process), idle ones are closed, and requests in flight finish (for at
+    # most `grace` seconds, then their fibers are terminated). The listeners stay open unless
+    # `close` (a restart hands them to the next process image).
+    def shutdown(grace = 10, close: true)
+      @stopping = true
+      @acceptors&.each(&:stop)
+      @live.each { |fiber, connection| fiber.stop if connection.idle? }
+      move_on_after(grace) { sleep(0.01) until @live.empty? }
+      @live.each_key(&:terminate)
+      self.close if close
+    end
+
+    def close
+      @listeners.each(&:close)
+    end
+
+    private
+
+    def accept_loop(listener, runner)
+      info = { host: listener.host, port: listener.port, scheme: 'http' }
       loop do
         @slot_freed.await while @max_connections && @connections >= @max_connections
-        socket = begin
-          @listener.poly_accept
-        rescue IOError, Errno::EBADF
-          # The listener was closed (#shutdown): the connections are this fiber's children,
-          # which would end with it; let them finish first.
-          Fiber.current.await_all_children
-          break
-        end
+        socket = listener.socket.poly_accept(polled: true)
         @connections += 1
-        connection = Connection.new(socket, @app, info, @logger, @options.merge(server: self))
-        fiber = spin do
+        connection = Connection.new(socket, @app, info, @logger, @options)
+        fiber = runner.spin do
           connection.serve
         ensure
           @connections -= 1
@@ -52,25 +79,6 @@ module Tipi
         end
         @live[fiber] = connection
       end
-    end
-
-    # Whether #shutdown has begun: connections close after their current request.
-    def stopping?
-      @stopping
-    end
-
-    # A graceful stop: no more connections are accepted, idle ones are closed, and requests in
-    # flight finish (for at most `grace` seconds, then their fibers are terminated).
-    def shutdown(grace = 10)
-      @stopping = true
-      close
-      @live&.each { |fiber, connection| fiber.stop if connection.idle? }
-      move_on_after(grace) { sleep(0.01) until @live.nil? || @live.empty? }
-      @live&.each_key(&:terminate)
-    end
-
-    def close
-      @listener.close unless @listener.closed?
     end
   end
 end

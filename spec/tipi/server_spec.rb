@@ -7,16 +7,12 @@ require 'h1p'
 # The real `tipi` command on 127.0.0.1, talked to with curl and raw sockets.
 RSpec.describe 'tipi' do
   before(:all) do
-    @tipi = IO.popen([RbConfig.ruby, File.join(ROOT, 'exe', 'tipi'), '-l', '127.0.0.1:0',
-                      File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru')], err: %i[child out])
-    banner = Array.new(3) { @tipi.gets }
-    @port = banner.last[/:(\d+)$/, 1].to_i
+    @tipi = TipiProcess.new('-l', '127.0.0.1:0', File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru'))
+    @port = @tipi.port
   end
 
   after(:all) do
-    Process.kill('TERM', @tipi.pid)
-    Process.wait(@tipi.pid)
-    @tipi.close
+    @tipi.stop
   end
 
   def curl(*args)
@@ -108,16 +104,12 @@ end
 
 RSpec.describe 'tipi limits' do
   def start(*options)
-    io = IO.popen([RbConfig.ruby, File.join(ROOT, 'exe', 'tipi'), '-q', '-l', '127.0.0.1:0', *options,
-                   File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru')], err: %i[child out])
-    port = Array.new(3) { io.gets }.last[/:(\d+)$/, 1].to_i
-    [io, port]
+    io = TipiProcess.new('-q', '-l', '127.0.0.1:0', *options, File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru'))
+    [io, io.port]
   end
 
   def stop(io)
-    Process.kill('TERM', io.pid)
-    Process.wait(io.pid)
-    io.close
+    io.stop
   end
 
   it 'answers 413 to a body over --max-body and 431 to headers over their limits' do
@@ -165,42 +157,5 @@ RSpec.describe 'tipi limits' do
     expect(second.read).to include('/second')
   ensure
     stop(io) if io
-  end
-end
-
-RSpec.describe 'tipi workers' do
-  def get(port, path)
-    socket = TCPSocket.new('127.0.0.1', port)
-    socket.write("GET #{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    parser = H1P::Parser.new(socket, :client)
-    [parser.parse_headers[':status'], parser.read_body].tap { socket.close }
-  end
-
-  it 'runs N workers on one port, replaces one killed with SIGKILL, and stops gracefully on SIGTERM' do
-    tipi = IO.popen([RbConfig.ruby, File.join(ROOT, 'exe', 'tipi'), '-q', '-w', '2', '-l', '127.0.0.1:0',
-                     File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru')], err: %i[child out])
-    lines = Array.new(5) { tipi.gets }
-    port = lines[2][/:(\d+)$/, 1].to_i
-    workers = lines.grep(/worker \d: pid/).map { |l| l[/pid (\d+)/, 1].to_i }
-    expect(workers.size).to eq(2)
-    served_by = Array.new(20) { get(port, '/pid').last.to_i }.uniq
-    expect(served_by - workers).to be_empty
-
-    Process.kill('KILL', workers.first)
-    expect(tipi.gets).to include("worker 1 (pid #{workers.first}) exited")
-    replacement = tipi.gets[/pid (\d+)/, 1].to_i
-    expect(replacement).not_to eq(workers.first)
-    expect(Array.new(10) { get(port, '/pid').first }).to all(eq(200))
-
-    # A request in flight when SIGTERM comes still gets its answer.
-    slow = Thread.new { get(port, '/slow') }
-    sleep 0.15
-    Process.kill('TERM', tipi.pid)
-    expect(slow.value).to eq([200, 'slow'])
-    Process.wait(tipi.pid)
-    expect($?.success?).to be(true)
-    expect { TCPSocket.new('127.0.0.1', port) }.to raise_error(Errno::ECONNREFUSED)
-  ensure
-    tipi&.close
   end
 end

@@ -14,15 +14,12 @@ RSpec.describe 'tipi serving a directory' do
     Dir.mkdir(File.join(@dir, 'sub'))
     File.write(File.join(@dir, 'sub', 'index.html'), "<h1>index</h1>\n")
     File.symlink('/etc/passwd', File.join(@dir, 'escape'))
-    @tipi = IO.popen([RbConfig.ruby, File.join(ROOT, 'exe', 'tipi'), '-q', '-l', '127.0.0.1:0', @dir],
-                     err: %i[child out])
-    @port = Array.new(3) { @tipi.gets }.last[/:(\d+)$/, 1].to_i
+    @tipi = TipiProcess.new('-q', '-l', '127.0.0.1:0', @dir)
+    @port = @tipi.port
   end
 
   after(:all) do
-    Process.kill('TERM', @tipi.pid)
-    Process.wait(@tipi.pid)
-    @tipi.close
+    @tipi.stop
     FileUtils.rm_rf(@dir)
   end
 

@@ -1,0 +1,109 @@
+# frozen_string_literal: true
+
+require 'json'
+require 'socket'
+
+module Tipi
+  # A bound socket the server accepts on, named by a Puma-style URL: `tcp://host:port` or
+  # `unix:///path/to.sock`. Listeners survive a restart: their descriptors pass to the new
+  # process image through the environment (TIPI_LISTEN_FDS), so no connection is refused.
+  class Listener
+    INHERIT_ENV = 'TIPI_LISTEN_FDS'
+
+    attr_reader :url, :socket
+
+    # @param url [String] tcp://host:port, unix://path, or [host:]port
+    # @return [String] the URL in its full form
+    def self.normalize(url)
+      case url
+      when %r{\Atcp://(\[[^\]]*\]|[^:/]*):(\d+)/?\z} then "tcp://#{Regexp.last_match(1)}:#{Regexp.last_match(2)}"
+      when %r{\Aunix://(.+)\z} then "unix://#{Regexp.last_match(1)}"
+      when /\A\d+\z/ then "tcp://0.0.0.0:#{url}"
+      when /\A(\[[^\]]*\]|[^:\/]+):(\d+)\z/ then "tcp://#{Regexp.last_match(1)}:#{Regexp.last_match(2)}"
+      else raise ArgumentError, "bad listen address #{url.inspect} (expected [host:]port, " \
+                                'tcp://host:port or unix:///path)'
+      end
+    end
+
+    # Binds `url`, or takes over the socket a previous image of this process left for it.
+    def self.bind(url, inherited = inherited_fds)
+      url = normalize(url)
+      fd = inherited.delete(url)
+      return new(url, url.start_with?('unix:') ? UNIXServer.for_fd(fd) : TCPServer.for_fd(fd)) if fd
+
+      new(url, url.start_with?('unix:') ? bind_unix(url.delete_prefix('unix://')) : bind_tcp(url))
+    end
+
+    # { url => fd } handed down by a restart (read once: the variable is removed).
+    def self.inherited_fds
+      @inherited_fds ||= begin
+        value = ENV.delete(INHERIT_ENV)
+        value ? JSON.parse(value) : {}
+      end
+    end
+
+    def self.bind_tcp(url)
+      host, port = url.delete_prefix('tcp://').match(/\A\[?(.*?)\]?:(\d+)\z/).captures
+      TCPServer.new(host, port.to_i)
+    rescue Errno::EADDRINUSE, Errno::EADDRNOTAVAIL, Errno::EACCES, SocketError => e
+      raise ArgumentError, "cannot listen on #{url}: #{e.message}"
+    end
+
+    # A stale socket file (no server answers on it) is replaced; a live one is an error.
+    def self.bind_unix(path)
+      if File.socket?(path)
+        begin
+          UNIXSocket.new(path).close
+          raise ArgumentError, "cannot listen on unix://#{path}: a server is using it"
+        rescue Errno::ECONNREFUSED, Errno::ENOENT
+          File.unlink(path)
+        end
+      end
+      UNIXServer.new(path)
+    rescue Errno::EADDRINUSE, Errno::EACCES, Errno::ENOENT => e
+      raise ArgumentError, "cannot listen on unix://#{path}: #{e.message}"
+    end
+
+    def initialize(url, socket)
+      @url = url
+      @socket = socket
+    end
+
+    def unix?
+      @url.start_with?('unix:')
+    end
+
+    # The bound host (for SERVER_NAME when a request has no Host header).
+    def host
+      unix? ? 'localhost' : @url[%r{\Atcp://\[?(.*?)\]?:\d+\z}, 1]
+    end
+
+    # The bound port (the real one when 0 was asked for); nil for a Unix socket.
+    def port
+      unix? ? nil : @socket.local_address.ip_port
+    end
+
+    # The URL with the real port, for the boot banner.
+    def to_s
+      unix? ? @url : "http://#{@url[%r{\Atcp://(.*):\d+\z}, 1]}:#{port}"
+    end
+
+    def close
+      @socket.close unless @socket.closed?
+    end
+
+    # Removes a Unix socket's file (at the final stop, not at a restart).
+    def unlink
+      path = @url.delete_prefix('unix://')
+      File.unlink(path) if unix? && File.socket?(path)
+    rescue SystemCallError
+      nil
+    end
+
+    # The environment entry and exec redirections that keep `listeners` open across exec.
+    def self.handover(listeners)
+      fds = listeners.to_h { |listener| [listener.url, listener.socket.fileno] }
+      [{ INHERIT_ENV => JSON.generate(fds) }, fds.values.to_h { |fd| [fd, fd] }]
+    end
+  end
+end

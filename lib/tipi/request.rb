@@ -1,0 +1,138 @@
+# frozen_string_literal: true
+
+require 'uri'
+
+module Tipi
+  # A request as a Tipi-native handler sees it (no Rack): its head and body, and the means to
+  # answer, at once (#respond) or streamed (#send_headers, #send_chunk, #finish).
+  #
+  #   Tipi.serve('127.0.0.1', 8080) do |req|
+  #     req.respond("Hello from #{req.path}\n", 'Content-Type' => 'text/plain')
+  #   end
+  class Request
+    # The head as H1P parsed it: ':method', ':path', ':protocol' and lower-cased field names.
+    attr_reader :headers
+
+    def initialize(headers, parser, socket, timeout)
+      @headers = headers
+      @parser = parser
+      @socket = socket
+      @timeout = timeout
+      @state = :new # then :streaming (head sent, chunks follow) or :done
+    end
+
+    # The request method ("GET"): Tipi's name for it, shadowing Object#method as the seed did.
+    def method(*args)
+      args.empty? ? @headers[':method'] : super
+    end
+
+    # The target as sent ("/search?q=x").
+    def uri
+      @headers[':path']
+    end
+
+    # The path without the query ("/search").
+    def path
+      @path ||= uri.split('?', 2).first
+    end
+
+    def query_string
+      uri.split('?', 2)[1]
+    end
+
+    # The query decoded: { 'q' => 'x' } (the last value of a repeated name wins).
+    def query
+      @query ||= query_string ? URI.decode_www_form(query_string).to_h : {}
+    end
+
+    def protocol
+      @headers[':protocol']
+    end
+
+    # The whole body (nil when there is none), read through the connection as it arrives.
+    def read
+      body = nil
+      each_chunk { |chunk| (body ||= String.new(capacity: chunk.bytesize)) << chunk }
+      body
+    end
+
+    # Yields the body chunk by chunk as it arrives.
+    def each_chunk
+      while (chunk = @timeout ? cancel_after(@timeout) { @parser.read_body_chunk } : @parser.read_body_chunk)
+        yield chunk
+      end
+    end
+
+    # Answers with `body` (a String or nil) and `headers` (':status' for the status, 200 by
+    # default); Content-Length is added.
+    def respond(body = nil, headers = {})
+      raise Error, 'the response has begun already' unless @state == :new
+
+      @state = :done
+      @status = headers[':status'] || 200
+      @close = close_field?(headers)
+      fields = { ':status' => 200 }.merge(headers)
+      if head?
+        fields['Content-Length'] = body.bytesize.to_s if body && fields.none? { |k, _| k.to_s.casecmp?('content-length') }
+        body = nil
+      end
+      H1P.send_response(@socket, fields, body)
+    end
+
+    # Sends the head of a streamed response (chunked); #send_chunk and #finish follow.
+    def send_headers(headers = {})
+      raise Error, 'the response has begun already' unless @state == :new
+
+      @state = :streaming
+      @status = headers[':status'] || 200
+      @close = close_field?(headers)
+      fields = { ':status' => 200 }.merge(headers)
+      fields['Transfer-Encoding'] = 'chunked' unless head?
+      H1P.send_response(@socket, fields)
+    end
+
+    # Sends one chunk of a streamed response (the head first if not sent); `done: true` ends it.
+    def send_chunk(data, done: false)
+      send_headers if @state == :new
+      raise Error, 'the response is complete' unless @state == :streaming
+
+      written = data.nil? || data.empty? || head? ? 0 : H1P.send_body_chunk(@socket, data)
+      finish if done
+      written
+    end
+
+    # Ends a streamed response.
+    def finish
+      return if @state == :done
+
+      send_headers if @state == :new
+      @state = :done
+      head? ? 0 : H1P.send_body_chunk(@socket, nil)
+    end
+
+    # @api private
+    # The status sent, or nil when the handler answered nothing.
+    attr_reader :status
+
+    # @api private
+    def complete?
+      @state == :done
+    end
+
+    # @api private
+    # Whether the response asked for the connection to close.
+    def close?
+      @close
+    end
+
+    private
+
+    def head?
+      @headers[':method'] == 'HEAD'
+    end
+
+    def close_field?(headers)
+      headers.any? { |name, value| name.to_s.casecmp?('connection') && value.to_s.casecmp?('close') }
+    end
+  end
+end

@@ -1,0 +1,52 @@
+# frozen_string_literal: true
+
+require 'socket'
+require 'timeout'
+
+# The real `tipi` command in a child process, its output read line by line.
+class TipiProcess
+  attr_reader :io, :lines
+
+  # Starts `tipi *args` and reads its banner up to "Use Ctrl-C to stop".
+  def initialize(*args, env: {})
+    @io = IO.popen(env, [RbConfig.ruby, File.join(ROOT, 'exe', 'tipi'), *args], err: %i[child out])
+    @lines = []
+    read_until(/Use Ctrl-C to stop/)
+  end
+
+  def pid
+    @io.pid
+  end
+
+  # The first TCP listener's port.
+  def port
+    @lines.grep(%r{listening on http://}).first[/:(\d+)$/, 1].to_i
+  end
+
+  # Worker pids from the latest banner.
+  def workers
+    @lines.grep(/\* worker \d+: pid/).map { |line| line[/pid (\d+)/, 1].to_i }
+  end
+
+  # Reads lines until one matches `pattern` (within `limit` seconds); returns that line.
+  def read_until(pattern, limit: 30)
+    Timeout.timeout(limit) do
+      loop do
+        line = @io.gets or raise "tipi ended before #{pattern.inspect}; output:\n#{@lines.join}"
+        @lines << line
+        return line if line.match?(pattern)
+      end
+    end
+  end
+
+  def signal(name)
+    Process.kill(name, pid)
+  end
+
+  # SIGTERM, then waits for the exit; returns the Process::Status.
+  def stop
+    signal('TERM') rescue Errno::ESRCH # rubocop:disable Style/RescueModifier
+    Timeout.timeout(30) { Process.wait(pid) }
+    $?.tap { @io.close }
+  end
+end
