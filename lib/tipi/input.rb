@@ -87,6 +87,7 @@ module Tipi
       @buffer.write(chunk)
       @buffer.pos = position
       @size += chunk.bytesize
+      chunk.clear # its copy is kept: free it now rather than at the next GC
     end
 
     def spill

@@ -79,6 +79,8 @@ module Tipi
         end
         @live[fiber] = connection
       end
+    rescue IOError, Errno::EBADF
+      nil # the listener was closed under it (#close while running): nothing more to accept
     end
   end
 end

@@ -30,13 +30,22 @@ class TipiProcess
 
   # Reads lines until one matches `pattern` (within `limit` seconds); returns that line.
   def read_until(pattern, limit: 30)
-    Timeout.timeout(limit) do
-      loop do
-        line = @io.gets or raise "tipi ended before #{pattern.inspect}; output:\n#{@lines.join}"
-        @lines << line
-        return line if line.match?(pattern)
-      end
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + limit
+    loop do
+      left = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      ready = left.positive? && IO.select([@io], nil, nil, left)
+      raise "no #{pattern.inspect} from tipi in #{limit} s; output:\n#{@lines.join}" unless ready
+
+      line = @io.gets or raise "tipi ended before #{pattern.inspect}; output:\n#{@lines.join}"
+      @lines << line
+      return line if line.match?(pattern)
     end
+  end
+
+  # Waits until `count` lines read so far match `pattern`; returns them.
+  def lines_matching(pattern, count)
+    read_until(pattern) while @lines.grep(pattern).size < count
+    @lines.grep(pattern)
   end
 
   def signal(name)

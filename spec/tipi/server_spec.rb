@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require 'json'
+require 'digest'
 require 'socket'
 require 'h1p'
 
@@ -90,6 +91,30 @@ RSpec.describe 'tipi' do
     out = curl('-i', url('/boom'))
     expect(out).to start_with("HTTP/1.1 500 Internal Server Error\r\n")
     expect(curl(url('/still-up')).size).to be > 0
+  end
+
+  it 'hands the socket to the app: full hijack (its fibers run on) and partial hijack' do
+    expect(raw("GET /hijack HTTP/1.1\r\nHost: x\r\n\r\n")).to eq(
+      "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked"
+    )
+    response = raw("GET /partial HTTP/1.1\r\nHost: x\r\n\r\n")
+    expect(response).to start_with("HTTP/1.1 200 OK\r\n")
+    head, body = response.split("\r\n\r\n", 2)
+    expect(head).to include("Content-Type: text/plain\r\nConnection: close")
+    expect(head).not_to match(/Content-Length|Transfer-Encoding|rack\.hijack/i)
+    expect(body).to eq('partial hijack')
+  end
+
+  it 'takes a 20 MB upload in pieces, rewindable, with the server kept small' do
+    body = Random.bytes(20_000_000)
+    digest = Digest::SHA256.hexdigest(body)
+    peak_kb = -> { File.read("/proc/#{@tipi.pid}/status")[/VmHWM:\s+(\d+)/, 1].to_i }
+    before = peak_kb.call
+    socket = TCPSocket.new('127.0.0.1', @port)
+    socket.write("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: #{body.bytesize}\r\nConnection: close\r\n\r\n")
+    socket.write(body)
+    expect(socket.read).to end_with("\r\n\r\n20000000 #{digest} #{digest}")
+    expect(peak_kb.call - before).to be < 10_000 # the body went to a temporary file, not to memory
   end
 
   it 'refuses bad arguments with a clear message' do

@@ -35,6 +35,7 @@ module Polyphony
 
         buffer.set_string(data, offset + total)
         total += data.bytesize
+        data.clear # copied: its memory goes back now, not at the next GC
         break if total >= length || total >= room
       end
       total
@@ -44,6 +45,8 @@ module Polyphony
     def io_write(io, buffer, length, offset = 0)
       data = buffer.get_string(offset, [length, buffer.size - offset].max)
       Polyphony.__io_write__(io.fileno, data)
+    ensure
+      data&.clear # copied: its memory goes back now, not at the next GC
     end
 
     def kernel_sleep(duration = nil)

@@ -1,0 +1,64 @@
+# frozen_string_literal: true
+
+require 'socket'
+require 'h1p'
+
+# Tipi's own request API, for apps that want no Rack: `tipi app.rb` and Tipi.serve.
+RSpec.describe 'tipi with a Tipi-native handler' do
+  before(:all) do
+    @tipi = TipiProcess.new('-l', '127.0.0.1:0', File.join(ROOT, 'spec', 'fixtures', 'tipi', 'native.rb'))
+    @port = @tipi.port
+  end
+
+  after(:all) { @tipi.stop }
+
+  def raw(request)
+    socket = TCPSocket.new('127.0.0.1', @port)
+    socket.write(request)
+    socket.close_write
+    socket.read.tap { socket.close }
+  end
+
+  it 'answers with respond: query, body, status, Content-Length; keep-alive and pipelining' do
+    response = raw("GET /hello?name=tipi HTTP/1.1\r\nHost: x\r\n\r\n" \
+                   "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" \
+                   "GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    expect(response).to start_with("HTTP/1.1 200 OK\r\n")
+    expect(response).to include("Content-Type: text/plain\r\n", "Content-Length: 11\r\n\r\nHello tipi\n")
+    expect(response).to include("HTTP/1.1 201 Created\r\nContent-Length: 12\r\n\r\nPOST 5 hello")
+    expect(response).to end_with("HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found")
+  end
+
+  it 'streams with send_headers, send_chunk and finish (chunked), and HEAD gets no body' do
+    out, _err, status = run_command('curl', '-s', '--max-time', '10', "http://127.0.0.1:#{@port}/stream")
+    expect(status).to be_success
+    expect(out).to eq("chunk 0\nchunk 1\nchunk 2\n")
+    response = raw("GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    expect(response).to include("Transfer-Encoding: chunked\r\n")
+    expect(raw("HEAD /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+      .to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\n")
+  end
+
+  it 'refuses a second answer, and answers 500 for a handler that answered nothing' do
+    expect(raw("GET /twice HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).to end_with("\r\n\r\nonce")
+    expect(@tipi.read_until(/tipi spec:/)).to include('the response has begun already')
+    expect(raw("GET /silent HTTP/1.1\r\nHost: x\r\n\r\n")).to start_with("HTTP/1.1 500 Internal Server Error\r\n")
+    expect(@tipi.read_until(/answered nothing/)).to include('GET /silent')
+  end
+
+  it 'serves a block in-process with Tipi.serve' do
+    out, err, status = run_ruby(<<~RUBY)
+      require 'tipi'
+      server = spin { Tipi.serve('127.0.0.1', 0) { |req| req.respond("in-process \#{req.path}") } }
+      snooze
+      port = ObjectSpace.each_object(TCPServer).find { |s| !s.closed? }.local_address.ip_port
+      socket = TCPSocket.new('127.0.0.1', port)
+      socket.write("GET /x HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+      print socket.read.split("\\r\\n\\r\\n").last
+      server.stop
+    RUBY
+    expect(err).to eq('')
+    expect(status).to be_success
+    expect(out).to eq('in-process /x')
+  end
+end
