@@ -119,8 +119,8 @@ module Tipi
     def log(env, status, seconds)
       line = "#{env['REMOTE_ADDR']} \"#{env['REQUEST_METHOD']} #{env['PATH_INFO']}" \
              "#{"?#{env['QUERY_STRING']}" unless env['QUERY_STRING'].empty?} #{env['SERVER_PROTOCOL']}\" " \
-             "#{status} #{format('%.4f', seconds)}s"
-      $stdout.puts(line)
+             "#{status} #{format('%.4f', seconds)}s\n"
+      $stdout.write(line) # one write: workers share the output
     end
   end
 end

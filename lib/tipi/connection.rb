@@ -51,7 +51,7 @@ module Tipi
       while (headers = read_head)
         @idle = false
         break unless serve_request(headers)
-        break if @owner&.stopping?
+        break if @owner&.stopping? # it began while this request was served
 
         @idle = true
       end
@@ -98,15 +98,29 @@ module Tipi
         return false
       end
 
+      keep_alive = keep_alive?(response_headers)
       begin
         Response.write(@socket, status, response_headers, response_body,
-                       head_request: headers[':method'] == 'HEAD')
+                       head_request: headers[':method'] == 'HEAD', connection: connection_field(headers, keep_alive))
       ensure
         response_body.close if response_body.respond_to?(:close)
         input.close
       end
       @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
-      @parser.keep_alive? && !close_requested?(response_headers)
+      keep_alive
+    end
+
+    # Whether the connection serves another request after this one.
+    def keep_alive?(response_headers)
+      @parser.keep_alive? && !@owner&.stopping? && !close_requested?(response_headers)
+    end
+
+    # The Connection field the response needs: "close" when the connection ends after it (a
+    # client must not send another request on it), "keep-alive" for an HTTP/1.0 client.
+    def connection_field(headers, keep_alive)
+      return 'close' unless keep_alive
+
+      'keep-alive' if headers[':protocol'].casecmp?('http/1.0')
     end
 
     # Rack's partial hijack: the head is sent, then the app's callable gets the socket.
@@ -122,7 +136,8 @@ module Tipi
     # A Tipi-native handler: it answers through the request object.
     def serve_native(headers)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      request = Request.new(headers, @parser, @socket, @timeout)
+      keep_alive = @parser.keep_alive? && !@owner&.stopping?
+      request = Request.new(headers, @parser, @socket, @timeout, connection_field(headers, keep_alive))
       failure = call_native(request)
       if failure
         respond_error(*failure) unless request.status # else the answer has begun: cut it
@@ -130,7 +145,7 @@ module Tipi
       end
       request.finish
       @logger&.call(native_log_env(headers), request.status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
-      @parser.keep_alive? && !request.close?
+      keep_alive && !request.close?
     end
 
     # @return [Array(Integer, String), nil] the error to answer when the handler failed

@@ -52,8 +52,9 @@ module Tipi
     # Serves in this process until a stop signal, or until the worker's supervisor stops it.
     def serve(signals)
       serving = spin { @server.run }
+      signal_queue = trap_signals(signals)
       say 'Use Ctrl-C to stop' if signals.include?('USR2')
-      on_signals(signals) do |signal|
+      each_signal(signal_queue) do |signal|
         if signal == 'USR2'
           restart_here if preflight
         else
@@ -65,11 +66,14 @@ module Tipi
       serving.await
     end
 
-    # Traps `signals` and yields them one at a time in this fiber (a handler does not run
-    # amid another one's work).
-    def on_signals(signals)
-      queue = Polyphony::Queue.new
-      signals.each { |signal| trap(signal) { queue << signal } }
+    # Traps `signals` (before the banner says we are ready: an early signal is not lost) into
+    # a queue, which #each_signal handles one at a time (a handler does not run amid another
+    # one's work).
+    def trap_signals(signals)
+      Polyphony::Queue.new.tap { |queue| signals.each { |signal| trap(signal) { queue << signal } } }
+    end
+
+    def each_signal(queue)
       loop { yield queue.shift }
     end
 
@@ -79,8 +83,9 @@ module Tipi
       @options[:workers].times { add_worker }
       snooze until @slots.all?(&:pid)
       retire_old_workers
+      signal_queue = trap_signals(%w[INT TERM USR2 TTIN TTOU])
       say 'Use Ctrl-C to stop'
-      on_signals(%w[INT TERM USR2 TTIN TTOU]) do |signal|
+      each_signal(signal_queue) do |signal|
         case signal
         when 'TTIN' then add_worker
         when 'TTOU' then remove_worker
@@ -182,8 +187,10 @@ module Tipi
       Process.exec(handover.merge(env), RbConfig.ruby, @exe, *@argv, redirects)
     end
 
+    # One write per line: workers share the output, and `puts` may write a line and its
+    # newline apart.
     def say(line)
-      $stdout.puts(line)
+      $stdout.write("#{line}\n")
     end
   end
 end

@@ -13,7 +13,10 @@ module Tipi
     # The head as H1P parsed it: ':method', ':path', ':protocol' and lower-cased field names.
     attr_reader :headers
 
-    def initialize(headers, parser, socket, timeout)
+    # @param connection [String, nil] the Connection field the server needs sent ("close",
+    #   "keep-alive"), unless the handler sends its own
+    def initialize(headers, parser, socket, timeout, connection = nil)
+      @connection = connection
       @headers = headers
       @parser = parser
       @socket = socket
@@ -71,7 +74,7 @@ module Tipi
       @state = :done
       @status = headers[':status'] || 200
       @close = close_field?(headers)
-      fields = { ':status' => 200 }.merge(headers)
+      fields = with_connection({ ':status' => 200 }.merge(headers))
       if head?
         fields['Content-Length'] = body.bytesize.to_s if body && fields.none? { |k, _| k.to_s.casecmp?('content-length') }
         body = nil
@@ -86,7 +89,7 @@ module Tipi
       @state = :streaming
       @status = headers[':status'] || 200
       @close = close_field?(headers)
-      fields = { ':status' => 200 }.merge(headers)
+      fields = with_connection({ ':status' => 200 }.merge(headers))
       fields['Transfer-Encoding'] = 'chunked' unless head?
       H1P.send_response(@socket, fields)
     end
@@ -129,6 +132,11 @@ module Tipi
 
     def head?
       @headers[':method'] == 'HEAD'
+    end
+
+    def with_connection(fields)
+      fields['Connection'] = @connection if @connection && !@close && fields.none? { |k, _| k.to_s.casecmp?('connection') }
+      fields
     end
 
     def close_field?(headers)

@@ -8,22 +8,26 @@ module Tipi
 
     module_function
 
+    # @param connection [String, nil] a Connection field to send unless the app sent one:
+    #   "close" when the connection ends after this response, "keep-alive" for an HTTP/1.0
+    #   client that asked for it
     # @return [Integer] the bytes written
-    def write(conn, status, headers, body, head_request: false)
+    def write(conn, status, headers, body, head_request: false, connection: nil)
       fields = { ':status' => status }
       headers.each do |name, value|
         # Rack's "\n"-joined values are repeated fields.
         fields[name] = value.is_a?(String) && value.include?("\n") ? value.split("\n") : value
       end
+      fields['Connection'] = connection if connection && !field?(fields, 'connection')
       return H1P.send_response(conn, fields) if head_request || [204, 304].include?(status.to_i) || status.to_i < 200
 
       if body.respond_to?(:to_ary)
         H1P.send_response(conn, fields, body.to_ary.join)
-      elsif body.respond_to?(:to_path) && __has_length__(fields)
+      elsif body.respond_to?(:to_path) && field?(fields, 'content-length')
         # A file: its bytes go from the file to the socket in the kernel.
         written = H1P.send_response(conn, fields)
         File.open(body.to_path, 'rb') { |file| written + IO.double_splice(file, conn) }
-      elsif __has_length__(fields)
+      elsif field?(fields, 'content-length')
         written = H1P.send_response(conn, fields)
         body.each { |chunk| written += conn.write(chunk) }
         written
@@ -53,8 +57,8 @@ module Tipi
       conn.write(head << "\r\n")
     end
 
-    def __has_length__(fields)
-      fields.any? { |name, _| name.is_a?(String) && name.casecmp?('content-length') }
+    def field?(fields, name)
+      fields.any? { |key, _| key.is_a?(String) && key.casecmp?(name) }
     end
   end
 end

@@ -68,6 +68,9 @@ module Tipi
       loop do
         @slot_freed.await while @max_connections && @connections >= @max_connections
         socket = listener.socket.poly_accept(polled: true)
+        # Responses written in pieces (streamed bodies) go out at once, not after the
+        # client's delayed ACK (40 ms).
+        socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) unless listener.unix?
         @connections += 1
         connection = Connection.new(socket, @app, info, @logger, @options)
         fiber = runner.spin do

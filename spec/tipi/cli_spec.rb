@@ -35,7 +35,7 @@ RSpec.describe 'tipi options' do
         pidfile '#{dir}/from-config.pid'
         rackup '#{app}'
         quiet
-        on_worker_boot { |index| $stdout.puts "booted worker \#{index}" }
+        on_worker_boot { |index| $stdout.write("booted worker \#{index}\\n") }
       RUBY
       tipi = TipiProcess.new('--config', File.join(dir, 'tipi.rb'), '-e', 'production')
       expect(tipi.workers.size).to eq(2)

@@ -26,7 +26,7 @@ RSpec.describe 'tipi with a Tipi-native handler' do
     expect(response).to start_with("HTTP/1.1 200 OK\r\n")
     expect(response).to include("Content-Type: text/plain\r\n", "Content-Length: 11\r\n\r\nHello tipi\n")
     expect(response).to include("HTTP/1.1 201 Created\r\nContent-Length: 12\r\n\r\nPOST 5 hello")
-    expect(response).to end_with("HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found")
+    expect(response).to end_with("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 9\r\n\r\nnot found")
   end
 
   it 'streams with send_headers, send_chunk and finish (chunked), and HEAD gets no body' do
@@ -36,7 +36,7 @@ RSpec.describe 'tipi with a Tipi-native handler' do
     response = raw("GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     expect(response).to include("Transfer-Encoding: chunked\r\n")
     expect(raw("HEAD /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-      .to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\n")
+      .to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 7\r\n\r\n")
   end
 
   it 'refuses a second answer, and answers 500 for a handler that answered nothing' do

@@ -73,6 +73,13 @@ RSpec.describe 'tipi' do
     expect(response.index('"/a"')).to be < response.index('"/c"')
   end
 
+  it 'says Connection: close when it will close, and keep-alive to an HTTP/1.0 client that asked' do
+    expect(raw("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).to include("\r\nConnection: close\r\n")
+    expect(raw("GET /a HTTP/1.0\r\n\r\n")).to include("\r\nConnection: close\r\n")
+    response = raw("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n")
+    expect(response.scan(/^Connection: (.*)\r$/).flatten).to eq(%w[keep-alive close])
+  end
+
   it 'sends Rack\'s "\n"-joined header values as repeated fields' do
     head = raw("GET /cookies HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     expect(head).to include("Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n")
