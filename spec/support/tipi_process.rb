@@ -23,6 +23,15 @@ class TipiProcess
     @lines.grep(%r{listening on http://}).first[/:(\d+)$/, 1].to_i
   end
 
+  # Sends `request` (raw bytes) on a new connection to the first TCP listener, closes the
+  # sending side, and returns all that comes back until the server closes.
+  def raw(request)
+    socket = TCPSocket.new('127.0.0.1', port)
+    socket.write(request)
+    socket.close_write
+    socket.read.tap { socket.close }
+  end
+
   # Worker pids from the latest banner.
   def workers
     @lines.grep(/\* worker \d+: pid/).map { |line| line[/pid (\d+)/, 1].to_i }

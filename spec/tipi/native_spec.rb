@@ -13,10 +13,7 @@ RSpec.describe 'tipi with a Tipi-native handler' do
   after(:all) { @tipi.stop }
 
   def raw(request)
-    socket = TCPSocket.new('127.0.0.1', @port)
-    socket.write(request)
-    socket.close_write
-    socket.read.tap { socket.close }
+    @tipi.raw(request)
   end
 
   it 'answers with respond: query, body, status, Content-Length; keep-alive and pipelining' do

@@ -27,10 +27,7 @@ RSpec.describe 'tipi' do
   end
 
   def raw(request)
-    socket = TCPSocket.new('127.0.0.1', @port)
-    socket.write(request)
-    socket.close_write
-    socket.read.tap { socket.close }
+    @tipi.raw(request)
   end
 
   it 'gives the app a complete Rack env, under Rack::Lint' do
