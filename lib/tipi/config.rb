@@ -38,7 +38,7 @@ module Tipi
     end
 
     def port(number, host = '0.0.0.0')
-      bind(host.include?(':') ? "tcp://[#{host}]:#{number}" : "tcp://#{host}:#{number}")
+      bind(Listener.tcp_url(host, number))
     end
 
     def workers(count)

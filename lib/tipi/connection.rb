@@ -88,7 +88,6 @@ module Tipi
       input = Input.new(@parser, @timeout)
       env = RackEnv.build(headers, input, @server)
       (@hijack ||= Hijack.new(@socket)).env = env
-      env['rack.hijack?'] = true
       env['rack.hijack'] = @hijack
       status, response_headers, response_body = call_app(env)
       return false unless status # the body was too large or too slow: answered, or cut
@@ -98,7 +97,7 @@ module Tipi
         return false
       end
 
-      keep_alive = keep_alive?(response_headers)
+      keep_alive = keep_alive? && !Response.close_requested?(response_headers)
       begin
         Response.write(@socket, status, response_headers, response_body,
                        head_request: headers[':method'] == 'HEAD', connection: connection_field(headers, keep_alive))
@@ -110,9 +109,10 @@ module Tipi
       keep_alive
     end
 
-    # Whether the connection serves another request after this one.
-    def keep_alive?(response_headers)
-      @parser.keep_alive? && !@owner&.stopping? && !close_requested?(response_headers)
+    # Whether the connection serves another request after this one (as far as the client and
+    # the server are concerned; the app's response may still ask to close).
+    def keep_alive?
+      @parser.keep_alive? && !@owner&.stopping?
     end
 
     # The Connection field the response needs: "close" when the connection ends after it (a
@@ -136,7 +136,7 @@ module Tipi
     # A Tipi-native handler: it answers through the request object.
     def serve_native(headers)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      keep_alive = @parser.keep_alive? && !@owner&.stopping?
+      keep_alive = keep_alive?
       request = Request.new(headers, @parser, @socket, @timeout, connection_field(headers, keep_alive))
       failure = call_native(request)
       if failure
@@ -160,7 +160,7 @@ module Tipi
     rescue Polyphony::Cancel
       [408, 'Request Timeout'] # the body did not come in time
     rescue StandardError => e
-      $stderr.puts("tipi: #{e.class}: #{e.message}\n\t#{e.backtrace&.first(10)&.join("\n\t")}")
+      report(e, $stderr)
       [500, 'Internal Server Error']
     end
 
@@ -178,12 +178,13 @@ module Tipi
     rescue Polyphony::Cancel
       nil # the body did not come in time
     rescue StandardError => e
-      env['rack.errors'].puts("tipi: #{e.class}: #{e.message}\n\t#{e.backtrace&.first(10)&.join("\n\t")}")
+      report(e, env['rack.errors'])
       [500, { 'Content-Type' => 'text/plain', 'Connection' => 'close' }, ["Internal Server Error\n"]]
     end
 
-    def close_requested?(headers)
-      headers.any? { |name, value| name.casecmp?('connection') && value.to_s.casecmp?('close') }
+
+    def report(error, output)
+      output.puts("tipi: #{error.class}: #{error.message}\n\t#{error.backtrace&.first(10)&.join("\n\t")}")
     end
 
     def respond_error(status, message)

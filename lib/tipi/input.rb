@@ -12,6 +12,12 @@ module Tipi
   class Input
     SPILL_AT = 1 << 20
 
+    # The next piece of the body from `parser` (nil at its end), within `timeout` seconds
+    # (Polyphony::Cancel beyond) when there is one.
+    def self.next_chunk(parser, timeout)
+      timeout ? cancel_after(timeout) { parser.read_body_chunk } : parser.read_body_chunk
+    end
+
     def initialize(parser, timeout = nil)
       @parser = parser
       @timeout = timeout
@@ -73,7 +79,7 @@ module Tipi
         break if length && rest >= length
         break if line && @last_newline >= @buffer.pos
 
-        chunk = @timeout ? cancel_after(@timeout) { @parser.read_body_chunk } : @parser.read_body_chunk
+        chunk = Input.next_chunk(@parser, @timeout)
         chunk ? append(chunk) : @done = true
       end
     end

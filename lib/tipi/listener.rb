@@ -25,6 +25,11 @@ module Tipi
       end
     end
 
+    # tcp://host:port, with an IPv6 host in brackets.
+    def self.tcp_url(host, port)
+      host.include?(':') ? "tcp://[#{host}]:#{port}" : "tcp://#{host}:#{port}"
+    end
+
     # Binds `url`, or takes over the socket a previous image of this process left for it.
     def self.bind(url, inherited = inherited_fds)
       url = normalize(url)

@@ -32,7 +32,7 @@ module Tipi
         'rack.multithread' => false,
         'rack.multiprocess' => false,
         'rack.run_once' => false,
-        'rack.hijack?' => false # true where the connection offers it
+        'rack.hijack?' => true # the connection sets rack.hijack
       }
       headers.each do |name, value|
         next if name.start_with?(':')

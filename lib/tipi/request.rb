@@ -61,7 +61,7 @@ module Tipi
 
     # Yields the body chunk by chunk as it arrives.
     def each_chunk
-      while (chunk = @timeout ? cancel_after(@timeout) { @parser.read_body_chunk } : @parser.read_body_chunk)
+      while (chunk = Input.next_chunk(@parser, @timeout))
         yield chunk
       end
     end
@@ -69,14 +69,9 @@ module Tipi
     # Answers with `body` (a String or nil) and `headers` (':status' for the status, 200 by
     # default); Content-Length is added.
     def respond(body = nil, headers = {})
-      raise Error, 'the response has begun already' unless @state == :new
-
-      @state = :done
-      @status = headers[':status'] || 200
-      @close = close_field?(headers)
-      fields = with_connection({ ':status' => 200 }.merge(headers))
+      fields = begin_response(headers, :done)
       if head?
-        fields['Content-Length'] = body.bytesize.to_s if body && fields.none? { |k, _| k.to_s.casecmp?('content-length') }
+        fields['Content-Length'] = body.bytesize.to_s if body && !Response.field?(fields, 'content-length')
         body = nil
       end
       H1P.send_response(@socket, fields, body)
@@ -84,12 +79,7 @@ module Tipi
 
     # Sends the head of a streamed response (chunked); #send_chunk and #finish follow.
     def send_headers(headers = {})
-      raise Error, 'the response has begun already' unless @state == :new
-
-      @state = :streaming
-      @status = headers[':status'] || 200
-      @close = close_field?(headers)
-      fields = with_connection({ ':status' => 200 }.merge(headers))
+      fields = begin_response(headers, :streaming)
       fields['Transfer-Encoding'] = 'chunked' unless head?
       H1P.send_response(@socket, fields)
     end
@@ -118,11 +108,6 @@ module Tipi
     attr_reader :status
 
     # @api private
-    def complete?
-      @state == :done
-    end
-
-    # @api private
     # Whether the response asked for the connection to close.
     def close?
       @close
@@ -134,13 +119,18 @@ module Tipi
       @headers[':method'] == 'HEAD'
     end
 
-    def with_connection(fields)
-      fields['Connection'] = @connection if @connection && !@close && fields.none? { |k, _| k.to_s.casecmp?('connection') }
+    # Moves to `state` and returns the response's fields: ':status' (200 unless given), and the
+    # Connection field the server needs unless the handler sent its own.
+    def begin_response(headers, state)
+      raise Error, 'the response has begun already' unless @state == :new
+
+      @state = state
+      @status = headers[':status'] || 200
+      @close = Response.close_requested?(headers)
+      fields = { ':status' => 200 }.merge(headers)
+      fields['Connection'] = @connection if @connection && !Response.field?(fields, 'connection')
       fields
     end
 
-    def close_field?(headers)
-      headers.any? { |name, value| name.to_s.casecmp?('connection') && value.to_s.casecmp?('close') }
-    end
   end
 end

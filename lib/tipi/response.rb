@@ -60,5 +60,10 @@ module Tipi
     def field?(fields, name)
       fields.any? { |key, _| key.is_a?(String) && key.casecmp?(name) }
     end
+
+    # Whether the app's headers ask for the connection to close.
+    def close_requested?(headers)
+      headers.any? { |name, value| name.is_a?(String) && name.casecmp?('connection') && value.to_s.casecmp?('close') }
+    end
   end
 end

@@ -16,7 +16,7 @@ module Tipi
     def initialize(app, listeners: nil, host: '0.0.0.0', port: 1234, native: false, logger: nil, timeout: 30,
                    max_body: nil, max_connections: nil)
       @app = app
-      @listeners = listeners || [Listener.bind(host.include?(':') ? "tcp://[#{host}]:#{port}" : "tcp://#{host}:#{port}")]
+      @listeners = listeners || [Listener.bind(Listener.tcp_url(host, port))]
       @logger = logger
       @options = { timeout: timeout, max_body: max_body, native: native, server: self }
       @max_connections = max_connections

@@ -122,7 +122,9 @@ RSpec.describe 'tipi workers and signals' do
     # A request in flight when SIGTERM comes still gets its answer.
     slow = Thread.new { get(port, '/slow') }
     sleep 0.15
-    expect(tipi.stop.success?).to be(true) & satisfy { slow.value == [200, 'slow'] }
+    status = tipi.stop
+    expect(slow.value).to eq([200, 'slow'])
+    expect(status.success?).to be(true)
     expect { TCPSocket.new('127.0.0.1', port) }.to raise_error(Errno::ECONNREFUSED)
   end
 
