@@ -49,16 +49,18 @@ module Tipi
       say "* pid #{@pid}#{", #{@options[:workers]} workers" if @options[:workers]}"
     end
 
-    # Serves in this process until a stop signal, or until the worker's supervisor stops it.
+    # Serves in this process until a stop signal: the controller's (USR2 restarts it), or a
+    # worker's, sent by the supervisor (which does the talking).
     def serve(signals)
+      controller = Process.pid == @pid
       serving = spin { @server.run }
       signal_queue = trap_signals(signals)
-      say 'Use Ctrl-C to stop' if signals.include?('USR2')
+      say 'Use Ctrl-C to stop' if controller
       each_signal(signal_queue) do |signal|
         if signal == 'USR2'
           restart_here if preflight
         else
-          say "Tipi stopping (SIG#{signal}, pid #{Process.pid})" if signals.include?('USR2')
+          say "Tipi stopping (SIG#{signal}, pid #{@pid})" if controller
           @server.shutdown
           break
         end
