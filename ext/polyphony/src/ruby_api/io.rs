@@ -16,7 +16,7 @@ use polyphony_runtime::Completion;
 use super::backend::{io_error, Awaited, Backend};
 use polyphony_runtime::Chain;
 
-fn val(raw: rb_sys::VALUE) -> Value {
+pub(crate) fn val(raw: rb_sys::VALUE) -> Value {
     // SAFETY: values handed back by the backend are live objects from Ruby.
     unsafe { magnus::rb_sys::FromRawValue::from_raw(raw) }
 }
@@ -24,7 +24,7 @@ fn val(raw: rb_sys::VALUE) -> Value {
 /// Tries `op` at once (a non-blocking call after a readiness poll): when its descriptor is
 /// ready, no fiber switch happens at all (and concurrent writers' bytes are not interleaved
 /// inside one `puts`). Otherwise the op goes to the backend and the fiber waits for it.
-fn attempt_or_await<O: Op>(fd: i32, mut op: O) -> Result<Awaited<O::Output>, Error> {
+pub(crate) fn attempt_or_await<O: Op>(fd: i32, mut op: O) -> Result<Awaited<O::Output>, Error> {
     match op.attempt() {
         Attempt::Done(result) => Ok(Awaited::Done(op.complete(Completion { result, flags: 0 }))),
         Attempt::Wait { .. } => Backend::current()?.await_op(fd, op),

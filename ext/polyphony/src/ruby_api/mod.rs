@@ -3,6 +3,7 @@
 mod backend;
 mod h1p;
 pub(crate) mod io;
+mod tls;
 
 use magnus::{Error, Ruby};
 
@@ -10,5 +11,6 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     let polyphony = ruby.define_module("Polyphony")?;
     backend::init(ruby, polyphony)?;
     io::init(ruby, polyphony)?;
+    tls::init(ruby, polyphony)?;
     h1p::init(ruby)
 }

@@ -167,7 +167,11 @@ impl UringDriver {
             }
             State::InFlight => {
                 slot.state = State::Orphaned;
-                self.push(opcode::AsyncCancel::new(id.0).build().user_data(CANCEL_TAG))
+                self.push(opcode::AsyncCancel::new(id.0).build().user_data(CANCEL_TAG))?;
+                // At once, not at the next wait: an op in flight holds its file open, so a
+                // socket closed after a timed-out read would not be closed (no FIN) while
+                // the thread does something else, such as block.
+                self.ring.submit().map(drop)
             }
             State::Orphaned => Ok(()),
         }
