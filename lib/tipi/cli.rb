@@ -42,6 +42,8 @@ module Tipi
       file = cli[:config] ? Config.load(cli[:config]) : {}
       options = DEFAULTS.merge(file).merge(cli)
       options[:binds] = cli[:binds] || file[:binds] || [Listener.normalize('0.0.0.0:1234')]
+      abort "tipi: give both --cert and --key\n#{USAGE}" if options[:cert].nil? != options[:key].nil?
+      options[:binds] = options[:binds].map { |url| Listener.with_certificate(url, options[:cert], options[:key]) }
       options[:app] ||= 'config.ru' unless options[:rack_app]
       options
     rescue OptionParser::ParseError, ArgumentError => e
@@ -54,9 +56,16 @@ module Tipi
         o.on('-l', '--listen [HOST:]PORT', 'listen on HOST:PORT (default 0.0.0.0:1234); repeatable') do |value|
           (options[:binds] ||= []) << Listener.normalize(value)
         end
-        o.on('-b', '--bind URL', 'listen on tcp://HOST:PORT or unix:///PATH; repeatable') do |value|
+        o.on('-b', '--bind URL', 'listen on tcp://HOST:PORT, ssl://HOST:PORT[?cert=PATH&key=PATH] or',
+             'unix:///PATH; repeatable') do |value|
           (options[:binds] ||= []) << Listener.normalize(value)
         end
+        o.on('-s', '--secure [HOST:]PORT', 'serve HTTPS on HOST:PORT (with --cert and --key, else a',
+             'self-signed certificate for localhost); repeatable') do |value|
+          (options[:binds] ||= []) << Listener.normalize("ssl://#{value.include?(':') ? value : "0.0.0.0:#{value}"}")
+        end
+        o.on('--cert FILE', 'the certificate chain (PEM) for -s') { |v| options[:cert] = v }
+        o.on('--key FILE', 'its private key (PEM)') { |v| options[:key] = v }
         o.on('-w', '--workers N', Integer, 'forked worker processes sharing the listeners') do |v|
           abort 'tipi: --workers must be positive' unless v.positive?
           options[:workers] = v

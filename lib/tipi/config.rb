@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require 'uri'
+
 module Tipi
   # The `--config FILE` DSL: Ruby, with Puma's names where Puma has one.
   #
@@ -39,6 +41,13 @@ module Tipi
 
     def port(number, host = '0.0.0.0')
       bind(Listener.tcp_url(host, number))
+    end
+
+    # HTTPS on host:port, with the certificate chain and key in these PEM files (without
+    # them, a self-signed certificate for localhost).
+    def ssl_bind(host, port, cert: nil, key: nil)
+      url = Listener.tcp_url(host, port).sub('tcp://', 'ssl://')
+      bind(cert || key ? "#{url}?#{URI.encode_www_form(cert: cert, key: key)}" : url)
     end
 
     def workers(count)

@@ -23,8 +23,10 @@ module Tipi
     end
 
     # @param options [Hash] :timeout (seconds to receive a request head, or between two
-    #   requests, or for a body), :max_body (bytes), :native (the app takes Tipi::Request),
-    #   :server (the Tipi::Server)
+    #   requests, or for a body, or a TLS handshake), :max_body (bytes), :native (the app takes
+    #   Tipi::Request), :server (the Tipi::Server)
+    # @param server_info [Hash] :host, :port, :scheme, :tls (a Polyphony::TLS::ServerContext:
+    #   the connection speaks HTTPS)
     def initialize(socket, app, server_info, logger, options = {})
       @socket = socket
       @app = app
@@ -33,7 +35,7 @@ module Tipi
       @timeout = options[:timeout]
       @owner = options[:server]
       @native = options[:native]
-      @parser = H1P::Parser.new(socket, max_body: options[:max_body])
+      @max_body = options[:max_body]
       @idle = false # until a first request is served: a new connection's request is on its way
     end
 
@@ -48,6 +50,9 @@ module Tipi
     end
 
     def serve
+      return unless secure
+
+      @parser = H1P::Parser.new(@socket, max_body: @max_body)
       while (headers = read_head)
         @idle = false
         break unless serve_request(headers)
@@ -71,6 +76,22 @@ module Tipi
     end
 
     private
+
+    # On an HTTPS listener, the TLS handshake (at most the timeout). A failed one is logged
+    # (a client that does not trust the certificate, a plain HTTP request, a scanner) and the
+    # connection closed.
+    # @return [Boolean] whether requests can be served
+    def secure
+      return true unless @server[:tls]
+
+      @socket = Polyphony::TLS.accept(@socket, @server[:tls], timeout: @timeout)
+      true
+    rescue Polyphony::TLS::Error => e
+      $stderr.write("tipi: #{@server[:remote_addr]}: #{e.message}\n")
+      false
+    rescue SystemCallError, IOError
+      false
+    end
 
     # The next request head, or nil when the client closes, or sends nothing (or not all of
     # a head) within the timeout: a slow or idle client is cut.

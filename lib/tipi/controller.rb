@@ -45,7 +45,9 @@ module Tipi
       say "Tipi #{Tipi::VERSION} (Polyphony #{Polyphony::VERSION}, #{Polyphony.backend_kind} backend, " \
           "ruby #{RUBY_VERSION})"
       say "* app: #{@options[:app] || 'from the config file'}, environment: #{@options[:environment]}"
-      @server.listeners.each { |listener| say "* listening on #{listener}" }
+      @server.listeners.each do |listener|
+        say "* listening on #{listener}#{" (#{listener.certificate})" if listener.tls}"
+      end
       say "* pid #{@pid}#{", #{@options[:workers]} workers" if @options[:workers]}"
     end
 

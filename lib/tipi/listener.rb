@@ -2,26 +2,34 @@
 
 require 'json'
 require 'socket'
+require 'uri'
 
 module Tipi
-  # A bound socket the server accepts on, named by a Puma-style URL: `tcp://host:port` or
-  # `unix:///path/to.sock`. Listeners survive a restart: their descriptors pass to the new
-  # process image through the environment (TIPI_LISTEN_FDS), so no connection is refused.
+  # A bound socket the server accepts on, named by a Puma-style URL: `tcp://host:port`,
+  # `ssl://host:port?cert=PATH&key=PATH` (HTTPS; with no cert and key, a self-signed
+  # certificate for localhost) or `unix:///path/to.sock`. Listeners survive a restart: their
+  # descriptors pass to the new process image through the environment (TIPI_LISTEN_FDS), so no
+  # connection is refused.
   class Listener
     INHERIT_ENV = 'TIPI_LISTEN_FDS'
+    # The names of the certificate an ssl:// listener without one makes for itself.
+    SELF_SIGNED_NAMES = %w[localhost *.localhost 127.0.0.1 ::1].freeze
 
-    attr_reader :url, :socket
+    # @return [Polyphony::TLS::ServerContext, nil] the certificates of an ssl:// listener
+    attr_reader :url, :socket, :tls
 
     # @param url [String] tcp://host:port, unix://path, or [host:]port
     # @return [String] the URL in its full form
     def self.normalize(url)
       case url
       when %r{\Atcp://(\[[^\]]*\]|[^:/]*):(\d+)/?\z} then "tcp://#{Regexp.last_match(1)}:#{Regexp.last_match(2)}"
+      when %r{\Assl://(\[[^\]]*\]|[^:/]*):(\d+)/?(\?.*)?\z}
+        "ssl://#{Regexp.last_match(1)}:#{Regexp.last_match(2)}#{Regexp.last_match(3)}"
       when %r{\Aunix://(.+)\z} then "unix://#{Regexp.last_match(1)}"
       when /\A\d+\z/ then "tcp://0.0.0.0:#{url}"
       when /\A(\[[^\]]*\]|[^:\/]+):(\d+)\z/ then "tcp://#{Regexp.last_match(1)}:#{Regexp.last_match(2)}"
       else raise ArgumentError, "bad listen address #{url.inspect} (expected [host:]port, " \
-                                'tcp://host:port or unix:///path)'
+                                'tcp://host:port, ssl://host:port or unix:///path)'
       end
     end
 
@@ -33,10 +41,30 @@ module Tipi
     # Binds `url`, or takes over the socket a previous image of this process left for it.
     def self.bind(url, inherited = inherited_fds)
       url = normalize(url)
+      tls = tls_context(url) if url.start_with?('ssl:')
       fd = inherited.delete(url)
-      return new(url, url.start_with?('unix:') ? UNIXServer.for_fd(fd) : TCPServer.for_fd(fd)) if fd
+      return new(url, url.start_with?('unix:') ? UNIXServer.for_fd(fd) : TCPServer.for_fd(fd), tls) if fd
 
-      new(url, url.start_with?('unix:') ? bind_unix(url.delete_prefix('unix://')) : bind_tcp(url))
+      new(url, url.start_with?('unix:') ? bind_unix(url.delete_prefix('unix://')) : bind_tcp(url), tls)
+    end
+
+    # An ssl:// URL's certificate: the cert= and key= files, or a self-signed one.
+    def self.tls_context(url)
+      query = URI.decode_www_form(url[/\?(.*)\z/, 1] || '').to_h
+      cert, key = query.values_at('cert', 'key')
+      return Polyphony::TLS::ServerContext.self_signed(SELF_SIGNED_NAMES) unless cert || key
+      raise ArgumentError, "#{url}: give both cert= and key=" unless cert && key
+
+      Polyphony::TLS::ServerContext.load(cert, key)
+    rescue Polyphony::TLS::CertificateError => e
+      raise ArgumentError, "cannot listen on #{url.sub(/\?.*/, '')}: #{e.message}"
+    end
+
+    # `url` with cert= and key= added, unless it has its own (-s with --cert and --key).
+    def self.with_certificate(url, cert, key)
+      return url unless url.start_with?('ssl:') && cert && !url.include?('?')
+
+      "#{url}?#{URI.encode_www_form(cert: cert, key: key)}"
     end
 
     # { url => fd } handed down by a restart (read once: the variable is removed).
@@ -48,7 +76,7 @@ module Tipi
     end
 
     def self.bind_tcp(url)
-      host, port = url.delete_prefix('tcp://').match(/\A\[?(.*?)\]?:(\d+)\z/).captures
+      host, port = url.sub(%r{\A\w+://}, '').sub(/\?.*\z/, '').match(/\A\[?(.*?)\]?:(\d+)\z/).captures
       TCPServer.new(host, port.to_i)
     rescue Errno::EADDRINUSE, Errno::EADDRNOTAVAIL, Errno::EACCES, SocketError => e
       raise ArgumentError, "cannot listen on #{url}: #{e.message}"
@@ -69,9 +97,10 @@ module Tipi
       raise ArgumentError, "cannot listen on unix://#{path}: #{e.message}"
     end
 
-    def initialize(url, socket)
+    def initialize(url, socket, tls = nil)
       @url = url
       @socket = socket
+      @tls = tls
     end
 
     def unix?
@@ -80,7 +109,7 @@ module Tipi
 
     # The bound host (for SERVER_NAME when a request has no Host header).
     def host
-      unix? ? 'localhost' : @url[%r{\Atcp://\[?(.*?)\]?:\d+\z}, 1]
+      unix? ? 'localhost' : @url[%r{\A\w+://\[?(.*?)\]?:\d+(\?.*)?\z}, 1]
     end
 
     # The bound port (the real one when 0 was asked for); nil for a Unix socket.
@@ -90,7 +119,17 @@ module Tipi
 
     # The URL with the real port, for the boot banner.
     def to_s
-      unix? ? @url : "http://#{@url[%r{\Atcp://(.*):\d+\z}, 1]}:#{port}"
+      return @url if unix?
+
+      "#{@tls ? 'https' : 'http'}://#{@url[%r{\A\w+://(.*?):\d+(\?.*)?\z}, 1]}:#{port}"
+    end
+
+    # What the boot banner says of the listener's certificate.
+    def certificate
+      return unless @tls
+
+      cert = URI.decode_www_form(@url[/\?(.*)\z/, 1] || '').to_h['cert']
+      cert ? "certificate #{cert}" : "self-signed certificate for #{SELF_SIGNED_NAMES.join(', ')}"
     end
 
     def close

@@ -24,9 +24,12 @@ module Tipi
       if body.respond_to?(:to_ary)
         H1P.send_response(conn, fields, body.to_ary.join)
       elsif body.respond_to?(:to_path) && field?(fields, 'content-length')
-        # A file: its bytes go from the file to the socket in the kernel.
+        # A file: its bytes go from the file to the socket in the kernel (through TLS, by
+        # pieces).
         written = H1P.send_response(conn, fields)
-        File.open(body.to_path, 'rb') { |file| written + IO.double_splice(file, conn) }
+        File.open(body.to_path, 'rb') do |file|
+          written + (conn.is_a?(IO) ? IO.double_splice(file, conn) : IO.copy_stream(file, conn))
+        end
       elsif field?(fields, 'content-length')
         written = H1P.send_response(conn, fields)
         body.each { |chunk| written += conn.write(chunk) }

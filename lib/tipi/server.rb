@@ -64,7 +64,7 @@ module Tipi
     private
 
     def accept_loop(listener, runner)
-      info = { host: listener.host, port: listener.port, scheme: 'http' }
+      info = { host: listener.host, port: listener.port, scheme: listener.tls ? 'https' : 'http', tls: listener.tls }
       loop do
         @slot_freed.await while @max_connections && @connections >= @max_connections
         socket = listener.socket.poly_accept(polled: true)

@@ -1,0 +1,111 @@
+# frozen_string_literal: true
+
+require 'json'
+require 'digest'
+require 'tmpdir'
+
+# `tipi -s`: HTTPS on rustls, talked to with curl (OpenSSL) verifying the certificate.
+RSpec.describe 'tipi over HTTPS' do
+  APP = File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru')
+
+  before(:all) do
+    @dir = Dir.mktmpdir
+    cert, key = Polyphony::TLS.self_signed(['localhost'])
+    File.write(@cert = File.join(@dir, 'cert.pem'), cert)
+    File.write(@key = File.join(@dir, 'key.pem'), key)
+    @tipi = TipiProcess.new('-s', '127.0.0.1:0', '--cert', @cert, '--key', @key, APP)
+    @port = https_port(@tipi)
+  end
+
+  after(:all) do
+    @tipi.stop
+    FileUtils.rm_rf(@dir)
+  end
+
+  def https_port(tipi)
+    tipi.lines.grep(%r{listening on https://}).first[/:(\d+) /, 1].to_i
+  end
+
+  # curl verifying the server's certificate against ours, for the name localhost.
+  def curl(*args, port: @port)
+    out, err, status = run_command('curl', '-sS', '--max-time', '10', '--cacert', @cert,
+                                   '--resolve', "localhost:#{port}:127.0.0.1", *args)
+    [out, err, status]
+  end
+
+  def url(path, port: @port)
+    "https://localhost:#{port}#{path}"
+  end
+
+  it 'announces the listener and its certificate' do
+    expect(@tipi.lines.join).to include("* listening on https://127.0.0.1:#{@port} (certificate #{@cert})")
+  end
+
+  it 'serves the Rack app over TLS, with an https env, on kept-alive connections' do
+    out, err, status = curl('-w', '\n%{http_version} %{num_connects}\n', url('/env?a=1'), url('/env?b=2'))
+    expect(status).to be_success, err
+    first, second = out.split("\n").each_slice(2).to_a
+    env = JSON.parse(first[0])
+    expect(env).to include('rack.url_scheme' => 'https', 'SERVER_NAME' => 'localhost', 'SERVER_PORT' => @port.to_s,
+                           'QUERY_STRING' => 'a=1', 'HTTP_HOST' => "localhost:#{@port}")
+    expect(first[1]).to eq('1.1 1')
+    expect(JSON.parse(second[0])['QUERY_STRING']).to eq('b=2')
+    expect(second[1]).to eq('1.1 0') # the same connection
+  end
+
+  it 'streams large bodies both ways' do
+    body = Random.new(7).bytes(3_000_000)
+    File.binwrite(File.join(@dir, 'body'), body)
+    out, err, status = curl('--data-binary', "@#{File.join(@dir, 'body')}", '-H', 'Content-Type: application/octet-stream',
+                            url('/upload'))
+    expect(status).to be_success, err
+    expect(out).to eq("#{body.bytesize} #{([Digest::SHA256.hexdigest(body)] * 2).join(' ')}") # read, rewound, read
+    out, _err, status = curl(url('/stream'))
+    expect(status).to be_success
+    expect(out).to eq("part 0\npart 1\npart 2\n")
+  end
+
+  it 'logs a failed handshake and closes that connection, serving the others' do
+    # A client that does not trust the certificate, and one that speaks plain HTTP.
+    _out, _err, status = run_command('curl', '-sS', '--max-time', '10', "https://127.0.0.1:#{@port}/")
+    expect(status.exitstatus).to eq(60)
+    plain = TCPSocket.new('127.0.0.1', @port)
+    plain.write("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    expect(plain.read.bytesize).to be < 10 # an alert, then the end
+    plain.close
+    failures = @tipi.lines_matching(/tipi: 127\.0\.0\.1: TLS handshake failed/, 2)
+    expect(failures.last(2).join).to match(/fatal alert: UnknownCA.*\n.*corrupt message/)
+    _out, err, status = curl(url('/pid'))
+    expect(status).to be_success, err
+  end
+
+  it 'refuses to start on a certificate it cannot use, saying why' do
+    _out, err, status = run_command(RbConfig.ruby, 'exe/tipi', '-s', '127.0.0.1:0', '--cert', @cert,
+                                    '--key', @cert, APP)
+    expect(status).not_to be_success
+    expect(err).to include("tipi: cannot listen on ssl://127.0.0.1:0: #{@cert}, #{@cert}: bad certificate: " \
+                           'no usable private key in the key PEM')
+    _out, err, status = run_command(RbConfig.ruby, 'exe/tipi', '-s', '127.0.0.1:0', '--cert', @cert, APP)
+    expect(status).not_to be_success
+    expect(err).to include('give both --cert and --key')
+  end
+
+  it 'serves static files (ranges, large files) from workers with a self-signed certificate' do
+    root = File.join(@dir, 'www')
+    FileUtils.mkdir_p(root)
+    big = Random.new(3).bytes(2_500_000)
+    File.binwrite(File.join(root, 'big.bin'), big)
+    File.write(File.join(root, 'hello.txt'), "hello static\n")
+    tipi = TipiProcess.new('-s', '127.0.0.1:0', '-w', '2', '-q', root)
+    port = https_port(tipi)
+    expect(tipi.lines.join).to include('self-signed certificate for localhost')
+    out, err, status = run_command('curl', '-sS', '-k', '--max-time', '10', "https://127.0.0.1:#{port}/big.bin")
+    expect(status).to be_success, err
+    expect(out.b).to eq(big)
+    out, _err, status = run_command('curl', '-sS', '-k', '-r', '6-11', "https://127.0.0.1:#{port}/hello.txt")
+    expect(status).to be_success
+    expect(out).to eq('static')
+  ensure
+    tipi&.stop
+  end
+end
