@@ -3,6 +3,7 @@
 require 'optparse'
 require_relative 'config'
 require_relative 'controller'
+require_relative 'acme'
 
 module Tipi
   # The `tipi` command: options, the app, then the controller runs it.
@@ -20,6 +21,7 @@ module Tipi
       return puts("tipi: #{options[:app]} loads") if options[:check]
 
       listeners = bind(options[:binds])
+      options[:acme_manager] = setup_acme(options, listeners) if options[:acme]
       server = Server.new(app, listeners: listeners, native: native, logger: options[:quiet] ? nil : method(:log),
                                timeout: options[:timeout], max_body: options[:max_body],
                                max_connections: options[:max_connections])
@@ -66,6 +68,32 @@ module Tipi
         end
         o.on('--cert FILE', 'the certificate chain (PEM) for -s') { |v| options[:cert] = v }
         o.on('--key FILE', 'its private key (PEM)') { |v| options[:key] = v }
+        o.on('-f', '--full-service NAMES:HTTP_PORT:HTTPS_PORT', 'HTTPS for NAMES (comma-separated) with',
+             'certificates from ACME (Let\'s Encrypt by default); the HTTP port answers ACME',
+             'challenges and redirects to HTTPS') do |value|
+          options[:acme] = full_service(value)
+          (options[:binds] ||= []).push(Listener.normalize("0.0.0.0:#{options[:acme][:http_port]}"),
+                                        Listener.normalize("ssl://0.0.0.0:#{options[:acme][:https_port]}?acme=1"))
+        end
+        o.on('--acme-email EMAIL', 'contact address for the ACME account') { |v| acme_option(options, :email, v) }
+        o.on('--acme-directory URL', 'the ACME CA (default Let\'s Encrypt; "staging" for its staging CA)') do |v|
+          acme_option(options, :directory, v == 'staging' ? Polyphony::ACME::LETS_ENCRYPT_STAGING : v)
+        end
+        o.on('--acme-ca FILE', 'CA bundle that signs the ACME server\'s own certificate') do |v|
+          acme_option(options, :ca_file, v)
+        end
+        o.on('--acme-dir DIR', 'where account and certificates are kept (~/.local/share/tipi)') do |v|
+          acme_option(options, :dir, v)
+        end
+        o.on('--acme-challenge TYPE', %w[http-01 tls-alpn-01], 'http-01 (default) or tls-alpn-01') do |v|
+          acme_option(options, :challenge, v)
+        end
+        o.on('--acme-check SECONDS', Float, 'how often certificates are checked for renewal (3600)') do |v|
+          acme_option(options, :check_interval, v)
+        end
+        o.on('--acme-eab KID:HMAC', 'external account binding (ZeroSSL...)') do |v|
+          acme_option(options, :eab, v.split(':', 2))
+        end
         o.on('-w', '--workers N', Integer, 'forked worker processes sharing the listeners') do |v|
           abort 'tipi: --workers must be positive' unless v.positive?
           options[:workers] = v
@@ -96,6 +124,32 @@ module Tipi
           exit
         end
       end
+    end
+
+    # "a.example,b.example:80:443"
+    def full_service(value)
+      names, http_port, https_port = value.split(':')
+      raise ArgumentError, "-f wants NAMES:HTTP_PORT:HTTPS_PORT, got #{value.inspect}" \
+        unless names && http_port&.match?(/\A\d+\z/) && https_port&.match?(/\A\d+\z/)
+
+      { names: names.split(','), http_port: http_port.to_i, https_port: https_port.to_i }
+    end
+
+    def acme_option(options, name, value)
+      (options[:acme_options] ||= {})[name] = value
+    end
+
+    # The ACME manager of an -f server: its HTTPS listener's certificates, its HTTP listener's
+    # challenge responder.
+    def setup_acme(options, listeners)
+      https = listeners.find { |listener| listener.url.include?('acme=1') }
+      http = listeners.find { |listener| listener.url == Listener.normalize("0.0.0.0:#{options[:acme][:http_port]}") }
+      acme = ACME.new(https.tls, names: options[:acme][:names], **(options[:acme_options] || {}))
+      http.app = ACME::Responder.new(acme.challenge_dir, options[:acme][:https_port])
+      acme.reload
+      acme
+    rescue ArgumentError, SystemCallError => e
+      abort "tipi: #{e.message}"
     end
 
     # @return [Array(#call, Boolean)] the app and whether it is Tipi-native (takes a Request)

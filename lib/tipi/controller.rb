@@ -56,6 +56,9 @@ module Tipi
     def serve(signals)
       controller = Process.pid == @pid
       serving = spin { @server.run }
+      # Certificates: ordered and renewed by the controller, picked up by workers.
+      acme = @options[:acme_manager]
+      spin { controller ? acme.run : acme.watch } if acme
       signal_queue = trap_signals(signals)
       say 'Use Ctrl-C to stop' if controller
       each_signal(signal_queue) do |signal|
@@ -85,6 +88,7 @@ module Tipi
       @slots = []
       @retired = []
       @options[:workers].times { add_worker }
+      spin { @options[:acme_manager].run } if @options[:acme_manager]
       snooze until @slots.all?(&:pid)
       retire_old_workers
       signal_queue = trap_signals(%w[INT TERM USR2 TTIN TTOU])

@@ -17,6 +17,8 @@ module Tipi
 
     # @return [Polyphony::TLS::ServerContext, nil] the certificates of an ssl:// listener
     attr_reader :url, :socket, :tls
+    # @return [#call, nil] the app this listener's connections get instead of the server's
+    attr_accessor :app
 
     # @param url [String] tcp://host:port, unix://path, or [host:]port
     # @return [String] the URL in its full form
@@ -52,6 +54,7 @@ module Tipi
     def self.tls_context(url)
       query = URI.decode_www_form(url[/\?(.*)\z/, 1] || '').to_h
       cert, key = query.values_at('cert', 'key')
+      return Polyphony::TLS::ServerContext.new(['http/1.1']) if query['acme'] # filled by Tipi::ACME
       return Polyphony::TLS::ServerContext.self_signed(SELF_SIGNED_NAMES) unless cert || key
       raise ArgumentError, "#{url}: give both cert= and key=" unless cert && key
 
@@ -128,8 +131,10 @@ module Tipi
     def certificate
       return unless @tls
 
-      cert = URI.decode_www_form(@url[/\?(.*)\z/, 1] || '').to_h['cert']
-      cert ? "certificate #{cert}" : "self-signed certificate for #{SELF_SIGNED_NAMES.join(', ')}"
+      query = URI.decode_www_form(@url[/\?(.*)\z/, 1] || '').to_h
+      return 'certificates from ACME' if query['acme']
+
+      query['cert'] ? "certificate #{query['cert']}" : "self-signed certificate for #{SELF_SIGNED_NAMES.join(', ')}"
     end
 
     def close

@@ -64,6 +64,8 @@ module Tipi
     private
 
     def accept_loop(listener, runner)
+      # A listener with its own app (the ACME responder of an HTTP port) serves it the Rack way.
+      options = listener.app ? @options.merge(native: false) : @options
       info = { host: listener.host, port: listener.port, scheme: listener.tls ? 'https' : 'http', tls: listener.tls }
       loop do
         @slot_freed.await while @max_connections && @connections >= @max_connections
@@ -72,7 +74,7 @@ module Tipi
         # client's delayed ACK (40 ms).
         socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) unless listener.unix?
         @connections += 1
-        connection = Connection.new(socket, @app, info, @logger, @options)
+        connection = Connection.new(socket, listener.app || @app, info, @logger, options)
         fiber = runner.spin do
           connection.serve
         ensure

@@ -11,11 +11,24 @@ use rustls::sign::CertifiedKey;
 
 use crate::{Error, ACME_TLS_ALPN};
 
+/// Finds the TLS-ALPN-01 certificate for a host name the store has none for (one that
+/// another process is being validated for, say).
+pub type ChallengeLoader = Box<dyn Fn(&str) -> Option<Arc<CertifiedKey>> + Send + Sync>;
+
 /// Certificates by host name, a default for clients that name no host (or a host the store
 /// does not know, when one is set), and TLS-ALPN-01 challenge certificates.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CertStore {
     inner: RwLock<Inner>,
+    challenge_loader: RwLock<Option<ChallengeLoader>>,
+}
+
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore")
+            .field("inner", &self.inner)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +72,14 @@ impl CertStore {
         };
     }
 
+    /// Asked for a validator's certificate when no [`CertStore::set_challenge`] gave one.
+    pub fn set_challenge_loader(&self, loader: Option<ChallengeLoader>) {
+        *self
+            .challenge_loader
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = loader;
+    }
+
     /// Whether a certificate covers `name` (exactly or by a wildcard).
     pub fn covers(&self, name: &str) -> bool {
         self.lookup(Some(name), false).is_some()
@@ -84,8 +105,20 @@ impl ResolvesServerCert for CertStore {
             .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
         if acme {
             let name = hello.server_name()?.to_ascii_lowercase();
-            let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-            return inner.challenges.get(&name).cloned();
+            let known = self
+                .inner
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .challenges
+                .get(&name)
+                .cloned();
+            return known.or_else(|| {
+                let loader = self
+                    .challenge_loader
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner());
+                loader.as_ref().and_then(|load| load(&name))
+            });
         }
         self.lookup(hello.server_name(), true)
     }

@@ -1,5 +1,6 @@
 //! The Ruby classes, one per file.
 
+mod acme;
 mod backend;
 mod h1p;
 pub(crate) mod io;
@@ -12,5 +13,6 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     backend::init(ruby, polyphony)?;
     io::init(ruby, polyphony)?;
     tls::init(ruby, polyphony)?;
+    acme::init(ruby, polyphony)?;
     h1p::init(ruby)
 }

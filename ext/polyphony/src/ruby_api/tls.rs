@@ -105,6 +105,14 @@ impl ServerContext {
         Ok(())
     }
 
+    /// Where TLS-ALPN-01 responses of orders run by any process are found (see acme.rs).
+    fn set_challenge_dir(&self, dir: String) {
+        let dir = std::path::PathBuf::from(dir);
+        self.store.set_challenge_loader(Some(Box::new(move |name| {
+            super::acme::alpn_challenge_from_dir(&dir, name)
+        })));
+    }
+
     fn covers(&self, name: String) -> bool {
         self.store.covers(&name)
     }
@@ -114,6 +122,15 @@ impl ServerContext {
             Session::server(self.config.clone()).map_err(tls_error)?,
         ))
     }
+}
+
+/// The certificate store of a ServerContext (nil: none).
+pub(crate) fn store_of(context: Value) -> Result<Option<Arc<CertStore>>, Error> {
+    if context.is_nil() {
+        return Ok(None);
+    }
+    let context = <&ServerContext>::try_convert(context)?;
+    Ok(Some(context.store.clone()))
 }
 
 /// `Polyphony::TLS::ClientContext`: the CA certificates a client trusts, its ALPN offer.
@@ -328,6 +345,10 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     )?;
     class.define_method("set_challenge", method!(ServerContext::set_challenge, 2))?;
     class.define_method("covers?", method!(ServerContext::covers, 1))?;
+    class.define_method(
+        "challenge_dir=",
+        method!(ServerContext::set_challenge_dir, 1),
+    )?;
     class.define_method("session", method!(ServerContext::session, 0))?;
 
     let class = tls.define_class("ClientContext", ruby.class_object())?;

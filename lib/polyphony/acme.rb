@@ -1,0 +1,32 @@
+# frozen_string_literal: true
+
+module Polyphony
+  # Certificates from an ACME CA (RFC 8555: Let's Encrypt, ZeroSSL, a local Pebble). An order
+  # runs on a thread of its own; the fiber that asked for it waits without blocking the others.
+  module ACME
+    LETS_ENCRYPT = 'https://acme-v02.api.letsencrypt.org/directory'
+    LETS_ENCRYPT_STAGING = 'https://acme-staging-v02.api.letsencrypt.org/directory'
+
+    module_function
+
+    # Orders a certificate and waits for it; yields each log line (ordering, challenge served,
+    # retries) as it happens. Raises Polyphony::ACME::Error saying why it failed.
+    #
+    # @param options [Hash] directory: (URL), names: [String], challenge: 'http-01' |
+    #   'tls-alpn-01', challenge_dir: (where responses are written for the server to serve),
+    #   ca: (PEM of the CA that signs the ACME server's own certificate; default: the system's),
+    #   account: (JSON saved from an earlier result), contact: ['mailto:...'], eab_kid:,
+    #   eab_hmac: (external account binding), attempts: (5), timeout: (seconds, 120)
+    # @param context [Polyphony::TLS::ServerContext, nil] serves TLS-ALPN-01 responses at once
+    # @return [Hash] 'chain' and 'key' (PEM), 'account' (JSON, a secret to keep)
+    def obtain(options, context = nil)
+      order = Order.start(options.transform_keys(&:to_s), context)
+      events = IO.for_fd(order.fileno, autoclose: false)
+      while events.poly_read(4096)
+        order.messages.each { |message| yield message } if block_given?
+      end
+      order.messages.each { |message| yield message } if block_given?
+      order.result
+    end
+  end
+end

@@ -1,0 +1,116 @@
+# frozen_string_literal: true
+
+require 'openssl'
+require 'tmpdir'
+require_relative '../support/pebble'
+
+# `tipi -f`: certificates from a local Pebble CA, obtained and renewed by the real command.
+RSpec.describe 'tipi with ACME' do
+  APP = File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru')
+
+  before(:all) do
+    @pebble = Pebble.new # Pebble's default: 5% of good nonces rejected as bad
+    File.write(@root = File.join(@pebble.dir, 'issuing-root.pem'), @pebble.issuing_root)
+  end
+
+  after(:all) do
+    @pebble.stop
+  end
+
+  def tipi(http_port, https_port, *args, dir:)
+    TipiProcess.new('-f', "tipi.test:#{http_port}:#{https_port}", '--acme-directory', @pebble.directory,
+                    '--acme-ca', @pebble.ca_file, '--acme-dir', dir, '--acme-email', 'ops@tipi.test', *args, APP)
+  end
+
+  def free_port
+    TCPServer.new('127.0.0.1', 0).then { |s| s.addr[1].tap { s.close } }
+  end
+
+  def curl(*args)
+    run_command('curl', '-sS', '--max-time', '10', '--cacert', @root, *args)
+  end
+
+  # The serial number of the certificate served for tipi.test on `port`.
+  def served_serial(port)
+    context = OpenSSL::SSL::SSLContext.new
+    context.ca_file = @root
+    context.verify_mode = OpenSSL::SSL::VERIFY_PEER
+    ssl = OpenSSL::SSL::SSLSocket.new(TCPSocket.new('127.0.0.1', port), context)
+    ssl.hostname = 'tipi.test'
+    ssl.connect
+    ssl.peer_cert.serial.tap { ssl.close }
+  end
+
+  it 'gets a certificate with HTTP-01, serves HTTPS with it, redirects HTTP, and reuses it after a restart' do
+    dir = Dir.mktmpdir
+    https_port = free_port
+    server = tipi(@pebble.http_port, https_port, dir: dir)
+    expect(server.lines.join).to include("listening on https://0.0.0.0:#{https_port} (certificates from ACME)")
+    server.read_until(/issued the certificate for tipi\.test/)
+    log = server.lines.join
+    expect(log).to include('tipi: acme: created the ACME account', 'ordering a certificate for tipi.test (http-01)',
+                           'serving the http-01 challenge for tipi.test')
+    out, err, status = curl('--resolve', "tipi.test:#{https_port}:127.0.0.1", "https://tipi.test:#{https_port}/pid")
+    expect(status).to be_success, err
+    expect(out).to eq(server.pid.to_s)
+
+    out, _err, status = curl('-i', '--resolve', "tipi.test:#{@pebble.http_port}:127.0.0.1",
+                             "http://tipi.test:#{@pebble.http_port}/some/path?q=1")
+    expect(status).to be_success
+    expect(out).to match(%r{\AHTTP/1.1 308 .*^Location: https://tipi.test:#{https_port}/some/path\?q=1\r$}m)
+
+    files = Dir.glob("#{dir}/**/*.{pem,json}")
+    expect(files.size).to eq(2) # the account and the certificate
+    expect(files.map { |f| File.stat(f).mode & 0o777 }).to all(eq(0o600))
+    expect(Dir.children(File.join(dir, 'challenges'))).to be_empty
+    server.stop
+
+    again = tipi(@pebble.http_port, https_port, dir: dir)
+    out, err, status = curl('--resolve', "tipi.test:#{https_port}:127.0.0.1", "https://tipi.test:#{https_port}/pid")
+    expect(status).to be_success, err
+    expect(out).to eq(again.pid.to_s)
+    sleep 0.5
+    expect(again.lines.join).not_to include('ordering')
+  ensure
+    again&.stop
+    server&.stop unless server&.io&.closed?
+    FileUtils.rm_rf(dir)
+  end
+
+  it 'gets a certificate with TLS-ALPN-01 ordered by the controller and served by workers' do
+    dir = Dir.mktmpdir
+    server = tipi(free_port, @pebble.tls_port, '-w', '2', '--acme-challenge', 'tls-alpn-01', dir: dir)
+    server.read_until(/issued the certificate for tipi\.test/)
+    expect(server.lines.join).to include('ordering a certificate for tipi.test (tls-alpn-01)')
+    expect(server.lines.grep(/ordering/).size).to eq(1) # once, not once per worker
+    sleep 1.5 # the workers pick it up from disk
+    pids = 6.times.map do
+      out, err, status = curl('--resolve', "tipi.test:#{@pebble.tls_port}:127.0.0.1", "https://tipi.test:#{@pebble.tls_port}/pid")
+      expect(status).to be_success, err
+      out.to_i
+    end
+    expect(pids - server.workers).to be_empty
+  ensure
+    server&.stop
+    FileUtils.rm_rf(dir)
+  end
+
+  it 'renews a certificate a third of whose lifetime is left, with no restart' do
+    pebble = Pebble.new(validity: 12)
+    File.write(root = File.join(pebble.dir, 'root.pem'), pebble.issuing_root)
+    dir = Dir.mktmpdir
+    https_port = free_port
+    server = TipiProcess.new('-f', "tipi.test:#{pebble.http_port}:#{https_port}", '--acme-directory', pebble.directory,
+                             '--acme-ca', pebble.ca_file, '--acme-dir', dir, '--acme-check', '0.5', APP)
+    server.read_until(/issued the certificate for tipi\.test/)
+    @root = root
+    first = served_serial(https_port)
+    server.read_until(/renewed the certificate for tipi\.test/)
+    second = served_serial(https_port)
+    expect(second).not_to eq(first)
+  ensure
+    server&.stop
+    pebble&.stop
+    FileUtils.rm_rf(dir) if dir
+  end
+end
