@@ -2,6 +2,7 @@
 
 require 'openssl'
 require 'tmpdir'
+require 'h1p'
 
 RSpec.describe Polyphony::TLS do
   let(:listener) { TCPServer.new('127.0.0.1', 0) }
@@ -77,6 +78,28 @@ RSpec.describe Polyphony::TLS do
       end
     end
     expect(Fiber.await(*clients)).to eq(20.times.map { |i| "CLIENT #{i}\n" })
+  ensure
+    acceptor&.stop
+  end
+
+  it 'feeds H1P straight from the session, with no readpartial call' do
+    cert = self_signed('localhost')
+    heads = []
+    acceptor = serve(context(cert)) do |conn|
+      def conn.readpartial(*) = raise('not called on the fast path')
+      parser = H1P::Parser.new(conn)
+      while (head = parser.parse_headers)
+        heads << [head[':path'], parser.read_body]
+        conn.write("ok\n")
+      end
+    end
+    client = Polyphony::TLS.connect('127.0.0.1', port, ca: cert.first, server_name: 'localhost')
+    client << "POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc" << "GET /b HTTP/1.1\r\n\r\n"
+    expect(client.gets).to eq("ok\n")
+    expect(client.gets).to eq("ok\n")
+    client.close
+    sleep 0.05
+    expect(heads).to eq([['/a', 'abc'], ['/b', nil]])
   ensure
     acceptor&.stop
   end

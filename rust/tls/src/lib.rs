@@ -75,6 +75,12 @@ pub fn server_config(store: Arc<CertStore>, alpn: &[&str]) -> Result<Arc<ServerC
         .with_cert_resolver(store);
     config.alpn_protocols = alpn_list(alpn);
     config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    // Resumption, as browsers and nginx do it: a returning client skips the key exchange and
+    // the signature. Tickets are stateless, so forked workers made from this configuration
+    // resume each other's sessions (until each rotates its key); session ids are kept too.
+    config.ticketer =
+        rustls::crypto::ring::Ticketer::new().map_err(|e| Error::Config(e.to_string()))?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     Ok(Arc::new(config))
 }
 

@@ -161,6 +161,11 @@ impl Session {
         }
     }
 
+    /// Whether the handshake resumed an earlier session (no key exchange, no signature).
+    pub fn resumed(&self) -> bool {
+        self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    }
+
     /// The negotiated protocol version, e.g. "TLSv1_3".
     pub fn protocol_version(&self) -> Option<String> {
         self.conn.protocol_version().map(|v| format!("{v:?}"))

@@ -249,3 +249,25 @@ fn unusable_pem_says_what_is_wrong() {
     );
     assert!(client_config(b"", &[]).is_err());
 }
+
+#[test]
+fn a_returning_client_resumes_its_session_on_any_session_of_the_configuration() {
+    let store = Arc::new(CertStore::new());
+    let localhost = cert(&["localhost"]);
+    add(&store, &localhost);
+    // One server configuration (as forked workers share it), one client configuration (its
+    // session cache).
+    let server_config = server_config(store, &[]).unwrap();
+    let client_config = client_config(localhost.pem.as_bytes(), &[]).unwrap();
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let mut server = Session::server(server_config.clone()).unwrap();
+        let mut client = Session::client(client_config.clone(), "localhost").unwrap();
+        client.write(b"x").unwrap();
+        shuttle(&mut client, &mut server).unwrap();
+        server.write(b"y").unwrap(); // the session ticket goes with the first data
+        shuttle(&mut client, &mut server).unwrap();
+        kinds.push(server.resumed());
+    }
+    assert_eq!(kinds, [false, true, true]);
+}

@@ -4,7 +4,7 @@ mod acme;
 mod backend;
 mod h1p;
 pub(crate) mod io;
-mod tls;
+pub(crate) mod tls;
 
 use magnus::{Error, Ruby};
 

@@ -6,7 +6,9 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use magnus::value::{Lazy, ReprValue};
-use magnus::{function, method, prelude::*, Error, ExceptionClass, RModule, RString, Ruby, Value};
+use magnus::{
+    function, method, prelude::*, Error, ExceptionClass, RClass, RModule, RString, Ruby, Value,
+};
 use polyphony_runtime::op::{Read as ReadOp, Write};
 use polyphony_tls::{CertStore, Read, Session};
 
@@ -167,6 +169,7 @@ struct TlsSession {
     inner: RefCell<Session>,
     outbox: RefCell<Vec<u8>>,
     flushing: Cell<bool>,
+    read_buffer: Cell<Vec<u8>>,
 }
 
 /// What came of waiting for I/O: done, or the fiber was resumed with a value first.
@@ -178,6 +181,7 @@ impl TlsSession {
             inner: RefCell::new(session),
             outbox: RefCell::new(Vec::new()),
             flushing: Cell::new(false),
+            read_buffer: Cell::new(Vec::new()),
         }
     }
 
@@ -255,39 +259,50 @@ impl TlsSession {
         }
     }
 
-    /// At most `len` bytes of plaintext (into `buffer` when given); nil at the end.
-    fn read(&self, fd: i32, len: usize, buffer: Option<RString>) -> Result<Value, Error> {
-        let ruby = Ruby::get().expect("called from Ruby");
-        let mut out = vec![0u8; len.clamp(1, 1 << 20)];
+    /// Decrypted bytes into `out`, reading ciphertext as needed: the count (0 at the end), or
+    /// the value the fiber was resumed with first.
+    fn read_plain(&self, fd: i32, out: &mut [u8]) -> Step<usize> {
         loop {
-            let read = self.inner.borrow_mut().read(&mut out).map_err(tls_error)?;
+            let read = self.inner.borrow_mut().read(out).map_err(tls_error)?;
             match read {
-                Read::Data(n) => {
-                    let data = &out[..n];
-                    return Ok(match buffer {
-                        Some(buffer) => {
-                            // SAFETY: `buffer` is a live String; truncating it only shortens it.
-                            unsafe {
-                                rb_sys::rb_str_resize(magnus::rb_sys::AsRawValue::as_raw(buffer), 0)
-                            };
-                            buffer.cat(data);
-                            buffer.as_value()
-                        }
-                        None => ruby.str_from_slice(data).as_value(),
-                    });
-                }
-                Read::Eof => return Ok(ruby.qnil().as_value()),
+                Read::Data(n) => return Ok(Ok(n)),
+                Read::Eof => return Ok(Ok(0)),
                 Read::WouldBlock => {
                     // The session may owe the peer something first (a key update, tickets).
                     if let Err(value) = self.flush(fd)? {
-                        return Ok(value);
+                        return Ok(Err(value));
                     }
                     if let Err(value) = self.receive(fd)? {
-                        return Ok(value);
+                        return Ok(Err(value));
                     }
                 }
             }
         }
+    }
+
+    /// At most `len` bytes of plaintext (into `buffer` when given); nil at the end.
+    fn read(&self, fd: i32, len: usize, buffer: Option<RString>) -> Result<Value, Error> {
+        let ruby = Ruby::get().expect("called from Ruby");
+        // One buffer for the session's life (a record's worth: more is never decrypted at once).
+        let mut out = self.read_buffer.take();
+        out.resize(RECORD, 0);
+        let read = self.read_plain(fd, &mut out[..len.clamp(1, RECORD)]);
+        let result = match read {
+            Ok(Ok(0)) => Ok(ruby.qnil().as_value()),
+            Ok(Ok(n)) => Ok(match buffer {
+                Some(buffer) => {
+                    // SAFETY: `buffer` is a live String; truncating it only shortens it.
+                    unsafe { rb_sys::rb_str_resize(magnus::rb_sys::AsRawValue::as_raw(buffer), 0) };
+                    buffer.cat(&out[..n]);
+                    buffer.as_value()
+                }
+                None => ruby.str_from_slice(&out[..n]).as_value(),
+            }),
+            Ok(Err(value)) => Ok(value),
+            Err(e) => Err(e),
+        };
+        self.read_buffer.replace(out);
+        result
     }
 
     /// Encrypts and sends `data`; the byte count.
@@ -329,6 +344,53 @@ impl TlsSession {
     }
 }
 
+static SOCKET: Lazy<RClass> = Lazy::new(|ruby| {
+    let tls: RModule = ruby
+        .define_module("Polyphony")
+        .and_then(|p| p.const_get("TLS"))
+        .expect("Polyphony::TLS is defined at init");
+    tls.const_get("Socket")
+        .expect("Polyphony::TLS::Socket is defined at init")
+});
+
+/// H1P's fast path for a `Polyphony::TLS::Socket`: plaintext from its session appended to
+/// `buf` with no Ruby method call. None when `socket` is something else (or has bytes of its
+/// own buffered by `gets`): the parser calls `readpartial` then.
+pub(crate) fn read_for_parser(
+    socket: Value,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<Option<usize>, Error> {
+    let ruby = Ruby::get().expect("called from Ruby");
+    if !socket.is_kind_of(ruby.get_inner(&SOCKET)) {
+        return Ok(None);
+    }
+    let Some(object) = magnus::RObject::from_value(socket) else {
+        return Ok(None);
+    };
+    if !object.ivar_get::<_, Value>("@buffer")?.is_nil() {
+        return Ok(None);
+    }
+    let session: &TlsSession = object.ivar_get("@session")?;
+    let fd: i32 = object.ivar_get::<_, Value>("@io")?.funcall("fileno", ())?;
+    let start = buf.len();
+    buf.resize(start + max.clamp(1, RECORD), 0);
+    let read = session.read_plain(fd, &mut buf[start..]);
+    let n = match read {
+        Ok(Ok(n)) => n,
+        Ok(Err(_)) => 0,
+        Err(e) => {
+            buf.truncate(start);
+            return Err(e);
+        }
+    };
+    buf.truncate(start + n);
+    if matches!(read, Ok(Err(_))) {
+        return Err(super::h1p::error("the parser's read was interrupted"));
+    }
+    Ok(Some(n))
+}
+
 pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     let tls = polyphony.define_module("TLS")?;
     let base = tls.define_error("Error", ruby.exception_standard_error())?;
@@ -336,6 +398,8 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     tls.define_error("UnknownServerName", handshake)?;
     tls.define_error("CertificateError", base)?;
     tls.define_singleton_method("self_signed", function!(self_signed, 1))?;
+    // Its methods are Ruby's (lib/polyphony/tls.rb); defined here for H1P's fast path.
+    tls.define_class("Socket", ruby.class_object())?;
 
     let class = tls.define_class("ServerContext", ruby.class_object())?;
     class.define_singleton_method("new", function!(ServerContext::new, 1))?;

@@ -56,6 +56,9 @@ impl Source for RubySource {
             if let Some(n) = read_through_backend(raw, buf, max)? {
                 return Ok(n);
             }
+            if let Some(n) = super::super::tls::read_for_parser(object, buf, max)? {
+                return Ok(n);
+            }
         }
         let chunk: Value = match self.kind {
             Kind::Call(_) => object.funcall(*CALL, ())?,
