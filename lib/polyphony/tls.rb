@@ -216,6 +216,27 @@ module Polyphony
 
     module_function
 
+    # The host name (SNI) a client's ClientHello asks for, read without consuming it (to get a
+    # certificate before the handshake starts); nil when it names none, or sends no
+    # ClientHello within `timeout` seconds.
+    def peek_server_name(socket, timeout = 10)
+      move_on_after(timeout, with_value: nil) do
+        loop do
+          data = socket.recv_nonblock(16_384, ::Socket::MSG_PEEK, exception: false)
+          return nil if data.nil? || data == '' # the client went away
+
+          if data == :wait_readable
+            Polyphony.__io_wait__(socket.fileno, IO::READABLE)
+            next
+          end
+          name = TLS.__peek_server_name__(data) # false: the ClientHello is not all there
+          return name unless name == false
+
+          sleep 0.005 # the rest of the ClientHello is on its way (the peeked bytes stay readable)
+        end
+      end
+    end
+
     # Wraps an accepted socket and does the server side of the handshake (at most `timeout`
     # seconds); the socket is closed when it fails.
     def accept(socket, context, timeout: nil)

@@ -16,11 +16,17 @@ module Tipi
   # whole by rename), `challenges/` (responses being validated, for every worker). One process
   # orders (the controller); an flock per name means no two processes ever order the same
   # certificate; workers pick up new files within a second.
+  #
+  # With `*` among the names, certificates are also obtained on demand: for any name a client
+  # asks for (by SNI) that `allow` patterns accept (all when there are none), during the first
+  # handshake for it. A name whose order failed is not tried again for ON_DEMAND_BACKOFF s.
   class ACME
     CHECK_INTERVAL = 3600
     RETRY_INTERVAL = 60
+    ON_DEMAND_BACKOFF = 600
+    HOST_NAME = /\A(?=.{1,253}\z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?\z/.freeze
 
-    attr_reader :challenge_dir, :names
+    attr_reader :challenge_dir
 
     # @param context [Polyphony::TLS::ServerContext] the HTTPS listener's certificates
     # @param names [Array<String>] host names to get certificates for
@@ -31,9 +37,12 @@ module Tipi
     #   (base64url)
     # @param log [#call] takes each line for the operator
     def initialize(context, names:, directory: Polyphony::ACME::LETS_ENCRYPT, dir: nil, ca_file: nil, email: nil,
-                   challenge: 'http-01', eab: nil, check_interval: CHECK_INTERVAL, log: nil)
+                   challenge: 'http-01', eab: nil, check_interval: CHECK_INTERVAL, allow: [], log: nil)
       @context = context
-      @names = names
+      @names = names - ['*']
+      @on_demand = names.include?('*')
+      @allow = allow
+      @failed = {}
       @directory = directory
       @challenge = challenge
       @check_interval = check_interval
@@ -49,7 +58,7 @@ module Tipi
     # Installs the certificates on disk that are new to this process (issued earlier, or by
     # another process).
     def reload
-      @names.each do |name|
+      names.each do |name|
         mtime = File.mtime(cert_path(name))
         next if @loaded[name] == mtime
 
@@ -66,7 +75,7 @@ module Tipi
     # Obtains missing certificates, then renews them when due; forever (in a fiber).
     def run
       loop do
-        failed = @names.reject { |name| renew_if_due(name) }
+        failed = names.reject { |name| renew_if_due(name) }
         sleep(failed.empty? ? @check_interval : [@check_interval, RETRY_INTERVAL].min)
       end
     end
@@ -77,6 +86,35 @@ module Tipi
         reload
         sleep interval
       end
+    end
+
+    # The names certificates are kept for: those given, and on demand, those on disk.
+    def names
+      return @names unless @on_demand
+
+      @names | Dir.children(@certificates).filter_map { |file| file.delete_suffix('.pem') if file.end_with?('.pem') }
+    end
+
+    def on_demand?
+      @on_demand
+    end
+
+    # Before a handshake for `name` (on demand): obtains its certificate unless one is there,
+    # the name is not allowed, or its last order failed lately. Returns at once, or when the
+    # certificate is in place (or could not be had: the handshake then fails).
+    def obtain_on_demand(name)
+      name = name.downcase
+      return if @context.covers?(name)
+      return say("no certificate for #{name}: not an allowed name (--acme-allow)") unless allowed?(name)
+
+      now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      return if @failed[name] && @failed[name] > now
+
+      @failed[name] = now + ON_DEMAND_BACKOFF unless renew_if_due(name)
+    end
+
+    def allowed?(name)
+      name.match?(HOST_NAME) && (@allow.empty? || @allow.any? { |pattern| File.fnmatch?(pattern, name) })
     end
 
     # @return [Boolean] false when an order failed
@@ -103,6 +141,8 @@ module Tipi
     end
 
     def cert_path(name)
+      raise ArgumentError, "bad host name #{name.inspect}" unless name.match?(/\A[A-Za-z0-9.-]+\z/)
+
       File.join(@certificates, "#{name.downcase}.pem")
     end
 

@@ -68,9 +68,9 @@ module Tipi
         end
         o.on('--cert FILE', 'the certificate chain (PEM) for -s') { |v| options[:cert] = v }
         o.on('--key FILE', 'its private key (PEM)') { |v| options[:key] = v }
-        o.on('-f', '--full-service NAMES:HTTP_PORT:HTTPS_PORT', 'HTTPS for NAMES (comma-separated) with',
-             'certificates from ACME (Let\'s Encrypt by default); the HTTP port answers ACME',
-             'challenges and redirects to HTTPS') do |value|
+        o.on('-f', '--full-service NAMES:HTTP:HTTPS', 'HTTPS for NAMES (comma-separated; * for any',
+             'name, on demand) on port HTTPS, certificates', 'from ACME (Let\'s Encrypt by default); port',
+             'HTTP answers challenges, redirects to HTTPS') do |value|
           options[:acme] = full_service(value)
           (options[:binds] ||= []).push(Listener.normalize("0.0.0.0:#{options[:acme][:http_port]}"),
                                         Listener.normalize("ssl://0.0.0.0:#{options[:acme][:https_port]}?acme=1"))
@@ -87,6 +87,10 @@ module Tipi
         end
         o.on('--acme-challenge TYPE', %w[http-01 tls-alpn-01], 'http-01 (default) or tls-alpn-01') do |v|
           acme_option(options, :challenge, v)
+        end
+        o.on('--acme-allow PATTERNS', 'with -f \'*:...\': the names (comma-separated, *.example.com',
+             'style) certificates are obtained for on demand; default: any') do |v|
+          acme_option(options, :allow, v.split(','))
         end
         o.on('--acme-check SECONDS', Float, 'how often certificates are checked for renewal (3600)') do |v|
           acme_option(options, :check_interval, v)
@@ -146,6 +150,7 @@ module Tipi
       http = listeners.find { |listener| listener.url == Listener.normalize("0.0.0.0:#{options[:acme][:http_port]}") }
       acme = ACME.new(https.tls, names: options[:acme][:names], **(options[:acme_options] || {}))
       http.app = ACME::Responder.new(acme.challenge_dir, options[:acme][:https_port])
+      https.acme = acme
       acme.reload
       acme
     rescue ArgumentError, SystemCallError => e

@@ -26,7 +26,7 @@ module Tipi
     #   requests, or for a body, or a TLS handshake), :max_body (bytes), :native (the app takes
     #   Tipi::Request), :server (the Tipi::Server)
     # @param server_info [Hash] :host, :port, :scheme, :tls (a Polyphony::TLS::ServerContext:
-    #   the connection speaks HTTPS)
+    #   the connection speaks HTTPS), :acme (a Tipi::ACME getting certificates on demand)
     def initialize(socket, app, server_info, logger, options = {})
       @socket = socket
       @app = app
@@ -64,8 +64,11 @@ module Tipi
       respond_error(e.message.start_with?('target') ? 414 : 431, e.message)
     rescue H1P::Error => e
       respond_error(400, e.message)
-    rescue Errno::ECONNRESET, Errno::EPIPE, IOError
+    rescue SystemCallError, IOError
       nil # the client went away
+    rescue StandardError => e
+      # A fault of Tipi's own: this connection ends, the server goes on.
+      report(e, $stderr)
     ensure
       if @hijacked
         # The app owns the socket now; fibers it spun for it run to their end first.
@@ -84,6 +87,10 @@ module Tipi
     def secure
       return true unless @server[:tls]
 
+      if @server[:acme] # certificates on demand: the name the client asks for comes first
+        name = Polyphony::TLS.peek_server_name(@socket, @timeout)
+        @server[:acme].obtain_on_demand(name) if name
+      end
       @socket = Polyphony::TLS.accept(@socket, @server[:tls], timeout: @timeout)
       true
     rescue Polyphony::TLS::Error => e

@@ -19,6 +19,8 @@ module Tipi
     attr_reader :url, :socket, :tls
     # @return [#call, nil] the app this listener's connections get instead of the server's
     attr_accessor :app
+    # @return [Tipi::ACME, nil] gets certificates on demand, before handshakes
+    attr_accessor :acme
 
     # @param url [String] tcp://host:port, unix://path, or [host:]port
     # @return [String] the URL in its full form

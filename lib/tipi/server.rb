@@ -66,7 +66,8 @@ module Tipi
     def accept_loop(listener, runner)
       # A listener with its own app (the ACME responder of an HTTP port) serves it the Rack way.
       options = listener.app ? @options.merge(native: false) : @options
-      info = { host: listener.host, port: listener.port, scheme: listener.tls ? 'https' : 'http', tls: listener.tls }
+      info = { host: listener.host, port: listener.port, scheme: listener.tls ? 'https' : 'http', tls: listener.tls,
+               acme: listener.acme&.on_demand? ? listener.acme : nil }
       loop do
         @slot_freed.await while @max_connections && @connections >= @max_connections
         socket = listener.socket.poly_accept(polled: true)

@@ -95,6 +95,31 @@ RSpec.describe 'tipi with ACME' do
     FileUtils.rm_rf(dir)
   end
 
+  it 'gets certificates on demand for allowed names during their first handshake' do
+    dir = Dir.mktmpdir
+    https_port = free_port
+    server = TipiProcess.new('-f', "*:#{@pebble.http_port}:#{https_port}", '--acme-allow', 'ok.test,*.ok.test',
+                             '--acme-directory', @pebble.directory, '--acme-ca', @pebble.ca_file, '--acme-dir', dir, APP)
+    %w[ok.test www.ok.test].each do |name|
+      out, err, status = curl('--resolve', "#{name}:#{https_port}:127.0.0.1", "https://#{name}:#{https_port}/pid")
+      expect(status).to be_success, err
+      expect(out).to eq(server.pid.to_s)
+    end
+    expect(server.lines_matching(/issued the certificate for/, 2).size).to eq(2)
+    _out, _err, status = curl('--resolve', "bad.test:#{https_port}:127.0.0.1", "https://bad.test:#{https_port}/pid")
+    expect(status).not_to be_success
+    server.read_until(/no certificate for bad\.test: not an allowed name/)
+    server.read_until(/TLS handshake failed: no certificate for "bad\.test"/)
+    # Known now: served at once, not ordered again.
+    _out, err, status = curl('--resolve', "ok.test:#{https_port}:127.0.0.1", "https://ok.test:#{https_port}/pid")
+    expect(status).to be_success, err
+    server.lines_matching(%r{"GET /pid HTTP/1.1" 200}, 3)
+    expect(server.lines.grep(/ordering/).size).to eq(2)
+  ensure
+    server&.stop
+    FileUtils.rm_rf(dir)
+  end
+
   it 'renews a certificate a third of whose lifetime is left, with no restart' do
     pebble = Pebble.new(validity: 12)
     File.write(root = File.join(pebble.dir, 'root.pem'), pebble.issuing_root)

@@ -57,6 +57,37 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// What the first bytes of a connection say of the host it wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientHello {
+    /// More bytes are needed to see the whole ClientHello.
+    Incomplete,
+    /// The server name (SNI) the client asked for, if any.
+    Complete(Option<String>),
+    /// Not a TLS ClientHello.
+    Invalid,
+}
+
+/// Reads the ClientHello in `bytes` (the start of a connection, peeked: nothing is consumed)
+/// to learn the host name before a certificate is chosen (on-demand certificates).
+pub fn peek_client_hello(bytes: &[u8]) -> ClientHello {
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match acceptor.read_tls(&mut rest) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    match acceptor.accept() {
+        Ok(Some(accepted)) => {
+            ClientHello::Complete(accepted.client_hello().server_name().map(str::to_string))
+        }
+        Ok(None) => ClientHello::Incomplete,
+        Err(_) => ClientHello::Invalid,
+    }
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

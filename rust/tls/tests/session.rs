@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use polyphony_tls::{
-    alpn_challenge_key, certificate_names, certified_key_from_pem, client_config, self_signed,
-    server_config, CertStore, Error, Read, Session,
+    alpn_challenge_key, certificate_names, certified_key_from_pem, client_config,
+    peek_client_hello, self_signed, server_config, CertStore, ClientHello, Error, Read, Session,
 };
 
 struct Cert {
@@ -270,4 +270,29 @@ fn a_returning_client_resumes_its_session_on_any_session_of_the_configuration() 
         kinds.push(server.resumed());
     }
     assert_eq!(kinds, [false, true, true]);
+}
+
+#[test]
+fn the_host_name_is_read_from_a_client_hello_before_any_certificate_is_chosen() {
+    let roots = cert(&["x.test"]);
+    let mut client = Session::client(
+        client_config(roots.pem.as_bytes(), &[]).unwrap(),
+        "on-demand.test",
+    )
+    .unwrap();
+    let mut hello = Vec::new();
+    client.outgoing(&mut hello);
+    assert_eq!(
+        peek_client_hello(&hello),
+        ClientHello::Complete(Some("on-demand.test".into()))
+    );
+    assert_eq!(
+        peek_client_hello(&hello[..hello.len() / 2]),
+        ClientHello::Incomplete
+    );
+    assert_eq!(peek_client_hello(b""), ClientHello::Incomplete);
+    assert_eq!(
+        peek_client_hello(b"GET / HTTP/1.1\r\n\r\n"),
+        ClientHello::Invalid
+    );
 }

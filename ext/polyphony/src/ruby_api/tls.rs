@@ -161,6 +161,17 @@ fn self_signed(names: Vec<String>) -> Result<(String, String), Error> {
     polyphony_tls::self_signed(&names).map_err(tls_error)
 }
 
+/// `Polyphony::TLS.peek_server_name(bytes)`: the SNI of the ClientHello at the start of
+/// `bytes` (nil when it names none or is no ClientHello), or false when more bytes are needed.
+fn peek_server_name(ruby: &Ruby, bytes: RString) -> Value {
+    // SAFETY: the String is live and not changed while the slice is read.
+    match polyphony_tls::peek_client_hello(unsafe { bytes.as_slice() }) {
+        polyphony_tls::ClientHello::Incomplete => ruby.qfalse().as_value(),
+        polyphony_tls::ClientHello::Complete(Some(name)) => ruby.str_new(&name).as_value(),
+        _ => ruby.qnil().as_value(),
+    }
+}
+
 /// `Polyphony::TLS::Session`: one connection's TLS state. Its methods take the socket's fd and
 /// move the ciphertext through the backend. Writes from several fibers go out in order: while
 /// one fiber flushes, the others' records join its queue.
@@ -398,6 +409,7 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     tls.define_error("UnknownServerName", handshake)?;
     tls.define_error("CertificateError", base)?;
     tls.define_singleton_method("self_signed", function!(self_signed, 1))?;
+    tls.define_singleton_method("__peek_server_name__", function!(peek_server_name, 1))?;
     // Its methods are Ruby's (lib/polyphony/tls.rb); defined here for H1P's fast path.
     tls.define_class("Socket", ruby.class_object())?;
 
