@@ -15,7 +15,7 @@ for tool in wrk puma nginx; do
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "bench/https.sh: $tool missing (run bin/setup)" >&2; exit 1; }
 done
 scheme=https
-port=$((20000 + RANDOM % 20000))
+port=$((20000 + RANDOM % 10000)) # below the ephemeral ports (32768-) wrk connects from
 # shellcheck source=bench/lib/wrk.sh
 source bench/lib/wrk.sh
 

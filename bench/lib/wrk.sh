@@ -18,7 +18,8 @@ await_port() {
     curl -sk -o /dev/null "$scheme://127.0.0.1:$1/" && return 0
     sleep 0.1
   done
-  echo "bench: nothing answers on port $1" >&2
+  echo "bench: nothing answers on port $1; the servers' logs:" >&2
+  tail -n 5 "$work"/*.log >&2
   exit 1
 }
 

@@ -53,9 +53,9 @@ module Tipi
       return unless secure
 
       @parser = H1P::Parser.new(@socket, max_body: @max_body)
-      while (headers = read_head)
+      while (request = read_request)
         @idle = false
-        break unless serve_request(headers)
+        break unless @native ? serve_native(request) : serve_request(request)
         break if @owner&.stopping? # it began while this request was served
 
         @idle = true
@@ -100,21 +100,25 @@ module Tipi
       false
     end
 
-    # The next request head, or nil when the client closes, or sends nothing (or not all of
-    # a head) within the timeout: a slow or idle client is cut.
-    def read_head
-      return @parser.parse_headers unless @timeout
+    # The next request (a Rack env, or for a native handler H1P's headers), or nil when the
+    # client closes, or sends nothing (or not all of a head) within the timeout: a slow or
+    # idle client is cut.
+    def read_request
+      return next_request unless @timeout
 
-      move_on_after(@timeout, with_value: nil) { @parser.parse_headers }
+      move_on_after(@timeout, with_value: nil) { next_request }
+    end
+
+    def next_request
+      return @parser.parse_headers if @native
+
+      @parser.parse_rack_env(@base_env ||= RackEnv.base(@server))
     end
 
     # @return [Boolean] whether the connection goes on
-    def serve_request(headers)
-      return serve_native(headers) if @native
-
-      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      input = Input.new(@parser, @timeout)
-      env = RackEnv.build(headers, input, @server)
+    def serve_request(env)
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC) if @logger
+      input = env['rack.input'] = Input.new(@parser, @timeout)
       (@hijack ||= Hijack.new(@socket)).env = env
       env['rack.hijack'] = @hijack
       status, response_headers, response_body = call_app(env)
@@ -128,7 +132,8 @@ module Tipi
       keep_alive = keep_alive? && !Response.close_requested?(response_headers)
       begin
         Response.write(@socket, status, response_headers, response_body,
-                       head_request: headers[':method'] == 'HEAD', connection: connection_field(headers, keep_alive))
+                       head_request: env['REQUEST_METHOD'] == 'HEAD',
+                       connection: connection_field(env['SERVER_PROTOCOL'], keep_alive))
       ensure
         response_body.close if response_body.respond_to?(:close)
         input.close
@@ -145,10 +150,10 @@ module Tipi
 
     # The Connection field the response needs: "close" when the connection ends after it (a
     # client must not send another request on it), "keep-alive" for an HTTP/1.0 client.
-    def connection_field(headers, keep_alive)
+    def connection_field(protocol, keep_alive)
       return 'close' unless keep_alive
 
-      'keep-alive' if headers[':protocol'].casecmp?('http/1.0')
+      'keep-alive' if protocol.casecmp?('http/1.0')
     end
 
     # Rack's partial hijack: the head is sent, then the app's callable gets the socket.
@@ -165,7 +170,7 @@ module Tipi
     def serve_native(headers)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       keep_alive = keep_alive?
-      request = Request.new(headers, @parser, @socket, @timeout, connection_field(headers, keep_alive))
+      request = Request.new(headers, @parser, @socket, @timeout, connection_field(headers[':protocol'], keep_alive))
       failure = call_native(request)
       if failure
         respond_error(*failure) unless request.status # else the answer has begun: cut it

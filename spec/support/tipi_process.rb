@@ -3,6 +3,9 @@
 require 'socket'
 require 'timeout'
 
+# The Rack app the Tipi specs serve (behind Rack::Lint).
+TIPI_APP = File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru')
+
 # The real `tipi` command in a child process, its output read line by line.
 class TipiProcess
   attr_reader :io, :lines

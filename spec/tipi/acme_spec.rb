@@ -6,8 +6,6 @@ require_relative '../support/pebble'
 
 # `tipi -f`: certificates from a local Pebble CA, obtained and renewed by the real command.
 RSpec.describe 'tipi with ACME' do
-  APP = File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru')
-
   before(:all) do
     @pebble = Pebble.new # Pebble's default: 5% of good nonces rejected as bad
     File.write(@root = File.join(@pebble.dir, 'issuing-root.pem'), @pebble.issuing_root)
@@ -19,7 +17,7 @@ RSpec.describe 'tipi with ACME' do
 
   def tipi(http_port, https_port, *args, dir:)
     TipiProcess.new('-f', "tipi.test:#{http_port}:#{https_port}", '--acme-directory', @pebble.directory,
-                    '--acme-ca', @pebble.ca_file, '--acme-dir', dir, '--acme-email', 'ops@tipi.test', *args, APP)
+                    '--acme-ca', @pebble.ca_file, '--acme-dir', dir, '--acme-email', 'ops@tipi.test', *args, TIPI_APP)
   end
 
   def free_port
@@ -99,7 +97,7 @@ RSpec.describe 'tipi with ACME' do
     dir = Dir.mktmpdir
     https_port = free_port
     server = TipiProcess.new('-f', "*:#{@pebble.http_port}:#{https_port}", '--acme-allow', 'ok.test,*.ok.test',
-                             '--acme-directory', @pebble.directory, '--acme-ca', @pebble.ca_file, '--acme-dir', dir, APP)
+                             '--acme-directory', @pebble.directory, '--acme-ca', @pebble.ca_file, '--acme-dir', dir, TIPI_APP)
     %w[ok.test www.ok.test].each do |name|
       out, err, status = curl('--resolve', "#{name}:#{https_port}:127.0.0.1", "https://#{name}:#{https_port}/pid")
       expect(status).to be_success, err
@@ -126,7 +124,7 @@ RSpec.describe 'tipi with ACME' do
     dir = Dir.mktmpdir
     https_port = free_port
     server = TipiProcess.new('-f', "tipi.test:#{pebble.http_port}:#{https_port}", '--acme-directory', pebble.directory,
-                             '--acme-ca', pebble.ca_file, '--acme-dir', dir, '--acme-check', '0.5', APP)
+                             '--acme-ca', pebble.ca_file, '--acme-dir', dir, '--acme-check', '0.5', TIPI_APP)
     server.read_until(/issued the certificate for tipi\.test/)
     @root = root
     first = served_serial(https_port)

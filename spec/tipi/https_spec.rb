@@ -6,14 +6,12 @@ require 'tmpdir'
 
 # `tipi -s`: HTTPS on rustls, talked to with curl (OpenSSL) verifying the certificate.
 RSpec.describe 'tipi over HTTPS' do
-  APP = File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru')
-
   before(:all) do
     @dir = Dir.mktmpdir
     cert, key = Polyphony::TLS.self_signed(['localhost'])
     File.write(@cert = File.join(@dir, 'cert.pem'), cert)
     File.write(@key = File.join(@dir, 'key.pem'), key)
-    @tipi = TipiProcess.new('-s', '127.0.0.1:0', '--cert', @cert, '--key', @key, APP)
+    @tipi = TipiProcess.new('-s', '127.0.0.1:0', '--cert', @cert, '--key', @key, TIPI_APP)
     @port = https_port(@tipi)
   end
 
@@ -81,11 +79,11 @@ RSpec.describe 'tipi over HTTPS' do
 
   it 'refuses to start on a certificate it cannot use, saying why' do
     _out, err, status = run_command(RbConfig.ruby, 'exe/tipi', '-s', '127.0.0.1:0', '--cert', @cert,
-                                    '--key', @cert, APP)
+                                    '--key', @cert, TIPI_APP)
     expect(status).not_to be_success
     expect(err).to include("tipi: cannot listen on ssl://127.0.0.1:0: #{@cert}, #{@cert}: bad certificate: " \
                            'no usable private key in the key PEM')
-    _out, err, status = run_command(RbConfig.ruby, 'exe/tipi', '-s', '127.0.0.1:0', '--cert', @cert, APP)
+    _out, err, status = run_command(RbConfig.ruby, 'exe/tipi', '-s', '127.0.0.1:0', '--cert', @cert, TIPI_APP)
     expect(status).not_to be_success
     expect(err).to include('give both --cert and --key')
   end

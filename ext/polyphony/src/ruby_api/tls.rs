@@ -320,12 +320,16 @@ impl TlsSession {
     fn write(&self, fd: i32, data: RString) -> Result<Value, Error> {
         let ruby = Ruby::get().expect("called from Ruby");
         // SAFETY: the String is live; the session copies the bytes at once.
-        let written = unsafe { self.inner.borrow_mut().write(data.as_slice()) };
-        written.map_err(tls_error)?;
-        if let Err(value) = self.flush(fd)? {
+        let written = unsafe { self.write_bytes(fd, data.as_slice()) }?;
+        if let Err(value) = written {
             return Ok(value);
         }
         Ok(ruby.integer_from_u64(data.len() as u64).as_value())
+    }
+
+    fn write_bytes(&self, fd: i32, data: &[u8]) -> Step<()> {
+        self.inner.borrow_mut().write(data).map_err(tls_error)?;
+        self.flush(fd)
     }
 
     /// Sends close_notify (a peer already gone is no error).
@@ -400,6 +404,24 @@ pub(crate) fn read_for_parser(
         return Err(super::h1p::error("the parser's read was interrupted"));
     }
     Ok(Some(n))
+}
+
+/// The response writers' fast path for a `Polyphony::TLS::Socket`: `data` encrypted and sent
+/// with no Ruby method call. None when `socket` is something else.
+pub(crate) fn write_for_writer(socket: Value, data: &[u8]) -> Result<Option<usize>, Error> {
+    let ruby = Ruby::get().expect("called from Ruby");
+    if !socket.is_kind_of(ruby.get_inner(&SOCKET)) {
+        return Ok(None);
+    }
+    let Some(object) = magnus::RObject::from_value(socket) else {
+        return Ok(None);
+    };
+    let session: &TlsSession = object.ivar_get("@session")?;
+    let fd: i32 = object.ivar_get::<_, Value>("@io")?.funcall("fileno", ())?;
+    match session.write_bytes(fd, data)? {
+        Ok(()) => Ok(Some(data.len())),
+        Err(_) => Err(super::h1p::error("the response write was interrupted")),
+    }
 }
 
 pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {

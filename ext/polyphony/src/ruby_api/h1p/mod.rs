@@ -3,6 +3,7 @@
 
 mod names;
 mod parser;
+mod rack;
 mod response;
 
 use magnus::value::Lazy;

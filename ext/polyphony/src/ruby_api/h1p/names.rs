@@ -9,7 +9,7 @@ use magnus::{Error, Ruby};
 use rb_sys::VALUE;
 
 /// Lower-case header names common enough to intern.
-const HEADERS: &[&str] = &[
+pub(crate) const HEADERS: &[&str] = &[
     "accept",
     "accept-charset",
     "accept-encoding",
@@ -102,7 +102,7 @@ pub(crate) fn names() -> &'static Names {
 
 /// An interned ("fstring") UTF-8 string: a Hash takes it as a key as it is, with no lookup
 /// in Ruby's table of frozen strings.
-fn frozen(_ruby: &Ruby, s: &str) -> VALUE {
+pub(crate) fn frozen(_ruby: &Ruby, s: &str) -> VALUE {
     // SAFETY: the GVL is held; `s` is valid for `len` bytes; the encoding index is UTF-8's.
     let value = unsafe {
         rb_sys::rb_enc_interned_str(s.as_ptr().cast(), s.len() as _, rb_sys::rb_utf8_encoding())

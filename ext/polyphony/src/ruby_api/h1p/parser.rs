@@ -289,18 +289,36 @@ fn parse_headers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Erro
     })
 }
 
+/// `parser.parse_rack_env(base)`: the next request as a Rack env: a copy of `base` (the
+/// connection's constant entries: SERVER_NAME and SERVER_PORT of the listener, REMOTE_ADDR,
+/// rack.*) with REQUEST_METHOD, PATH_INFO, QUERY_STRING, SERVER_PROTOCOL, CONTENT_TYPE,
+/// CONTENT_LENGTH and HTTP_* added (repeated fields joined with ", ", cookies with "; "),
+/// SERVER_NAME taken from Host, and SERVER_PORT from Host (else "80") when `base` has none.
+/// nil at a clean end between requests.
+fn parse_rack_env(ruby: &Ruby, rb_self: &H1PParser, base: RHash) -> Result<Option<RHash>, Error> {
+    rb_self.with(|parser| {
+        if parser.mode() != Mode::Server {
+            return Err(error("parse_rack_env parses requests (a :server parser)"));
+        }
+        match parser.parse_headers().map_err(convert)? {
+            None => Ok(None),
+            Some(message) => super::rack::build_env(ruby, &message, base).map(Some),
+        }
+    })
+}
+
 fn str_value(ruby: &Ruby, bytes: &[u8]) -> VALUE {
     ruby.str_from_slice(bytes).as_raw()
 }
 
 /// Values longer than Ruby's embedded strings are made as substrings sharing one frozen copy
 /// of the head: one malloc per request instead of one per long value.
-struct Values {
+pub(crate) struct Values {
     head: VALUE,
 }
 
 impl Values {
-    fn new(ruby: &Ruby, message: &Message<'_>) -> Self {
+    pub(crate) fn new(ruby: &Ruby, message: &Message<'_>) -> Self {
         let head = ruby.str_from_slice(&message.bytes[..message.head.len]);
         head.freeze();
         Values {
@@ -308,7 +326,7 @@ impl Values {
         }
     }
 
-    fn get(&self, span: h1p::Span) -> VALUE {
+    pub(crate) fn get(&self, span: h1p::Span) -> VALUE {
         // SAFETY: `head` is a live frozen String (referenced from this stack frame, which the
         // GC scans) and the span lies within it: spans index the head's own bytes.
         unsafe { rb_sys::rb_str_subseq(self.head, span.start as _, span.len() as _) }
@@ -399,7 +417,7 @@ fn protocol_value(version: Version) -> VALUE {
 }
 
 /// The method, upper-cased (H1P's behaviour), interned when common.
-fn method_value(ruby: &Ruby, method: &[u8]) -> VALUE {
+pub(crate) fn method_value(ruby: &Ruby, method: &[u8]) -> VALUE {
     let mut upper = [0u8; 16];
     if method.len() > upper.len() {
         return str_value(ruby, &method.to_ascii_uppercase());
@@ -667,6 +685,7 @@ pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     class.undef_default_alloc_func();
     class.define_singleton_method("new", function!(parser_new, -1))?;
     class.define_method("parse_headers", method!(parse_headers, 0))?;
+    class.define_method("parse_rack_env", method!(parse_rack_env, 1))?;
     class.define_method("read_body", method!(read_body, 0))?;
     class.define_method("read_body_chunk", method!(read_body_chunk, -1))?;
     class.define_method("splice_body_to", method!(splice_body_to, 1))?;

@@ -9,7 +9,12 @@ use magnus::{
     function, prelude::*, Error, Integer, RArray, RHash, RModule, RString, Ruby, Symbol, Value,
 };
 
+use magnus::rb_sys::AsRawValue;
+use polyphony_runtime::op::Write;
+
 use super::error;
+use crate::ruby_api::backend::{io_error, Awaited, Backend};
+use crate::ruby_api::io::attempt_or_await;
 
 fn reason(status: u16) -> &'static str {
     match status {
@@ -172,14 +177,73 @@ fn send_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
         Some(body) if !body.is_empty() && body.len() <= COALESCE_MAX => {
             // SAFETY: the bytes are copied at once, before any Ruby code runs.
             info.head.extend_from_slice(unsafe { body.as_slice() });
-            io.funcall("write", (ruby.str_from_slice(&info.head),))
+            write_out(ruby, io, info.head, None)
         }
-        Some(body) if !body.is_empty() => {
-            io.funcall("write", (ruby.str_from_slice(&info.head), body))
-        }
-        _ => io.funcall("write", (ruby.str_from_slice(&info.head),)),
+        Some(body) if !body.is_empty() => write_out(ruby, io, info.head, Some(body)),
+        _ => write_out(ruby, io, info.head, None),
     }
 }
+
+/// Writes `head` (then `body`) to `io` and returns the byte count: through the backend with
+/// no Ruby method call when `io` is an IO with nothing in Ruby's write buffer, or a
+/// Polyphony::TLS::Socket; otherwise with `io.write`.
+fn write_out(ruby: &Ruby, io: Value, head: Vec<u8>, body: Option<RString>) -> Result<Value, Error> {
+    if let Some(written) = write_fast(io, &head, body)? {
+        return Ok(ruby.integer_from_u64(written as u64).as_value());
+    }
+    match body {
+        Some(body) => io.funcall("write", (ruby.str_from_slice(&head), body)),
+        None => io.funcall("write", (ruby.str_from_slice(&head),)),
+    }
+}
+
+fn write_fast(io: Value, head: &[u8], body: Option<RString>) -> Result<Option<usize>, Error> {
+    let Some(fd) = plain_io_fd(io) else {
+        if body.is_none() {
+            return crate::ruby_api::tls::write_for_writer(io, head);
+        }
+        return Ok(None);
+    };
+    let mut data = head.to_vec();
+    if let Some(body) = body {
+        // SAFETY: the bytes are copied at once, before any Ruby code runs.
+        data.extend_from_slice(unsafe { body.as_slice() });
+    }
+    let total = data.len();
+    while !data.is_empty() {
+        match attempt_or_await(fd, Write::new(fd, data, u64::MAX))? {
+            Awaited::Done((Ok(n), mut rest)) => {
+                rest.drain(..n.min(rest.len()));
+                data = rest;
+            }
+            Awaited::Done((Err(e), _)) => return Err(io_error(&e)),
+            Awaited::Interrupted(_) => return Err(error("the response write was interrupted")),
+        }
+    }
+    Ok(Some(total))
+}
+
+/// The descriptor of `io` when it is an open IO whose Ruby write buffer is empty (so bytes
+/// written around it keep their order), and a backend runs on this thread.
+fn plain_io_fd(io: Value) -> Option<i32> {
+    Backend::existing()?;
+    let io = io.as_raw();
+    // SAFETY: the GVL is held; `io` is a live object.
+    if unsafe { rb_sys::rb_obj_is_kind_of(io, rb_sys::rb_cIO) } != QTRUE {
+        return None;
+    }
+    // SAFETY: `io` is an IO (checked), so it is an RFile; `fptr` is NULL only for an IO that
+    // was never initialized; the buffer counters are plain fields.
+    unsafe {
+        let fptr = (*(io as *const rb_sys::RFile)).fptr;
+        if fptr.is_null() || (*fptr).fd < 0 || (*fptr).wbuf.len > 0 {
+            return None;
+        }
+        Some((*fptr).fd)
+    }
+}
+
+const QTRUE: rb_sys::VALUE = rb_sys::ruby_special_consts::RUBY_Qtrue as rb_sys::VALUE;
 
 /// The largest body copied behind its head to be written in one call.
 const COALESCE_MAX: usize = 64 * 1024;
@@ -188,7 +252,7 @@ const COALESCE_MAX: usize = 64 * 1024;
 /// returns nil; each String it returns is sent as a chunk. Returns the bytes written.
 fn send_chunked_response(ruby: &Ruby, io: Value, headers: RHash) -> Result<u64, Error> {
     let info = build_head(headers, None, true)?;
-    let written: Integer = io.funcall("write", (ruby.str_from_slice(&info.head),))?;
+    let written: Integer = Integer::try_convert(write_out(ruby, io, info.head, None)?)?;
     let mut total = written.to_u64()?;
     let block = ruby.block_proc()?;
     loop {
@@ -211,14 +275,18 @@ fn send_body_chunk(ruby: &Ruby, io: Value, chunk: Option<RString>) -> Result<u64
 }
 
 fn write_chunk(ruby: &Ruby, io: Value, chunk: Option<RString>) -> Result<u64, Error> {
-    let written: Integer = match chunk {
-        None => io.funcall("write", (ruby.str_new("0\r\n\r\n"),))?,
+    let data = match chunk {
+        None => b"0\r\n\r\n".to_vec(),
         Some(chunk) => {
-            let size = ruby.str_new(&format!("{:x}\r\n", chunk.len()));
-            io.funcall("write", (size, chunk, ruby.str_new("\r\n")))?
+            // SAFETY: the bytes are copied at once, before any Ruby code runs.
+            let bytes = unsafe { chunk.as_slice() };
+            let mut data = format!("{:x}\r\n", bytes.len()).into_bytes();
+            data.extend_from_slice(bytes);
+            data.extend_from_slice(b"\r\n");
+            data
         }
     };
-    written.to_u64()
+    Integer::try_convert(write_out(ruby, io, data, None)?)?.to_u64()
 }
 
 pub(crate) fn init(_ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
