@@ -13,6 +13,10 @@ module Tipi
     #   client that asked for it
     # @return [Integer] the bytes written
     def write(conn, status, headers, body, head_request: false, connection: nil)
+      # An Array body (the common case) is written by H1P in one go.
+      written = H1P.send_rack_response(conn, status, headers, body, head_request, connection)
+      return written if written
+
       fields = { ':status' => status }
       headers.each do |name, value|
         # Rack's "\n"-joined values are repeated fields.

@@ -34,6 +34,23 @@ RSpec.describe 'H1P response writers' do
     expect(io.string).to eq('')
   end
 
+  it 'send_rack_response writes an Array-bodied Rack response in one go, and declines other bodies' do
+    headers = { 'Content-Type' => 'text/plain', 'Set-Cookie' => "a=1\nb=2" }
+    written = H1P.send_rack_response(io, 200, headers, %w[hel lo], false, 'keep-alive')
+    expect(io.string).to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n" \
+                            "Connection: keep-alive\r\nContent-Length: 5\r\n\r\nhello")
+    expect(written).to eq(io.string.bytesize)
+
+    head = StringIO.new
+    H1P.send_rack_response(head, '404', { 'Content-Length' => '9', 'connection' => 'close' }, ['not found'], true, 'keep-alive')
+    expect(head.string).to eq("HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nconnection: close\r\n\r\n")
+
+    untouched = StringIO.new
+    expect(H1P.send_rack_response(untouched, 200, {}, Enumerator.new { |y| y << 'x' }, false, nil)).to be_nil
+    expect(untouched.string).to eq('')
+    expect { H1P.send_rack_response(io, 200, { 'X-A' => "1\r\n" }, [], false, nil) }.to raise_error(H1P::Error, /CR, LF/)
+  end
+
   it 'send_chunked_response sends what the block returns until nil, then the last chunk' do
     chunks = ['abc', '', 'defgh']
     H1P.send_chunked_response(io, { 'Content-Type' => 'text/plain' }) { chunks.shift }

@@ -388,21 +388,20 @@ pub(crate) fn read_for_parser(
     }
     let session: &TlsSession = object.ivar_get("@session")?;
     let fd: i32 = object.ivar_get::<_, Value>("@io")?.funcall("fileno", ())?;
-    let start = buf.len();
-    buf.resize(start + max.clamp(1, RECORD), 0);
-    let read = session.read_plain(fd, &mut buf[start..]);
-    let n = match read {
-        Ok(Ok(n)) => n,
-        Ok(Err(_)) => 0,
-        Err(e) => {
-            buf.truncate(start);
-            return Err(e);
+    // The session's own buffer (zeroed once), not `buf`'s spare room (zeroed at each read).
+    let mut out = session.read_buffer.take();
+    out.resize(RECORD, 0);
+    let read = session.read_plain(fd, &mut out[..max.clamp(1, RECORD)]);
+    let result = match read {
+        Ok(Ok(n)) => {
+            buf.extend_from_slice(&out[..n]);
+            Ok(n)
         }
+        Ok(Err(_)) => Err(super::h1p::error("the parser's read was interrupted")),
+        Err(e) => Err(e),
     };
-    buf.truncate(start + n);
-    if matches!(read, Ok(Err(_))) {
-        return Err(super::h1p::error("the parser's read was interrupted"));
-    }
+    session.read_buffer.replace(out);
+    let n = result?;
     Ok(Some(n))
 }
 

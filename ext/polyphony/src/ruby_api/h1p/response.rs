@@ -83,76 +83,164 @@ struct HeadInfo {
     head: Vec<u8>,
 }
 
-/// Builds the status line and fields; adds `Transfer-Encoding: chunked` or a Content-Length
-/// for `body_len` unless the caller gave framing fields.
-fn build_head(headers: RHash, body_len: Option<usize>, chunked: bool) -> Result<HeadInfo, Error> {
-    let ruby = Ruby::get().expect("called from Ruby");
-    let status_value: Value = headers.aref(":status")?;
-    let status = if status_value.is_nil() {
-        200
-    } else {
-        let text = String::from_utf8_lossy(&text(status_value)?).into_owned();
-        text.trim()
-            .get(..3)
-            .and_then(|digits| digits.parse::<u16>().ok())
-            .filter(|s| (100..=999).contains(s))
-            .ok_or_else(|| error(format!("invalid :status {}", status_value.inspect())))?
-    };
-    let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(status.to_string().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(reason(status).as_bytes());
-    head.extend_from_slice(b"\r\n");
-    let mut has_length = false;
-    let mut has_encoding = false;
-    headers.foreach(|key: Value, value: Value| {
-        let name = text(key)?;
-        if name.first() == Some(&b':') {
-            return Ok(magnus::r_hash::ForEach::Continue);
+/// The status as a number (an Integer, or a String starting with three digits).
+fn status_code(status_value: Value) -> Result<u16, Error> {
+    if status_value.is_nil() {
+        return Ok(200);
+    }
+    let text = String::from_utf8_lossy(&text(status_value)?).into_owned();
+    text.trim()
+        .get(..3)
+        .and_then(|digits| digits.parse::<u16>().ok())
+        .filter(|s| (100..=999).contains(s))
+        .ok_or_else(|| error(format!("invalid :status {}", status_value.inspect())))
+}
+
+/// A response head being built: the status line, then fields.
+struct Head {
+    head: Vec<u8>,
+    status: u16,
+    has_length: bool,
+    has_encoding: bool,
+    has_connection: bool,
+}
+
+impl Head {
+    fn new(status: u16) -> Self {
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(b"HTTP/1.1 ");
+        head.extend_from_slice(status.to_string().as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(reason(status).as_bytes());
+        head.extend_from_slice(b"\r\n");
+        Self {
+            head,
+            status,
+            has_length: false,
+            has_encoding: false,
+            has_connection: false,
         }
+    }
+
+    /// Adds the field `key` (an Array value: one field per element). With `split_lines`, a
+    /// String value's "\n"-separated lines are fields of their own (Rack's convention);
+    /// otherwise CR, LF or NUL in a value is an error.
+    fn field(&mut self, key: Value, value: Value, split_lines: bool) -> Result<(), Error> {
+        let name = text(key)?;
         if !is_token(&name) {
             return Err(error(format!("invalid header name {}", key.inspect())));
         }
-        has_length |= name.eq_ignore_ascii_case(b"content-length");
-        has_encoding |= name.eq_ignore_ascii_case(b"transfer-encoding");
-        let mut emit = |value: Value| -> Result<(), Error> {
-            let value_bytes = text(value)?;
-            if value_bytes
-                .iter()
-                .any(|&b| b == b'\r' || b == b'\n' || b == 0)
-            {
-                return Err(error(format!(
-                    "header {} has CR, LF or NUL in its value",
-                    String::from_utf8_lossy(&name)
-                )));
-            }
-            head.extend_from_slice(&name);
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(&value_bytes);
-            head.extend_from_slice(b"\r\n");
-            Ok(())
-        };
+        self.has_length |= name.eq_ignore_ascii_case(b"content-length");
+        self.has_encoding |= name.eq_ignore_ascii_case(b"transfer-encoding");
+        self.has_connection |= name.eq_ignore_ascii_case(b"connection");
         match RArray::from_value(value) {
             Some(values) => {
                 for value in values.into_iter() {
-                    emit(value)?;
+                    self.line(&name, &text(value)?)?;
                 }
             }
-            None => emit(value)?,
+            None => {
+                let value = text(value)?;
+                if split_lines {
+                    for line in value.split(|&b| b == b'\n') {
+                        self.line(&name, line)?;
+                    }
+                } else {
+                    self.line(&name, &value)?;
+                }
+            }
         }
+        Ok(())
+    }
+
+    fn line(&mut self, name: &[u8], value: &[u8]) -> Result<(), Error> {
+        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(error(format!(
+                "header {} has CR, LF or NUL in its value",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        self.head.extend_from_slice(name);
+        self.head.extend_from_slice(b": ");
+        self.head.extend_from_slice(value);
+        self.head.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    fn bodiless(&self) -> bool {
+        matches!(self.status, 100..=199 | 204 | 304)
+    }
+
+    /// Adds `Transfer-Encoding: chunked` or a Content-Length for `body_len` unless the caller
+    /// gave framing fields, then the blank line.
+    fn finish(mut self, body_len: Option<usize>, chunked: bool) -> HeadInfo {
+        if chunked && !self.has_encoding {
+            self.head
+                .extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        } else if !chunked && !self.has_length && !self.has_encoding && !self.bodiless() {
+            let len = body_len.unwrap_or(0);
+            self.head
+                .extend_from_slice(format!("Content-Length: {len}\r\n").as_bytes());
+        }
+        self.head.extend_from_slice(b"\r\n");
+        HeadInfo { head: self.head }
+    }
+}
+
+/// Builds the status line and fields of H1P's headers hash (`':status'` and fields); adds
+/// `Transfer-Encoding: chunked` or a Content-Length for `body_len` unless the caller gave
+/// framing fields.
+fn build_head(headers: RHash, body_len: Option<usize>, chunked: bool) -> Result<HeadInfo, Error> {
+    let mut head = Head::new(status_code(headers.aref(":status")?)?);
+    headers.foreach(|key: Value, value: Value| {
+        // SAFETY: the first byte is read at once, with no Ruby call in between.
+        let pseudo = RString::from_value(key)
+            .is_some_and(|k| unsafe { k.as_slice() }.first() == Some(&b':'));
+        if pseudo {
+            return Ok(magnus::r_hash::ForEach::Continue);
+        }
+        head.field(key, value, false)?;
         Ok(magnus::r_hash::ForEach::Continue)
     })?;
-    let bodiless = matches!(status, 100..=199 | 204 | 304);
-    if chunked && !has_encoding {
-        head.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-    } else if !chunked && !has_length && !has_encoding && !bodiless {
-        let len = body_len.unwrap_or(0);
-        head.extend_from_slice(format!("Content-Length: {len}\r\n").as_bytes());
+    Ok(head.finish(body_len, chunked))
+}
+
+/// `H1P.send_rack_response(io, status, headers, body, head_request, connection)`: a Rack
+/// response whose body is an Array, written in one go: its Strings joined behind the head
+/// (none for HEAD, 1xx, 204, 304), "\n"-joined header values as repeated fields, a
+/// Content-Length unless the app gave one, and `connection` ("close", "keep-alive") as the
+/// Connection field unless the app gave one. Returns the bytes written, or nil (nothing
+/// written) when the body is not an Array.
+fn send_rack_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
+    let [io, status, headers, body, head_request, connection] = args else {
+        return Err(Error::new(
+            ruby.exception_arg_error(),
+            "wrong number of arguments (expected 6)",
+        ));
+    };
+    let Some(parts) = RArray::from_value(*body) else {
+        return Ok(ruby.qnil().as_value());
+    };
+    let mut head = Head::new(status_code(*status)?);
+    RHash::try_convert(*headers)?.foreach(|key: Value, value: Value| {
+        head.field(key, value, true)?;
+        Ok(magnus::r_hash::ForEach::Continue)
+    })?;
+    if !connection.is_nil() && !head.has_connection {
+        head.line(b"Connection", &text(*connection)?)?;
     }
-    head.extend_from_slice(b"\r\n");
-    let _ = ruby;
-    Ok(HeadInfo { head })
+    let send_body = !head_request.to_bool() && !head.bodiless();
+    let mut body_bytes = Vec::new();
+    if send_body {
+        for part in parts.into_iter() {
+            let part = RString::try_convert(part)?;
+            // SAFETY: copied at once, with no Ruby call in between.
+            body_bytes.extend_from_slice(unsafe { part.as_slice() });
+        }
+    }
+    let mut info = head.finish(send_body.then_some(body_bytes.len()), false);
+    info.head.extend_from_slice(&body_bytes);
+    write_out(ruby, *io, info.head, None)
 }
 
 /// `H1P.send_response(io, headers, body = nil)`: returns the bytes written.
@@ -291,6 +379,7 @@ fn write_chunk(ruby: &Ruby, io: Value, chunk: Option<RString>) -> Result<u64, Er
 
 pub(crate) fn init(_ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     h1p.define_singleton_method("send_response", function!(send_response, -1))?;
+    h1p.define_singleton_method("send_rack_response", function!(send_rack_response, -1))?;
     h1p.define_singleton_method("send_chunked_response", function!(send_chunked_response, 2))?;
     h1p.define_singleton_method("send_body_chunk", function!(send_body_chunk, 2))?;
     Ok(())

@@ -97,6 +97,33 @@ pub(crate) fn ready_now(fd: RawFd, events: u32) -> i32 {
     }
 }
 
+/// Like [`attempt_when_ready`], but first with `socket_call` (a `recv`/`send` with
+/// MSG_DONTWAIT, which never blocks whatever the descriptor's mode): on a socket, one system
+/// call instead of a poll and a call. `socket_call` failing with ENOTSOCK (a pipe, a file)
+/// falls back to the poll.
+pub(crate) fn attempt_socket_first(
+    fd: RawFd,
+    events: u32,
+    mut socket_call: impl FnMut() -> isize,
+    call: impl FnMut() -> isize,
+) -> Attempt {
+    loop {
+        let n = socket_call();
+        if n >= 0 {
+            return Attempt::Done(i32::try_from(n).unwrap_or(i32::MAX));
+        }
+        match std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+        {
+            libc::EINTR => continue,
+            libc::EAGAIN => return Attempt::Wait { fd, events },
+            libc::ENOTSOCK => return attempt_when_ready(fd, events, call),
+            errno => return Attempt::Done(-errno),
+        }
+    }
+}
+
 /// Runs a non-blocking system call once `fd` is ready for `events`: polling first keeps a
 /// descriptor in blocking mode from blocking the thread. `call` returns -1 with errno set on
 /// failure; EAGAIN means "wait again".

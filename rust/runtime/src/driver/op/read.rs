@@ -3,7 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{attempt_when_ready, Attempt, Completion, Op};
+use super::{attempt_socket_first, attempt_when_ready, Attempt, Completion, Op};
 
 /// Reads into the spare capacity of a buffer.
 pub struct Read {
@@ -38,7 +38,7 @@ impl Op for Read {
         let (fd, offset) = (self.fd, self.offset);
         let spare = self.buf.spare_capacity_mut();
         let (ptr, len) = (spare.as_mut_ptr().cast::<libc::c_void>(), spare.len());
-        attempt_when_ready(fd, libc::POLLIN as u32, || {
+        let read = || {
             // SAFETY: `ptr` points to `len` writable bytes of the buffer's spare capacity.
             unsafe {
                 if offset == u64::MAX {
@@ -47,7 +47,13 @@ impl Op for Read {
                     libc::pread(fd, ptr, len, offset as libc::off_t)
                 }
             }
-        })
+        };
+        if offset != u64::MAX {
+            return attempt_when_ready(fd, libc::POLLIN as u32, read);
+        }
+        // SAFETY: as above; recv(2) writes at most `len` bytes.
+        let recv = || unsafe { libc::recv(fd, ptr, len, libc::MSG_DONTWAIT) };
+        attempt_socket_first(fd, libc::POLLIN as u32, recv, read)
     }
 
     fn complete(mut self, completion: Completion) -> Self::Output {

@@ -3,7 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{attempt_when_ready, Attempt, Completion, Op};
+use super::{attempt_socket_first, attempt_when_ready, Attempt, Completion, Op};
 
 /// Writes a buffer (once: a short write is reported, not retried).
 pub struct Write {
@@ -31,7 +31,7 @@ impl Op for Write {
     fn attempt(&mut self) -> Attempt {
         let (fd, offset) = (self.fd, self.offset);
         let (ptr, len) = (self.buf.as_ptr().cast::<libc::c_void>(), self.buf.len());
-        attempt_when_ready(fd, libc::POLLOUT as u32, || {
+        let write = || {
             // SAFETY: `ptr` points to the `len` initialised bytes of the buffer.
             unsafe {
                 if offset == u64::MAX {
@@ -40,7 +40,14 @@ impl Op for Write {
                     libc::pwrite(fd, ptr, len, offset as libc::off_t)
                 }
             }
-        })
+        };
+        if offset != u64::MAX {
+            return attempt_when_ready(fd, libc::POLLOUT as u32, write);
+        }
+        // MSG_NOSIGNAL: a closed peer is EPIPE, as io_uring's write reports it, not SIGPIPE.
+        // SAFETY: as above.
+        let send = || unsafe { libc::send(fd, ptr, len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        attempt_socket_first(fd, libc::POLLOUT as u32, send, write)
     }
 
     fn expected(&self) -> Option<usize> {
