@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use slab::Slab;
@@ -16,6 +16,8 @@ use crate::waker::Waker;
 const WAKE_TAG: u64 = u64::MAX;
 /// user_data of cancel requests, whose own completions carry nothing we need.
 const CANCEL_TAG: u64 = u64::MAX - 1;
+/// user_data of the timeout that ends a wait at the earliest timer's deadline.
+const TIMER_TAG: u64 = u64::MAX - 2;
 
 enum State {
     /// Submitted; the kernel owns the op's resources.
@@ -39,6 +41,12 @@ pub(crate) struct UringDriver {
     next_generation: u32,
     waker: Arc<Waker>,
     waker_armed: bool,
+    /// When the timeout op in flight fires, if one is: waits for a later deadline need no
+    /// timeout of their own (a timeout per wait costs the kernel a timer each time, and a
+    /// server waits once per request).
+    timer_armed: Option<Instant>,
+    /// The timeout op's duration (the kernel copies it at submission; kept here all the same).
+    timer_ts: Box<types::Timespec>,
 }
 
 impl UringDriver {
@@ -54,6 +62,7 @@ impl UringDriver {
             opcode::Accept::CODE,
             opcode::PollAdd::CODE,
             opcode::AsyncCancel::CODE,
+            opcode::Timeout::CODE,
         ];
         if let Some(missing) = needed.iter().find(|code| !probe.is_supported(**code)) {
             return Err(io::Error::new(
@@ -67,6 +76,8 @@ impl UringDriver {
             next_generation: 0,
             waker: Arc::new(Waker::new()?),
             waker_armed: false,
+            timer_armed: None,
+            timer_ts: Box::new(types::Timespec::new()),
         })
     }
 
@@ -197,9 +208,18 @@ impl UringDriver {
             Some(d) if d.is_zero() && self.ring.submission().is_empty() => Ok(0),
             Some(d) if d.is_zero() => self.ring.submit(),
             Some(d) if self.ring.completion().is_empty() => {
-                let ts = types::Timespec::from(d);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
+                let deadline = Instant::now() + d;
+                // A timeout in flight that fires no later than this deadline wakes us in time
+                // (perhaps early: the caller then looks at its clock and waits again).
+                if self.timer_armed.is_none_or(|armed| armed > deadline) {
+                    *self.timer_ts = types::Timespec::from(d);
+                    let timeout = opcode::Timeout::new(&*self.timer_ts)
+                        .build()
+                        .user_data(TIMER_TAG);
+                    self.push(timeout)?;
+                    self.timer_armed = Some(deadline);
+                }
+                self.ring.submit_and_wait(1)
             }
             None if self.ring.completion().is_empty() => self.ring.submit_and_wait(1),
             _ => self.ring.submit(),
@@ -239,6 +259,9 @@ impl UringDriver {
                     }
                 }
                 CANCEL_TAG => {}
+                // The next wait arms another if a timer is still pending (a timeout that
+                // fires early, for a deadline since moved, costs one spare wake-up).
+                TIMER_TAG => self.timer_armed = None,
                 bits => {
                     let id = OpId(bits);
                     let Some(slot) = self.slot_mut(id) else {
