@@ -39,6 +39,15 @@ module Tipi
       @idle = false # until a first request is served: a new connection's request is on its way
     end
 
+    # Raised in a connection's fiber by the server's sweeper when its request head is late.
+    class Expired < StandardError; end
+
+    # Whether it has waited longer than the timeout for a request head (the server's sweeper
+    # then raises Expired in its fiber).
+    def expired?(now)
+      @deadline && now > @deadline
+    end
+
     # Whether it waits, between requests, for one that has not begun to arrive: a graceful
     # stop closes such a keep-alive connection at once (clients retry a request on a reused
     # connection closed this way). A new connection's first request and a request on its way
@@ -102,11 +111,15 @@ module Tipi
 
     # The next request (a Rack env, or for a native handler H1P's headers), or nil when the
     # client closes, or sends nothing (or not all of a head) within the timeout: a slow or
-    # idle client is cut.
+    # idle client is cut (by the server's sweeper, see #expired?: a timer per request would
+    # cost more than the rest of the request's handling).
     def read_request
-      return next_request unless @timeout
-
-      move_on_after(@timeout, with_value: nil) { next_request }
+      @deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + @timeout if @timeout
+      next_request
+    rescue Expired
+      nil
+    ensure
+      @deadline = nil
     end
 
     def next_request

@@ -21,7 +21,7 @@ module Tipi
     def initialize(parser, timeout = nil)
       @parser = parser
       @timeout = timeout
-      @buffer = StringIO.new(String.new(encoding: Encoding::BINARY))
+      @buffer = nil # made on the first read: most requests have no body, and no app reads it
       @size = 0
       @last_newline = -1 # where the last "\n" kept is, to know when gets has a line
       @done = false
@@ -31,19 +31,19 @@ module Tipi
     def read(length = nil, out = nil)
       if length.nil?
         fill
-        data = @buffer.read || String.new(encoding: Encoding::BINARY)
+        data = buffer.read || String.new(encoding: Encoding::BINARY)
         return data unless out
 
         out.replace(data)
       else
         fill(length)
-        @buffer.read(length, out)
+        buffer.read(length, out)
       end
     end
 
     def gets
       fill(nil, line: true)
-      @buffer.gets
+      buffer.gets
     end
 
     def each
@@ -55,7 +55,7 @@ module Tipi
     end
 
     def rewind
-      @buffer.rewind
+      buffer.rewind
       0
     end
 
@@ -71,13 +71,17 @@ module Tipi
 
     private
 
+    def buffer
+      @buffer ||= StringIO.new(String.new(encoding: Encoding::BINARY))
+    end
+
     # Reads from the connection until `length` bytes (or a whole line) are buffered past the
     # read position, or the body ends.
     def fill(length = nil, line: false)
       until @done
-        rest = @size - @buffer.pos
+        rest = @size - buffer.pos
         break if length && rest >= length
-        break if line && @last_newline >= @buffer.pos
+        break if line && @last_newline >= buffer.pos
 
         chunk = Input.next_chunk(@parser, @timeout)
         chunk ? append(chunk) : @done = true
@@ -88,10 +92,10 @@ module Tipi
       spill if @size + chunk.bytesize > SPILL_AT && !spilled?
       newline = chunk.rindex("\n")
       @last_newline = @size + newline if newline
-      position = @buffer.pos
-      @buffer.seek(0, IO::SEEK_END)
-      @buffer.write(chunk)
-      @buffer.pos = position
+      position = buffer.pos
+      buffer.seek(0, IO::SEEK_END)
+      buffer.write(chunk)
+      buffer.pos = position
       @size += chunk.bytesize
       chunk.clear # its copy is kept: free it now rather than at the next GC
     end
@@ -100,8 +104,8 @@ module Tipi
       file = Tempfile.new('tipi-body')
       file.unlink # no name left behind, whatever happens to this process
       file.binmode
-      file.write(@buffer.string)
-      file.pos = @buffer.pos
+      file.write(buffer.string)
+      file.pos = buffer.pos
       @buffer = file
     end
   end

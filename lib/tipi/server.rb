@@ -34,8 +34,11 @@ module Tipi
     def run
       runner = Fiber.current
       @acceptors = @listeners.map { |listener| spin { accept_loop(listener, runner) } }
+      sweeper = spin { sweep } if @options[:timeout]
       @acceptors.each(&:await)
       # Stopped accepting: the connections are this fiber's children; they finish first.
+      Fiber.await(*@live.keys) until @live.empty?
+      sweeper&.stop
       runner.await_all_children
     end
 
@@ -62,6 +65,17 @@ module Tipi
     end
 
     private
+
+    # Cuts connections whose request head is late, a few times per timeout (one timer for all
+    # connections rather than one per request).
+    def sweep
+      interval = [@options[:timeout] / 4.0, 1.0].min
+      loop do
+        sleep interval
+        now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        @live.each { |fiber, connection| fiber.raise(Connection::Expired) if connection.expired?(now) }
+      end
+    end
 
     def accept_loop(listener, runner)
       # A listener with its own app (the ACME responder of an HTTP port) serves it the Rack way.
