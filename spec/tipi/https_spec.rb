@@ -69,10 +69,16 @@ RSpec.describe 'tipi over HTTPS' do
     expect(status.exitstatus).to eq(60)
     plain = TCPSocket.new('127.0.0.1', @port)
     plain.write("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    expect(plain.read.bytesize).to be < 10 # an alert, then the end
+    expect(plain.read).to match(%r{\AHTTP/1.1 400 Bad Request\r\n.*use an https:// address}m) # as nginx does
     plain.close
     failures = @tipi.lines_matching(/tipi: 127\.0\.0\.1: TLS handshake failed/, 2)
-    expect(failures.last(2).join).to match(/fatal alert: UnknownCA.*\n.*corrupt message/)
+    expect(failures.last(2).join).to match(/fatal alert: UnknownCA.*\n.*a plain HTTP request came to the HTTPS port/)
+    # Garbage that is not HTTP gets closed too.
+    garbage = TCPSocket.new('127.0.0.1', @port)
+    garbage.write("\x16\x03\x01\x00\x05hello")
+    expect(garbage.read.bytesize).to be < 10
+    garbage.close
+    @tipi.lines_matching(/tipi: 127\.0\.0\.1: TLS handshake failed/, 3)
     _out, err, status = curl(url('/pid'))
     expect(status).to be_success, err
   end

@@ -26,6 +26,22 @@ pub struct Session {
     inbox: Vec<u8>,
     /// The transport reached its end.
     transport_eof: bool,
+    /// Whether any bytes came from the peer yet.
+    received: bool,
+    /// A plain HTTP request came instead of a ClientHello: the answer is an HTTP 400, as
+    /// nginx gives, not a TLS alert the client cannot read.
+    plain_http: Option<&'static [u8]>,
+}
+
+/// What a server answers a plain HTTP request sent to its HTTPS port.
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
+Content-Length: 49\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use an https:// address.\n";
+
+/// Whether `bytes` start like an HTTP/1 request line ("GET /", "POST /"...): an upper-case
+/// method and a space. A TLS record starts with a content type byte (22 for a handshake).
+fn looks_like_http(bytes: &[u8]) -> bool {
+    let method = bytes.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    (3..=7).contains(&method) && bytes.get(method) == Some(&b' ')
 }
 
 impl Session {
@@ -50,6 +66,8 @@ impl Session {
             conn,
             inbox: Vec::new(),
             transport_eof: false,
+            received: false,
+            plain_http: None,
         }
     }
 
@@ -66,6 +84,13 @@ impl Session {
                 ));
             }
             return Ok(());
+        }
+        let first = !std::mem::replace(&mut self.received, true);
+        if first && matches!(self.conn, Connection::Server(_)) && looks_like_http(ciphertext) {
+            self.plain_http = Some(PLAIN_HTTP_ANSWER);
+            return Err(Error::Handshake(
+                "a plain HTTP request came to the HTTPS port".into(),
+            ));
         }
         self.inbox.extend_from_slice(ciphertext);
         self.pump()
@@ -130,8 +155,13 @@ impl Session {
             .map_err(|e| Error::Protocol(e.to_string()))
     }
 
-    /// Appends the ciphertext waiting to be sent to `out`.
+    /// Appends the ciphertext waiting to be sent to `out` (after a plain HTTP request, the
+    /// plain HTTP answer).
     pub fn outgoing(&mut self, out: &mut Vec<u8>) {
+        if let Some(answer) = self.plain_http.take() {
+            out.extend_from_slice(answer);
+            return;
+        }
         while self.conn.wants_write() {
             if self.conn.write_tls(out).is_err() {
                 break;

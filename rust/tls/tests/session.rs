@@ -214,11 +214,34 @@ fn the_challenge_certificate_goes_only_to_acme_validators() {
 fn garbage_instead_of_a_client_hello_is_a_handshake_error() {
     let store = Arc::new(CertStore::new());
     add(&store, &cert(&["localhost"]));
-    let mut server = Session::server(server_config(store, &[]).unwrap()).unwrap();
+    // Plain HTTP gets a plain HTTP answer it can show, as from nginx.
+    let mut server = Session::server(server_config(store.clone(), &[]).unwrap()).unwrap();
     let error = server
         .receive(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "TLS handshake failed: a plain HTTP request came to the HTTPS port"
+    );
+    let mut answer = Vec::new();
+    server.outgoing(&mut answer);
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    assert!(
+        answer.contains(&format!("Content-Length: {}\r\n", body.len())),
+        "{answer}"
+    );
+    // Other garbage is a handshake error, answered in TLS (if at all).
+    let mut server = Session::server(server_config(store, &[]).unwrap()).unwrap();
+    let error = server.receive(b"\x16\x03\x01\x00\x05hello").unwrap_err();
     assert!(matches!(error, Error::Handshake(_)), "{error}");
+    let mut answer = Vec::new();
+    server.outgoing(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/"));
     let mut server =
         Session::server(server_config(Arc::new(CertStore::new()), &[]).unwrap()).unwrap();
     assert_eq!(
