@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require 'tmpdir'
+require 'base64'
 require_relative '../support/pebble'
 
 RSpec.describe Polyphony::ACME do
@@ -52,6 +53,20 @@ RSpec.describe Polyphony::ACME do
       .to raise_error(Polyphony::ACME::Error, /validation failed: other\.test: .*(refused|connect)/i)
     expect(log.grep(/created the ACME account/)).to be_empty
   ensure
+    pebble&.stop
+  end
+
+  it 'binds the account to an external one when the CA requires it (ZeroSSL-style EAB)' do
+    key = 'zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W'
+    pebble = Pebble.new(env: { 'PEBBLE_WFE_NONCEREJECT' => '0' }, eab: { 'kid-1' => key })
+    dir = Dir.mktmpdir
+    server = responder(pebble.http_port, dir)
+    expect { Polyphony::ACME.obtain(order(pebble, dir)) }
+      .to raise_error(Polyphony::ACME::Error, /externalAccountRequired|external account/i)
+    result = Polyphony::ACME.obtain(order(pebble, dir, eab_kid: 'kid-1', eab_hmac: Base64.urlsafe_decode64(key)))
+    expect(result['chain']).to start_with('-----BEGIN CERTIFICATE-----')
+  ensure
+    server&.stop
     pebble&.stop
   end
 

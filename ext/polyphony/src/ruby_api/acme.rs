@@ -267,8 +267,10 @@ fn start(options: RHash, context: Value) -> Result<Order, Error> {
             )))
         }
     };
-    let eab = match (string(options, "eab_kid")?, string(options, "eab_hmac")?) {
-        (Some(kid), Some(hmac)) => Some((kid, hmac.into_bytes())),
+    let hmac: Option<magnus::RString> = options.lookup("eab_hmac")?;
+    let eab = match (string(options, "eab_kid")?, hmac) {
+        // SAFETY: the key's bytes (binary, not text) are copied at once.
+        (Some(kid), Some(hmac)) => Some((kid, unsafe { hmac.as_slice() }.to_vec())),
         _ => None,
     };
     let request = OrderRequest {
