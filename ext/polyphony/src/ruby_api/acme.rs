@@ -21,14 +21,8 @@ use polyphony_acme::{
 };
 use polyphony_tls::CertStore;
 
-static ERROR: Lazy<ExceptionClass> = Lazy::new(|ruby| {
-    let acme: RModule = ruby
-        .define_module("Polyphony")
-        .and_then(|p| p.const_get("ACME"))
-        .expect("Polyphony::ACME is defined at init");
-    acme.const_get("Error")
-        .expect("Polyphony::ACME::Error is defined at init")
-});
+static ERROR: Lazy<ExceptionClass> =
+    Lazy::new(|ruby| super::tls::polyphony_const(ruby, "ACME", "Error"));
 
 fn acme_error(message: impl Into<String>) -> Error {
     let ruby = Ruby::get().expect("called from Ruby");

@@ -53,20 +53,28 @@ fn io_read(ruby: &Ruby, fd: i32, len: usize, buffer: Option<RString>) -> Result<
 /// Writes all of `data` to `fd`; returns the byte count.
 fn io_write(ruby: &Ruby, fd: i32, data: RString) -> Result<Value, Error> {
     // SAFETY: copied at once; the op owns its copy until the kernel is done with it.
-    let mut rest = unsafe { data.as_slice() }.to_vec();
-    let total = rest.len();
-    while !rest.is_empty() {
-        let op = Write::new(fd, rest, u64::MAX);
-        match attempt_or_await(fd, op)? {
-            Awaited::Done((Ok(n), mut buf)) => {
-                buf.drain(..n.min(buf.len()));
-                rest = buf;
+    let data = unsafe { data.as_slice() }.to_vec();
+    let total = data.len();
+    match write_all(fd, data)? {
+        Awaited::Done(()) => Ok(ruby.integer_from_u64(total as u64).as_value()),
+        Awaited::Interrupted(value) => Ok(val(value)),
+    }
+}
+
+/// Writes all of `data` to `fd` through the backend (at once when the descriptor is ready),
+/// op after op for what a short write left.
+pub(crate) fn write_all(fd: i32, mut data: Vec<u8>) -> Result<Awaited<()>, Error> {
+    while !data.is_empty() {
+        match attempt_or_await(fd, Write::new(fd, data, u64::MAX))? {
+            Awaited::Done((Ok(n), mut rest)) => {
+                rest.drain(..n.min(rest.len()));
+                data = rest;
             }
             Awaited::Done((Err(e), _)) => return Err(io_error(&e)),
-            Awaited::Interrupted(value) => return Ok(val(value)),
+            Awaited::Interrupted(value) => return Ok(Awaited::Interrupted(value)),
         }
     }
-    Ok(ruby.integer_from_u64(total as u64).as_value())
+    Ok(Awaited::Done(()))
 }
 
 /// Accepts a connection on the listening `fd`: the new descriptor (non-blocking,

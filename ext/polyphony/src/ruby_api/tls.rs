@@ -9,11 +9,11 @@ use magnus::value::{Lazy, ReprValue};
 use magnus::{
     function, method, prelude::*, Error, ExceptionClass, RClass, RModule, RString, Ruby, Value,
 };
-use polyphony_runtime::op::{Read as ReadOp, Write};
+use polyphony_runtime::op::Read as ReadOp;
 use polyphony_tls::{CertStore, Read, Session};
 
 use super::backend::{io_error, Awaited};
-use super::io::{attempt_or_await, val};
+use super::io::{attempt_or_await, val, write_all};
 
 /// Ciphertext is read in pieces of this size: a whole TLS record (16 KiB and its overhead).
 const RECORD: usize = 17 * 1024;
@@ -27,12 +27,7 @@ static CERTIFICATE_ERROR: Lazy<ExceptionClass> =
     Lazy::new(|ruby| error_class(ruby, "CertificateError"));
 
 fn error_class(ruby: &Ruby, name: &str) -> ExceptionClass {
-    let tls: RModule = ruby
-        .define_module("Polyphony")
-        .and_then(|p| p.const_get("TLS"))
-        .expect("Polyphony::TLS is defined at init");
-    tls.const_get(name)
-        .expect("the TLS errors are defined at init")
+    polyphony_const(ruby, "TLS", name)
 }
 
 fn tls_error(e: polyphony_tls::Error) -> Error {
@@ -213,19 +208,12 @@ impl TlsSession {
 
     fn send_outbox(&self, fd: i32) -> Step<()> {
         loop {
-            let mut data = std::mem::take(&mut *self.outbox.borrow_mut());
+            let data = std::mem::take(&mut *self.outbox.borrow_mut());
             if data.is_empty() {
                 return Ok(Ok(()));
             }
-            while !data.is_empty() {
-                match attempt_or_await(fd, Write::new(fd, data, u64::MAX))? {
-                    Awaited::Done((Ok(n), mut rest)) => {
-                        rest.drain(..n.min(rest.len()));
-                        data = rest;
-                    }
-                    Awaited::Done((Err(e), _)) => return Err(io_error(&e)),
-                    Awaited::Interrupted(value) => return Ok(Err(val(value))),
-                }
+            if let Awaited::Interrupted(value) = write_all(fd, data)? {
+                return Ok(Err(val(value)));
             }
         }
     }
@@ -359,14 +347,15 @@ impl TlsSession {
     }
 }
 
-static SOCKET: Lazy<RClass> = Lazy::new(|ruby| {
-    let tls: RModule = ruby
-        .define_module("Polyphony")
-        .and_then(|p| p.const_get("TLS"))
-        .expect("Polyphony::TLS is defined at init");
-    tls.const_get("Socket")
-        .expect("Polyphony::TLS::Socket is defined at init")
-});
+static SOCKET: Lazy<RClass> = Lazy::new(|ruby| polyphony_const(ruby, "TLS", "Socket"));
+
+/// `Polyphony::<module>::<name>`, defined at init.
+pub(crate) fn polyphony_const<T: magnus::TryConvert>(ruby: &Ruby, module: &str, name: &str) -> T {
+    ruby.define_module("Polyphony")
+        .and_then(|p| p.const_get::<_, RModule>(module))
+        .and_then(|m| m.const_get(name))
+        .unwrap_or_else(|_| panic!("Polyphony::{module}::{name} is defined at init"))
+}
 
 /// H1P's fast path for a `Polyphony::TLS::Socket`: plaintext from its session appended to
 /// `buf` with no Ruby method call. None when `socket` is something else (or has bytes of its

@@ -10,11 +10,10 @@ use magnus::{
 };
 
 use magnus::rb_sys::AsRawValue;
-use polyphony_runtime::op::Write;
 
 use super::error;
-use crate::ruby_api::backend::{io_error, Awaited, Backend};
-use crate::ruby_api::io::attempt_or_await;
+use crate::ruby_api::backend::{Awaited, Backend};
+use crate::ruby_api::io::write_all;
 
 fn reason(status: u16) -> &'static str {
     match status {
@@ -298,17 +297,10 @@ fn write_fast(io: Value, head: &[u8], body: Option<RString>) -> Result<Option<us
         data.extend_from_slice(unsafe { body.as_slice() });
     }
     let total = data.len();
-    while !data.is_empty() {
-        match attempt_or_await(fd, Write::new(fd, data, u64::MAX))? {
-            Awaited::Done((Ok(n), mut rest)) => {
-                rest.drain(..n.min(rest.len()));
-                data = rest;
-            }
-            Awaited::Done((Err(e), _)) => return Err(io_error(&e)),
-            Awaited::Interrupted(_) => return Err(error("the response write was interrupted")),
-        }
+    match write_all(fd, data)? {
+        Awaited::Done(()) => Ok(Some(total)),
+        Awaited::Interrupted(_) => Err(error("the response write was interrupted")),
     }
-    Ok(Some(total))
 }
 
 /// The descriptor of `io` when it is an open IO whose Ruby write buffer is empty (so bytes

@@ -104,39 +104,28 @@ pub(crate) fn ready_now(fd: RawFd, events: u32) -> i32 {
 pub(crate) fn attempt_socket_first(
     fd: RawFd,
     events: u32,
-    mut socket_call: impl FnMut() -> isize,
+    socket_call: impl FnMut() -> isize,
     call: impl FnMut() -> isize,
 ) -> Attempt {
-    loop {
-        let n = socket_call();
-        if n >= 0 {
-            return Attempt::Done(i32::try_from(n).unwrap_or(i32::MAX));
-        }
-        match std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-        {
-            libc::EINTR => continue,
-            libc::EAGAIN => return Attempt::Wait { fd, events },
-            libc::ENOTSOCK => return attempt_when_ready(fd, events, call),
-            errno => return Attempt::Done(-errno),
-        }
+    match attempt_now(fd, events, socket_call) {
+        Attempt::Done(n) if n == -libc::ENOTSOCK => attempt_when_ready(fd, events, call),
+        attempt => attempt,
     }
 }
 
 /// Runs a non-blocking system call once `fd` is ready for `events`: polling first keeps a
 /// descriptor in blocking mode from blocking the thread. `call` returns -1 with errno set on
 /// failure; EAGAIN means "wait again".
-pub(crate) fn attempt_when_ready(
-    fd: RawFd,
-    events: u32,
-    mut call: impl FnMut() -> isize,
-) -> Attempt {
+pub(crate) fn attempt_when_ready(fd: RawFd, events: u32, call: impl FnMut() -> isize) -> Attempt {
     match ready_now(fd, events) {
-        0 => return Attempt::Wait { fd, events },
-        n if n < 0 => return Attempt::Done(n),
-        _ => {}
+        0 => Attempt::Wait { fd, events },
+        n if n < 0 => Attempt::Done(n),
+        _ => attempt_now(fd, events, call),
     }
+}
+
+/// Runs `call` (again when a signal interrupts it): its result, or -errno, or Wait on EAGAIN.
+fn attempt_now(fd: RawFd, events: u32, mut call: impl FnMut() -> isize) -> Attempt {
     loop {
         let n = call();
         if n >= 0 {
