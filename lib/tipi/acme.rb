@@ -62,12 +62,12 @@ module Tipi
         mtime = File.mtime(cert_path(name))
         next if @loaded[name] == mtime
 
+        @loaded[name] = mtime # a file that cannot be used is reported once, not every second
         pem = File.read(cert_path(name))
         @context.add_certificate(pem, pem, false)
-        @loaded[name] = mtime
       rescue Errno::ENOENT
         nil
-      rescue Polyphony::TLS::CertificateError => e
+      rescue SystemCallError, Polyphony::TLS::CertificateError => e
         say "unusable certificate #{cert_path(name)}: #{e.message}"
       end
     end
@@ -92,7 +92,10 @@ module Tipi
     def names
       return @names unless @on_demand
 
-      @names | Dir.children(@certificates).filter_map { |file| file.delete_suffix('.pem') if file.end_with?('.pem') }
+      @names | Dir.children(@certificates).filter_map do |file|
+        name = file.delete_suffix('.pem')
+        name if file.end_with?('.pem') && name.match?(HOST_NAME)
+      end
     end
 
     def on_demand?
@@ -125,7 +128,8 @@ module Tipi
         obtain(name, remaining) if remaining
       end
       true
-    rescue Polyphony::ACME::Error => e
+    rescue Polyphony::ACME::Error, SystemCallError, OpenSSL::X509::CertificateError => e
+      # Logged and tried again later: the server serves on (with the certificates it has).
       say "no certificate for #{name}: #{e.message}"
       false
     end

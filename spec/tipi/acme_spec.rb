@@ -3,6 +3,8 @@
 require 'openssl'
 require 'tmpdir'
 require_relative '../support/pebble'
+require 'tipi'
+require 'tipi/acme'
 
 # `tipi -f`: certificates from a local Pebble CA, obtained and renewed by the real command.
 RSpec.describe 'tipi with ACME' do
@@ -115,6 +117,22 @@ RSpec.describe 'tipi with ACME' do
     expect(server.lines.grep(/ordering/).size).to eq(2)
   ensure
     server&.stop
+    FileUtils.rm_rf(dir)
+  end
+
+  it 'reports a certificate it cannot use or store and serves on' do
+    dir = Dir.mktmpdir
+    lines = []
+    acme = Tipi::ACME.new(Polyphony::TLS::ServerContext.new(['http/1.1']), names: ['broken.test'],
+                          directory: @pebble.directory, ca_file: @pebble.ca_file, dir: dir, log: ->(l) { lines << l })
+    FileUtils.mkdir_p(acme.cert_path('broken.test')) # a directory where the certificate goes
+    acme.reload
+    acme.reload # reported once, not at each look
+    expect(lines).to eq(["tipi: acme: unusable certificate #{acme.cert_path('broken.test')}: Is a directory @ io_fread - " \
+                         "#{acme.cert_path('broken.test')}"])
+    expect(acme.renew_if_due('broken.test')).to be(false) # the order's result cannot be saved
+    expect(lines.last).to start_with('tipi: acme: no certificate for broken.test:')
+  ensure
     FileUtils.rm_rf(dir)
   end
 
