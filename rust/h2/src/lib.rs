@@ -1,0 +1,626 @@
+//! HTTP/2 for Polyphony, sans-IO: the `h2` crate (hyper's HTTP/2: framing, HPACK, flow control)
+//! fed with the bytes a connection received and drained of the bytes to send. No async runtime:
+//! h2's futures are polled whenever something happened (bytes came in, the app answered), which
+//! is when they can make progress, so a no-op waker does. The runtime moves the bytes; a fiber
+//! per stream runs the app.
+
+mod pipe;
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use h2::server::{Connection, Handshake, SendResponse};
+use h2::{RecvStream, SendStream};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+
+use pipe::Pipe;
+
+/// What the server's limits set in its SETTINGS.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_concurrent_streams: u32,
+    pub max_header_list_size: u32,
+    /// Per stream, before the app reads what came.
+    pub initial_window_size: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 128,
+            max_header_list_size: 64 * 1024,
+            initial_window_size: 1 << 20,
+        }
+    }
+}
+
+/// What happened on the connection, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A request's head. `end_stream`: it has no body.
+    Request {
+        stream: u32,
+        method: String,
+        /// The path with its query.
+        path: String,
+        scheme: Option<String>,
+        authority: Option<String>,
+        /// Field names lower-case, in arrival order.
+        headers: Vec<(String, Vec<u8>)>,
+        end_stream: bool,
+    },
+    /// A piece of a request body; `end_stream` with the last one (which may be empty).
+    Data {
+        stream: u32,
+        data: Bytes,
+        end_stream: bool,
+    },
+    /// The client reset the stream: its answer is not wanted.
+    Reset { stream: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(pub String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP/2: {}", self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn h2_error(e: h2::Error) -> Error {
+    Error(e.to_string())
+}
+
+enum State {
+    Handshaking(Pin<Box<Handshake<Pipe, Bytes>>>),
+    Open(Box<Connection<Pipe, Bytes>>),
+    Closed,
+}
+
+struct Stream {
+    respond: Option<SendResponse<Bytes>>,
+    body: Option<RecvStream>,
+    send: Option<SendStream<Bytes>>,
+}
+
+/// The server side of one HTTP/2 connection (after the client's preface, which it reads).
+pub struct Server {
+    pipe: Pipe,
+    state: State,
+    streams: HashMap<u32, Stream>,
+    events: VecDeque<Event>,
+}
+
+impl Server {
+    pub fn new(settings: &Settings) -> Self {
+        let pipe = Pipe::default();
+        let handshake = h2::server::Builder::new()
+            .max_concurrent_streams(settings.max_concurrent_streams)
+            .max_header_list_size(settings.max_header_list_size)
+            .initial_window_size(settings.initial_window_size)
+            .handshake(pipe.clone());
+        Self {
+            pipe,
+            state: State::Handshaking(Box::pin(handshake)),
+            streams: HashMap::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Takes bytes from the transport (none: it ended) and handles what they complete.
+    pub fn receive(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.pipe.feed(bytes);
+        self.poll()
+    }
+
+    /// The next event, if any.
+    pub fn next_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Appends what is to be sent to `out`.
+    pub fn outgoing(&mut self, out: &mut Vec<u8>) {
+        self.pipe.drain(out);
+    }
+
+    /// Whether the connection is over (closed by the client, or after a GOAWAY and its last
+    /// stream).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Answers `stream` with its head; `end_stream` when there is no body.
+    pub fn respond(
+        &mut self,
+        stream: u32,
+        status: u16,
+        headers: &[(String, Vec<u8>)],
+        end_stream: bool,
+    ) -> Result<(), Error> {
+        let entry = self.stream(stream)?;
+        let mut respond = entry
+            .respond
+            .take()
+            .ok_or_else(|| Error(format!("stream {stream} was answered already")))?;
+        let status = StatusCode::from_u16(status).map_err(|e| Error(e.to_string()))?;
+        let mut response = Response::builder()
+            .status(status)
+            .body(())
+            .map_err(|e| Error(e.to_string()))?;
+        *response.headers_mut() = header_map(headers)?;
+        let send = respond
+            .send_response(response, end_stream)
+            .map_err(h2_error)?;
+        if end_stream {
+            self.finish(stream);
+        } else {
+            self.stream(stream)?.send = Some(send);
+        }
+        self.poll()
+    }
+
+    /// Sends a piece of `stream`'s body (h2 holds what flow control does not let out yet).
+    pub fn send_data(&mut self, stream: u32, data: Bytes, end_stream: bool) -> Result<(), Error> {
+        let send =
+            self.stream(stream)?.send.as_mut().ok_or_else(|| {
+                Error(format!("stream {stream} has no response head, or it ended"))
+            })?;
+        send.send_data(data, end_stream).map_err(h2_error)?;
+        if end_stream {
+            self.finish(stream);
+        }
+        self.poll()
+    }
+
+    /// Ends `stream`'s body with trailer fields.
+    pub fn send_trailers(
+        &mut self,
+        stream: u32,
+        trailers: &[(String, Vec<u8>)],
+    ) -> Result<(), Error> {
+        let map = header_map(trailers)?;
+        let send =
+            self.stream(stream)?.send.as_mut().ok_or_else(|| {
+                Error(format!("stream {stream} has no response head, or it ended"))
+            })?;
+        send.send_trailers(map).map_err(h2_error)?;
+        self.finish(stream);
+        self.poll()
+    }
+
+    /// Resets `stream` (the app failed, or gave up on it).
+    pub fn reset(&mut self, stream: u32) -> Result<(), Error> {
+        if let Some(mut entry) = self.streams.remove(&stream) {
+            if let Some(send) = entry.send.as_mut() {
+                send.send_reset(h2::Reason::INTERNAL_ERROR);
+            } else if let Some(respond) = entry.respond.as_mut() {
+                respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            }
+        }
+        self.poll()
+    }
+
+    /// Starts a graceful shutdown: GOAWAY, streams in flight finish, no new ones.
+    pub fn graceful_shutdown(&mut self) -> Result<(), Error> {
+        if let State::Open(conn) = &mut self.state {
+            conn.graceful_shutdown();
+        }
+        self.poll()
+    }
+
+    fn stream(&mut self, stream: u32) -> Result<&mut Stream, Error> {
+        self.streams
+            .get_mut(&stream)
+            .ok_or_else(|| Error(format!("no stream {stream}")))
+    }
+
+    /// Forgets a stream whose answer is complete (its body was read or reset).
+    fn finish(&mut self, stream: u32) {
+        if let Some(entry) = self.streams.get_mut(&stream) {
+            entry.respond = None;
+            entry.send = None;
+            if entry.body.is_none() {
+                self.streams.remove(&stream);
+            }
+        }
+    }
+
+    /// Drives h2 as far as the bytes at hand allow: the handshake, new streams, request bodies,
+    /// and the frames to send.
+    fn poll(&mut self) -> Result<(), Error> {
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            let mut progress = false;
+            match &mut self.state {
+                State::Handshaking(handshake) => match handshake.as_mut().poll(&mut cx) {
+                    Poll::Ready(Ok(conn)) => {
+                        self.state = State::Open(Box::new(conn));
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        self.state = State::Closed;
+                        return Err(Error(format!(
+                            "no HTTP/2 connection preface from the client ({e})"
+                        )));
+                    }
+                    Poll::Pending => return Ok(()),
+                },
+                State::Open(conn) => match conn.poll_accept(&mut cx) {
+                    Poll::Ready(Some(Ok((request, respond)))) => {
+                        let stream = respond.stream_id().as_u32();
+                        let (head, body) = request.into_parts();
+                        let end_stream = body.is_end_stream();
+                        let mut headers = Vec::with_capacity(head.headers.len());
+                        for (name, value) in head.headers.iter() {
+                            headers.push((name.as_str().to_string(), value.as_bytes().to_vec()));
+                        }
+                        self.events.push_back(Event::Request {
+                            stream,
+                            method: head.method.as_str().to_string(),
+                            path: head
+                                .uri
+                                .path_and_query()
+                                .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
+                            scheme: head.uri.scheme_str().map(str::to_string),
+                            authority: head.uri.authority().map(|a| a.as_str().to_string()),
+                            headers,
+                            end_stream,
+                        });
+                        self.streams.insert(
+                            stream,
+                            Stream {
+                                respond: Some(respond),
+                                body: (!end_stream).then_some(body),
+                                send: None,
+                            },
+                        );
+                        progress = true;
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        self.state = State::Closed;
+                        return Err(h2_error(e));
+                    }
+                    Poll::Ready(None) => {
+                        self.state = State::Closed;
+                        return Ok(());
+                    }
+                    Poll::Pending => {}
+                },
+                State::Closed => return Ok(()),
+            }
+            progress |= self.poll_bodies(&mut cx);
+            if !progress {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Request body pieces that arrived, as events; capacity released at once (the window is
+    /// the server's limit on what a stream may have in flight, not on what the app has read).
+    fn poll_bodies(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        let mut done = Vec::new();
+        for (&id, stream) in self.streams.iter_mut() {
+            let reset = match (stream.respond.as_mut(), stream.send.as_mut()) {
+                (Some(respond), _) => respond.poll_reset(cx).is_ready(),
+                (None, Some(send)) => send.poll_reset(cx).is_ready(),
+                (None, None) => false,
+            };
+            if reset {
+                self.events.push_back(Event::Reset { stream: id });
+                done.push(id);
+                progress = true;
+                continue;
+            }
+            let Some(body) = stream.body.as_mut() else {
+                continue;
+            };
+            loop {
+                match body.poll_data(cx) {
+                    Poll::Ready(Some(Ok(data))) => {
+                        let _ = body.flow_control().release_capacity(data.len());
+                        let end_stream = body.is_end_stream();
+                        self.events.push_back(Event::Data {
+                            stream: id,
+                            data,
+                            end_stream,
+                        });
+                        progress = true;
+                        if end_stream {
+                            stream.body = None;
+                            break;
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        self.events.push_back(Event::Data {
+                            stream: id,
+                            data: Bytes::new(),
+                            end_stream: true,
+                        });
+                        stream.body = None;
+                        progress = true;
+                        break;
+                    }
+                    Poll::Ready(Some(Err(_))) => {
+                        self.events.push_back(Event::Reset { stream: id });
+                        done.push(id);
+                        progress = true;
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if stream.body.is_none() && stream.respond.is_none() && stream.send.is_none() {
+                done.push(id);
+            }
+        }
+        for id in done {
+            self.streams.remove(&id);
+        }
+        progress
+    }
+}
+
+/// Fields HTTP/2 forbids (RFC 9113 8.2.2): a response carrying HTTP/1's connection handling
+/// has them dropped, not refused.
+const CONNECTION_SPECIFIC: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn header_map(fields: &[(String, Vec<u8>)]) -> Result<HeaderMap, Error> {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for (name, value) in fields {
+        let lower = name.to_ascii_lowercase();
+        if CONNECTION_SPECIFIC.contains(&lower.as_str()) {
+            continue;
+        }
+        let name = HeaderName::from_bytes(lower.as_bytes())
+            .map_err(|_| Error(format!("invalid header name {name:?}")))?;
+        let value = HeaderValue::from_bytes(value)
+            .map_err(|_| Error(format!("header {name} has CR, LF or NUL in its value")))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use h2::client::{self, SendRequest};
+    use http::{Method, Request};
+
+    type ClientConnection = Pin<Box<client::Connection<Pipe, Bytes>>>;
+
+    /// An h2 client over an in-memory pipe, its bytes shuttled to and from the server.
+    struct Client {
+        io: Pipe,
+        conn: Option<ClientConnection>,
+        send: Option<SendRequest<Bytes>>,
+    }
+
+    fn cx() -> Context<'static> {
+        Context::from_waker(Waker::noop())
+    }
+
+    impl Client {
+        fn connect(server: &mut Server) -> Self {
+            let io = Pipe::default();
+            let mut handshake = Box::pin(client::handshake(io.clone()));
+            let mut client = Client {
+                io,
+                conn: None,
+                send: None,
+            };
+            for _ in 0..20 {
+                if let Poll::Ready(result) = handshake.as_mut().poll(&mut cx()) {
+                    let (send, conn) = result.unwrap();
+                    client.send = Some(send);
+                    client.conn = Some(Box::pin(conn));
+                    break;
+                }
+                client.pump(server);
+            }
+            client.pump(server);
+            client
+        }
+
+        /// Moves bytes both ways until neither side has more to say.
+        fn pump(&mut self, server: &mut Server) {
+            for _ in 0..50 {
+                if let Some(conn) = self.conn.as_mut() {
+                    let _ = conn.as_mut().poll(&mut cx());
+                }
+                let mut to_server = Vec::new();
+                self.io.drain(&mut to_server);
+                if !to_server.is_empty() {
+                    server.receive(&to_server).unwrap();
+                }
+                let mut to_client = Vec::new();
+                server.outgoing(&mut to_client);
+                if !to_client.is_empty() {
+                    self.io.feed(&to_client);
+                }
+                if to_server.is_empty() && to_client.is_empty() {
+                    return;
+                }
+            }
+            panic!("the connection never settled");
+        }
+
+        fn request(
+            &mut self,
+            method: Method,
+            path: &str,
+            body: Option<&[&str]>,
+        ) -> (client::ResponseFuture, u32) {
+            let request = Request::builder()
+                .method(method)
+                .uri(format!("https://example.test{path}"))
+                .header("x-test", "yes")
+                .body(())
+                .unwrap();
+            let send = self.send.as_mut().unwrap();
+            let (response, mut stream) = send.send_request(request, body.is_none()).unwrap();
+            if let Some(parts) = body {
+                for (i, part) in parts.iter().enumerate() {
+                    stream
+                        .send_data(Bytes::from(part.to_string()), i + 1 == parts.len())
+                        .unwrap();
+                }
+            }
+            let id = response.stream_id().as_u32();
+            (response, id)
+        }
+
+        fn response(
+            &mut self,
+            server: &mut Server,
+            mut response: client::ResponseFuture,
+        ) -> (u16, String) {
+            self.pump(server);
+            let Poll::Ready(response) = Pin::new(&mut response).poll(&mut cx()) else {
+                panic!("no response yet");
+            };
+            let (head, mut body) = response.unwrap().into_parts();
+            let mut text = String::new();
+            loop {
+                self.pump(server);
+                match body.poll_data(&mut cx()) {
+                    Poll::Ready(Some(chunk)) => {
+                        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap())
+                    }
+                    Poll::Ready(None) => break,
+                    Poll::Pending => panic!("the body did not end"),
+                }
+            }
+            (head.status.as_u16(), text)
+        }
+    }
+
+    fn events(server: &mut Server) -> Vec<Event> {
+        std::iter::from_fn(|| server.next_event()).collect()
+    }
+
+    #[test]
+    fn serves_a_request_and_its_answer() {
+        let mut server = Server::new(&Settings::default());
+        let mut client = Client::connect(&mut server);
+        let (response, id) = client.request(Method::GET, "/hello?x=1", None);
+        client.pump(&mut server);
+        assert_eq!(
+            events(&mut server),
+            [Event::Request {
+                stream: id,
+                method: "GET".into(),
+                path: "/hello?x=1".into(),
+                scheme: Some("https".into()),
+                authority: Some("example.test".into()),
+                headers: vec![("x-test".into(), b"yes".to_vec())],
+                end_stream: true,
+            }]
+        );
+        let fields = [
+            ("content-type".to_string(), b"text/plain".to_vec()),
+            ("connection".to_string(), b"close".to_vec()),
+        ];
+        server.respond(id, 200, &fields, false).unwrap();
+        server
+            .send_data(id, Bytes::from_static(b"hello"), true)
+            .unwrap();
+        assert_eq!(
+            client.response(&mut server, response),
+            (200, "hello".to_string())
+        );
+    }
+
+    #[test]
+    fn multiplexes_streams_with_bodies_answered_in_any_order() {
+        let mut server = Server::new(&Settings::default());
+        let mut client = Client::connect(&mut server);
+        let (first, a) = client.request(Method::POST, "/a", Some(&["one ", "two"]));
+        let (second, b) = client.request(Method::POST, "/b", Some(&["three"]));
+        client.pump(&mut server);
+        let mut bodies: HashMap<u32, String> = HashMap::new();
+        for event in events(&mut server) {
+            if let Event::Data { stream, data, .. } = event {
+                bodies
+                    .entry(stream)
+                    .or_default()
+                    .push_str(std::str::from_utf8(&data).unwrap());
+            }
+        }
+        assert_eq!(bodies[&a], "one two");
+        assert_eq!(bodies[&b], "three");
+        // The second first; the first's body ends with trailers.
+        server.respond(b, 201, &[], false).unwrap();
+        server.send_data(b, Bytes::from_static(b"B"), true).unwrap();
+        server.respond(a, 202, &[], false).unwrap();
+        server
+            .send_data(a, Bytes::from_static(b"A"), false)
+            .unwrap();
+        server
+            .send_trailers(a, &[("x-checksum".to_string(), b"1".to_vec())])
+            .unwrap();
+        assert_eq!(client.response(&mut server, second), (201, "B".to_string()));
+        assert_eq!(client.response(&mut server, first), (202, "A".to_string()));
+    }
+
+    #[test]
+    fn a_reset_from_the_client_is_an_event() {
+        let mut server = Server::new(&Settings::default());
+        let mut client = Client::connect(&mut server);
+        let (response, id) = client.request(Method::GET, "/slow", None);
+        client.pump(&mut server);
+        let _ = events(&mut server);
+        drop(response); // an h2 client resets a stream whose response it drops
+        client.pump(&mut server);
+        assert_eq!(events(&mut server), [Event::Reset { stream: id }]);
+        assert!(server.respond(id, 200, &[], true).is_err());
+    }
+
+    #[test]
+    fn a_bad_preface_is_an_error() {
+        let mut server = Server::new(&Settings::default());
+        let error = server
+            .receive(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("HTTP/2: no HTTP/2 connection preface from the client"),
+            "{error}"
+        );
+        assert!(server.is_closed());
+    }
+
+    #[test]
+    fn a_graceful_shutdown_lets_the_open_stream_finish() {
+        let mut server = Server::new(&Settings::default());
+        let mut client = Client::connect(&mut server);
+        let (response, id) = client.request(Method::GET, "/last", None);
+        client.pump(&mut server);
+        let _ = events(&mut server);
+        server.graceful_shutdown().unwrap();
+        client.pump(&mut server);
+        server.respond(id, 200, &[], false).unwrap();
+        server
+            .send_data(id, Bytes::from_static(b"done"), true)
+            .unwrap();
+        assert_eq!(
+            client.response(&mut server, response),
+            (200, "done".to_string())
+        );
+        client.pump(&mut server);
+        assert!(server.is_closed());
+    }
+}
