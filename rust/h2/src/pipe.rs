@@ -1,10 +1,9 @@
 //! The transport h2 sees: bytes fed in by the caller, bytes written out kept for the caller.
 //! Reading what is not there yet is Pending (the caller polls again after feeding more).
 
-use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -18,15 +17,19 @@ struct Buffers {
     eof: bool,
 }
 
-/// Both ends share the buffers: h2 owns one clone, the server the other. One thread only (a
-/// connection lives on its fiber's thread).
+/// Both ends share the buffers: h2 owns one clone, the server the other. (A mutex only to be
+/// `Send`: a connection lives on its fiber's thread, so it is never contended.)
 #[derive(Default, Clone)]
-pub(crate) struct Pipe(Rc<RefCell<Buffers>>);
+pub(crate) struct Pipe(Arc<Mutex<Buffers>>);
 
 impl Pipe {
+    fn buffers(&self) -> MutexGuard<'_, Buffers> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Bytes from the transport; none means it ended.
     pub(crate) fn feed(&self, bytes: &[u8]) {
-        let mut buffers = self.0.borrow_mut();
+        let mut buffers = self.buffers();
         if bytes.is_empty() {
             buffers.eof = true;
             return;
@@ -38,7 +41,7 @@ impl Pipe {
     }
 
     pub(crate) fn drain(&self, out: &mut Vec<u8>) {
-        out.append(&mut self.0.borrow_mut().outbox);
+        out.append(&mut self.buffers().outbox);
     }
 }
 
@@ -48,7 +51,7 @@ impl AsyncRead for Pipe {
         _cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let mut buffers = self.0.borrow_mut();
+        let mut buffers = self.buffers();
         let available = &buffers.inbox[buffers.read..];
         if available.is_empty() {
             return if buffers.eof {
@@ -70,7 +73,7 @@ impl AsyncWrite for Pipe {
         _cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.0.borrow_mut().outbox.extend_from_slice(data);
+        self.buffers().outbox.extend_from_slice(data);
         Poll::Ready(Ok(data.len()))
     }
 

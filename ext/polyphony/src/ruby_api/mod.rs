@@ -3,6 +3,7 @@
 mod acme;
 mod backend;
 mod h1p;
+mod http2;
 pub(crate) mod io;
 pub(crate) mod tls;
 
@@ -14,5 +15,6 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     io::init(ruby, polyphony)?;
     tls::init(ruby, polyphony)?;
     acme::init(ruby, polyphony)?;
+    http2::init(ruby, polyphony)?;
     h1p::init(ruby)
 }

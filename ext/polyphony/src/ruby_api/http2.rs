@@ -1,0 +1,174 @@
+//! `Polyphony::HTTP2::Server`: one HTTP/2 connection's server side over `h2p`, fed with the
+//! bytes the socket gave and drained of those to send (the caller moves them, so it works
+//! over a plain socket or a TLS one alike).
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+use h2p::{Event, Server, Settings};
+use magnus::value::{Lazy, ReprValue};
+use magnus::{
+    function, method, prelude::*, Error, ExceptionClass, RArray, RModule, RString, Ruby, Value,
+};
+
+static ERROR: Lazy<ExceptionClass> =
+    Lazy::new(|ruby| super::tls::polyphony_const(ruby, "HTTP2", "Error"));
+
+fn h2_error(e: h2p::Error) -> Error {
+    let ruby = Ruby::get().expect("called from Ruby");
+    Error::new(ruby.get_inner(&ERROR), e.to_string())
+}
+
+#[magnus::wrap(class = "Polyphony::HTTP2::Server", free_immediately, size)]
+struct Http2Server(RefCell<Server>);
+
+/// `[[name, value], ...]` (names and values Strings) as fields.
+fn fields(array: RArray) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let mut fields = Vec::with_capacity(array.len());
+    for pair in array.into_iter() {
+        let pair = RArray::try_convert(pair)?;
+        let name: String = pair.entry(0)?;
+        let value: RString = pair.entry(1)?;
+        // SAFETY: copied at once, with no Ruby call in between.
+        fields.push((name, unsafe { value.as_slice() }.to_vec()));
+    }
+    Ok(fields)
+}
+
+impl Http2Server {
+    /// `new(max_concurrent_streams, max_header_list_size)`.
+    fn new(max_concurrent_streams: u32, max_header_list_size: u32) -> Self {
+        let settings = Settings {
+            max_concurrent_streams,
+            max_header_list_size,
+            ..Settings::default()
+        };
+        Self(RefCell::new(Server::new(&settings)))
+    }
+
+    fn server(&self) -> Result<std::cell::RefMut<'_, Server>, Error> {
+        self.0
+            .try_borrow_mut()
+            .map_err(|_| h2_error(h2p::Error("called re-entrantly".into())))
+    }
+
+    /// Bytes from the socket ("" when it ended).
+    fn receive(&self, bytes: RString) -> Result<(), Error> {
+        // SAFETY: copied by the server at once.
+        let result = self.server()?.receive(unsafe { bytes.as_slice() });
+        result.map_err(h2_error)
+    }
+
+    /// The next event: `[:request, stream, method, path, scheme, authority, [[name, value]...],
+    /// end_stream]`, `[:data, stream, bytes, end_stream]`, `[:reset, stream]`, or nil.
+    fn next_event(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+        let event = rb_self.server()?.next_event();
+        let array = ruby.ary_new();
+        match event {
+            None => return Ok(ruby.qnil().as_value()),
+            Some(Event::Request {
+                stream,
+                method,
+                path,
+                scheme,
+                authority,
+                headers,
+                end_stream,
+            }) => {
+                array.push(ruby.to_symbol("request"))?;
+                array.push(stream)?;
+                array.push(method)?;
+                array.push(path)?;
+                array.push(scheme)?;
+                array.push(authority)?;
+                let list = ruby.ary_new_capa(headers.len());
+                for (name, value) in headers {
+                    list.push((name, ruby.str_from_slice(&value)))?;
+                }
+                array.push(list)?;
+                array.push(end_stream)?;
+            }
+            Some(Event::Data {
+                stream,
+                data,
+                end_stream,
+            }) => {
+                array.push(ruby.to_symbol("data"))?;
+                array.push(stream)?;
+                array.push(ruby.str_from_slice(&data))?;
+                array.push(end_stream)?;
+            }
+            Some(Event::Reset { stream }) => {
+                array.push(ruby.to_symbol("reset"))?;
+                array.push(stream)?;
+            }
+        }
+        Ok(array.as_value())
+    }
+
+    fn respond(
+        &self,
+        stream: u32,
+        status: u16,
+        headers: RArray,
+        end_stream: bool,
+    ) -> Result<(), Error> {
+        let headers = fields(headers)?;
+        let result = self.server()?.respond(stream, status, &headers, end_stream);
+        result.map_err(h2_error)
+    }
+
+    fn send_data(&self, stream: u32, data: RString, end_stream: bool) -> Result<(), Error> {
+        // SAFETY: copied at once, with no Ruby call in between.
+        let data = Bytes::copy_from_slice(unsafe { data.as_slice() });
+        let result = self.server()?.send_data(stream, data, end_stream);
+        result.map_err(h2_error)
+    }
+
+    fn send_trailers(&self, stream: u32, trailers: RArray) -> Result<(), Error> {
+        let trailers = fields(trailers)?;
+        let result = self.server()?.send_trailers(stream, &trailers);
+        result.map_err(h2_error)
+    }
+
+    fn reset(&self, stream: u32) -> Result<(), Error> {
+        let result = self.server()?.reset(stream);
+        result.map_err(h2_error)
+    }
+
+    fn graceful_shutdown(&self) -> Result<(), Error> {
+        let result = self.server()?.graceful_shutdown();
+        result.map_err(h2_error)
+    }
+
+    /// The bytes to send now ("" when none).
+    fn outgoing(ruby: &Ruby, rb_self: &Self) -> Result<RString, Error> {
+        let mut out = Vec::new();
+        rb_self.server()?.outgoing(&mut out);
+        Ok(ruby.str_from_slice(&out))
+    }
+
+    fn is_closed(&self) -> Result<bool, Error> {
+        Ok(self.server()?.is_closed())
+    }
+}
+
+pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
+    let http2 = polyphony.define_module("HTTP2")?;
+    http2.define_error("Error", ruby.exception_standard_error())?;
+    let class = http2.define_class("Server", ruby.class_object())?;
+    class.define_singleton_method("new", function!(Http2Server::new, 2))?;
+    class.define_method("receive", method!(Http2Server::receive, 1))?;
+    class.define_method("next_event", method!(Http2Server::next_event, 0))?;
+    class.define_method("respond", method!(Http2Server::respond, 4))?;
+    class.define_method("send_data", method!(Http2Server::send_data, 3))?;
+    class.define_method("send_trailers", method!(Http2Server::send_trailers, 2))?;
+    class.define_method("reset", method!(Http2Server::reset, 1))?;
+    class.define_method(
+        "graceful_shutdown",
+        method!(Http2Server::graceful_shutdown, 0),
+    )?;
+    class.define_method("outgoing", method!(Http2Server::outgoing, 0))?;
+    class.define_method("closed?", method!(Http2Server::is_closed, 0))?;
+    Ok(())
+}

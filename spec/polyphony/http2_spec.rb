@@ -1,0 +1,59 @@
+# frozen_string_literal: true
+
+# Polyphony::HTTP2::Server: HTTP/2 fed with a socket's bytes, here over plain TCP (h2c with prior
+# knowledge), talked to by curl.
+RSpec.describe Polyphony::HTTP2::Server do
+  let(:listener) { TCPServer.new('127.0.0.1', 0) }
+  let(:port) { listener.addr[1] }
+
+  after { listener.close unless listener.closed? }
+
+  # Answers each request with its method, path and body size; the socket's bytes in, h2's out.
+  def serve(conn)
+    h2 = Polyphony::HTTP2::Server.new(100, 65_536)
+    requests = {}
+    conn.read_loop do |data|
+      h2.receive(data)
+      while (event = h2.next_event)
+        case event
+        in [:request, id, method, path, _scheme, _authority, _headers, end_stream]
+          requests[id] = [method, path, +'']
+          answer(h2, id, requests.delete(id)) if end_stream
+        in [:data, id, bytes, end_stream]
+          requests[id][2] << bytes
+          answer(h2, id, requests.delete(id)) if end_stream
+        in [:reset, id]
+          requests.delete(id)
+        end
+      end
+      out = h2.outgoing
+      conn.write(out) unless out.empty?
+    end
+  ensure
+    conn.close
+  end
+
+  def answer(h2, id, (method, path, body))
+    h2.respond(id, 200, [%w[content-type text/plain], %w[connection close]], false)
+    h2.send_data(id, "#{method} #{path} #{body.bytesize}\n", true)
+  end
+
+  def curl(*args)
+    spin { IO.popen(['curl', '-sS', '--max-time', '5', '--http2-prior-knowledge', *args], &:read) }.await
+  end
+
+  it 'serves curl over h2c, bodies included' do
+    acceptor = spin { listener.accept_loop { |conn| spin { serve(conn) } } }
+    expect(curl('-w', ' %{http_version}', "http://127.0.0.1:#{port}/hello?x=1")).to eq("GET /hello?x=1 0\n 2")
+    expect(curl('--data-binary', 'x' * 100_000, "http://127.0.0.1:#{port}/upload")).to eq("POST /upload 100000\n")
+  ensure
+    acceptor&.stop
+  end
+
+  it 'says what is wrong with a connection that is not HTTP/2' do
+    h2 = Polyphony::HTTP2::Server.new(100, 65_536)
+    expect { h2.receive("GET / HTTP/1.1\r\nHost: x\r\n\r\n") }
+      .to raise_error(Polyphony::HTTP2::Error, /no HTTP\/2 connection preface/)
+    expect(h2).to be_closed
+  end
+end
