@@ -60,6 +60,7 @@ module Tipi
 
     def serve
       return unless secure
+      return serve_http2 if http2?
 
       @parser = H1P::Parser.new(@socket, max_body: @max_body)
       while (request = read_request)
@@ -87,7 +88,23 @@ module Tipi
       end
     end
 
+    def http2?
+      return @socket.alpn_protocol == 'h2' if @server[:tls]
+
+      !@native && HTTP2Connection.preface?(@socket, @timeout)
+    end
+
+    # A graceful stop of an HTTP/2 connection: GOAWAY; its streams in flight finish.
+    def goaway
+      @http2&.shutdown
+    end
+
     private
+
+    def serve_http2
+      @http2 = HTTP2Connection.new(@socket, @app, @server, @logger, timeout: @timeout)
+      @http2.serve
+    end
 
     # On an HTTPS listener, the TLS handshake (at most the timeout). A failed one is logged
     # (a client that does not trust the certificate, a plain HTTP request, a scanner) and the

@@ -43,9 +43,10 @@ module Tipi
     end
 
     # Binds `url`, or takes over the socket a previous image of this process left for it.
-    def self.bind(url, inherited = inherited_fds)
+    # @param alpn [Array<String>] what an ssl:// listener offers (h2 only for Rack apps)
+    def self.bind(url, inherited = inherited_fds, alpn: %w[h2 http/1.1])
       url = normalize(url)
-      tls = tls_context(url) if url.start_with?('ssl:')
+      tls = tls_context(url, alpn) if url.start_with?('ssl:')
       fd = inherited.delete(url)
       return new(url, url.start_with?('unix:') ? UNIXServer.for_fd(fd) : TCPServer.for_fd(fd), tls) if fd
 
@@ -53,14 +54,14 @@ module Tipi
     end
 
     # An ssl:// URL's certificate: the cert= and key= files, or a self-signed one.
-    def self.tls_context(url)
+    def self.tls_context(url, alpn)
       query = URI.decode_www_form(url[/\?(.*)\z/, 1] || '').to_h
       cert, key = query.values_at('cert', 'key')
-      return Polyphony::TLS::ServerContext.new(['http/1.1']) if query['acme'] # filled by Tipi::ACME
-      return Polyphony::TLS::ServerContext.self_signed(SELF_SIGNED_NAMES) unless cert || key
+      return Polyphony::TLS::ServerContext.new(alpn) if query['acme'] # filled by Tipi::ACME
+      return Polyphony::TLS::ServerContext.self_signed(SELF_SIGNED_NAMES, alpn: alpn) unless cert || key
       raise ArgumentError, "#{url}: give both cert= and key=" unless cert && key
 
-      Polyphony::TLS::ServerContext.load(cert, key)
+      Polyphony::TLS::ServerContext.load(cert, key, alpn: alpn)
     rescue Polyphony::TLS::CertificateError => e
       raise ArgumentError, "cannot listen on #{url.sub(/\?.*/, '')}: #{e.message}"
     end

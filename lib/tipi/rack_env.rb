@@ -11,7 +11,16 @@ module Tipi
     EMPTY = ''.b.freeze
     VERSION = [1, 3].freeze
 
+    SPECIAL = { 'content-type' => 'CONTENT_TYPE', 'content-length' => 'CONTENT_LENGTH' }.freeze
+    KEYS = Hash.new { |keys, name| keys[name] = SPECIAL[name] || "HTTP_#{name.upcase.tr('-', '_')}".freeze }
+
     module_function
+
+    # The env key of a (lower-case) header field name: HTTP_* (for HTTP/2's fields; H1P makes
+    # HTTP/1's).
+    def key(name)
+      KEYS[name]
+    end
 
     # @param server [Hash] :host, :port (the listener's), :remote_addr, :scheme
     def base(server)

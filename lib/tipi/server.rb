@@ -54,7 +54,10 @@ module Tipi
     def shutdown(grace = 10, close: true)
       @stopping = true
       @acceptors&.each(&:stop)
-      @live.each { |fiber, connection| fiber.stop if connection.idle? }
+      @live.each do |fiber, connection|
+        connection.goaway # HTTP/2: no new streams
+        fiber.stop if connection.idle?
+      end
       move_on_after(grace) { sleep(0.01) until @live.empty? }
       @live.each_key(&:terminate)
       self.close if close

@@ -113,7 +113,7 @@ RSpec.describe 'tipi with ACME' do
     # Known now: served at once, not ordered again.
     _out, err, status = curl('--resolve', "ok.test:#{https_port}:127.0.0.1", "https://ok.test:#{https_port}/pid")
     expect(status).to be_success, err
-    server.lines_matching(%r{"GET /pid HTTP/1.1" 200}, 3)
+    server.lines_matching(%r{"GET /pid HTTP/(1\.1|2)" 200}, 3)
     expect(server.lines.grep(/ordering/).size).to eq(2)
   ensure
     server&.stop

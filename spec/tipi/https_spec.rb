@@ -39,8 +39,8 @@ RSpec.describe 'tipi over HTTPS' do
     expect(@tipi.lines.join).to include("* listening on https://127.0.0.1:#{@port} (certificate #{@cert})")
   end
 
-  it 'serves the Rack app over TLS, with an https env, on kept-alive connections' do
-    out, err, status = curl('-w', '\n%{http_version} %{num_connects}\n', url('/env?a=1'), url('/env?b=2'))
+  it 'serves the Rack app over TLS, with an https env, on kept-alive HTTP/1.1 connections' do
+    out, err, status = curl('--http1.1', '-w', '\n%{http_version} %{num_connects}\n', url('/env?a=1'), url('/env?b=2'))
     expect(status).to be_success, err
     first, second = out.split("\n").each_slice(2).to_a
     env = JSON.parse(first[0])

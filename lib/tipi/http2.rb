@@ -1,0 +1,170 @@
+# frozen_string_literal: true
+
+module Tipi
+  # An HTTP/2 connection (ALPN h2 on TLS, or the h2c preface on plain TCP): h2p does the
+  # protocol, each stream runs the Rack app on a fiber of its own, frames go out under a lock so
+  # that streams answering at once do not interleave their bytes.
+  class HTTP2Connection
+    PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+    # Whether a plain TCP connection starts with the HTTP/2 preface (peeked, not consumed).
+    def self.preface?(socket, timeout)
+      move_on_after(timeout, with_value: false) do
+        loop do
+          data = socket.recv_nonblock(PREFACE.bytesize, Socket::MSG_PEEK, exception: false)
+          return false if data.nil? || data == ''
+
+          if data == :wait_readable
+            Polyphony.__io_wait__(socket.fileno, IO::READABLE)
+            next
+          end
+          return false unless PREFACE.start_with?(data)
+          return true if data.bytesize == PREFACE.bytesize
+
+          sleep 0.005 # the rest of the preface is on its way
+        end
+      end
+    end
+
+    # Reads a stream's request body for Tipi::Input (which calls read_body_chunk).
+    class Body
+      def initialize
+        @queue = Polyphony::Queue.new
+      end
+
+      def <<(chunk)
+        @queue << chunk
+      end
+
+      def read_body_chunk
+        @queue.shift
+      end
+    end
+
+    def initialize(socket, app, server, logger, options)
+      @socket = socket
+      @app = app
+      @server = server
+      @logger = logger
+      @timeout = options[:timeout]
+      @h2 = Polyphony::HTTP2::Server.new(options[:max_streams] || 128, 65_536)
+      @bodies = {}
+      @fibers = {}
+      @lock = Polyphony::Mutex.new
+      # No hijacking a stream: HTTP/2 multiplexes the socket.
+      @base_env = RackEnv.base(server).merge('SERVER_PROTOCOL' => 'HTTP/2', 'rack.hijack?' => false)
+    end
+
+    def serve
+      @socket.read_loop do |data|
+        @h2.receive(data)
+        dispatch
+        flush
+        break if @h2.closed?
+      end
+    rescue Polyphony::HTTP2::Error => e
+      $stderr.write("tipi: #{@server[:remote_addr]}: #{e.message}\n")
+      flush rescue nil # rubocop:disable Style/RescueModifier
+    rescue SystemCallError, IOError
+      nil # the client went away
+    ensure
+      @fibers.each_value(&:stop)
+      @socket.close unless @socket.closed?
+    end
+
+    # A graceful stop: GOAWAY; streams in flight finish.
+    def shutdown
+      @h2.graceful_shutdown
+      flush
+    end
+
+    private
+
+    def dispatch
+      while (event = @h2.next_event)
+        case event
+        in [:request, id, method, path, _scheme, authority, headers, end_stream]
+          body = Body.new unless end_stream
+          @bodies[id] = body if body
+          env = build_env(method, path, authority, headers)
+          input = env['rack.input'] = Input.new(body || Body.new.tap { |b| b << nil }, @timeout)
+          @fibers[id] = spin { run_stream(id, env, input) }
+        in [:data, id, bytes, end_stream]
+          body = @bodies[id] or next
+          body << bytes unless bytes.empty?
+          body << nil if end_stream
+          @bodies.delete(id) if end_stream
+        in [:reset, id]
+          @bodies.delete(id)&.<<(nil)
+          @fibers.delete(id)&.stop
+        end
+      end
+    end
+
+    def build_env(method, path, authority, headers)
+      path_info, query = path.split('?', 2)
+      env = @base_env.merge('REQUEST_METHOD' => method, 'PATH_INFO' => path_info, 'QUERY_STRING' => query || '')
+      if authority
+        env['HTTP_HOST'] = authority
+        env['SERVER_NAME'] = authority.start_with?('[') ? authority[/\A\[[^\]]*\]/] : authority.split(':', 2).first
+      end
+      headers.each do |name, value|
+        key = RackEnv.key(name)
+        env[key] = env.key?(key) ? "#{env[key]}#{name == 'cookie' ? '; ' : ', '}#{value}" : value
+      end
+      env
+    end
+
+    # The app's answer to one stream; `input` is closed after it (the app's rack.input may be
+    # a wrapper, such as Rack::Lint's, that must not be closed).
+    def run_stream(id, env, input)
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC) if @logger
+      status, headers, body = call_app(env)
+      fields = []
+      headers.each do |name, value|
+        next if name.start_with?('rack.')
+
+        value.to_s.split("\n").each { |line| fields << [name.downcase, line] }
+      end
+      head_only = env['REQUEST_METHOD'] == 'HEAD' || [204, 304].include?(status.to_i)
+      write { @h2.respond(id, status.to_i, fields, head_only) }
+      send_body(id, body) unless head_only
+      @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
+    rescue Polyphony::HTTP2::Error
+      nil # the stream is gone (reset by the client)
+    ensure
+      body.close if body.respond_to?(:close)
+      input.close
+      @fibers.delete(id)
+    end
+
+    def send_body(id, body)
+      if body.respond_to?(:to_ary)
+        write { @h2.send_data(id, body.to_ary.join, true) }
+      else
+        body.each { |chunk| write { @h2.send_data(id, chunk.to_s, false) } unless chunk.to_s.empty? }
+        write { @h2.send_data(id, '', true) }
+      end
+    end
+
+    def call_app(env)
+      @app.call(env)
+    rescue StandardError => e
+      env['rack.errors'].puts("tipi: #{e.class}: #{e.message}\n\t#{e.backtrace&.first(10)&.join("\n\t")}")
+      [500, { 'content-type' => 'text/plain' }, ["Internal Server Error\n"]]
+    end
+
+    # Runs a change to the connection, then sends what it produced.
+    def write
+      yield
+      flush
+    end
+
+    def flush
+      @lock.synchronize do
+        out = @h2.outgoing
+        @socket.write(out) unless out.empty?
+      end
+    end
+  end
+end
