@@ -60,11 +60,12 @@ module Tipi
 
     def serve
       return unless secure
-      return serve_http2 if http2?
+      return serve_http2 if @server[:tls] && @socket.alpn_protocol == 'h2'
 
       @parser = H1P::Parser.new(@socket, max_body: @max_body)
       while (request = read_request)
         @idle = false
+        @served = true
         break unless @native ? serve_native(request) : serve_request(request)
         break if @owner&.stopping? # it began while this request was served
 
@@ -73,6 +74,9 @@ module Tipi
     rescue H1P::TooLarge => e
       respond_error(e.message.start_with?('target') ? 414 : 431, e.message)
     rescue H1P::Error => e
+      # An h2c client with prior knowledge: its preface is no HTTP/1 request.
+      return serve_http2(@parser.buffered) if h2c_preface?
+
       respond_error(400, e.message)
     rescue SystemCallError, IOError
       nil # the client went away
@@ -88,12 +92,6 @@ module Tipi
       end
     end
 
-    def http2?
-      return @socket.alpn_protocol == 'h2' if @server[:tls]
-
-      !@native && HTTP2Connection.preface?(@socket, @timeout)
-    end
-
     # A graceful stop of an HTTP/2 connection: GOAWAY; its streams in flight finish.
     def goaway
       @http2&.shutdown
@@ -101,9 +99,15 @@ module Tipi
 
     private
 
-    def serve_http2
+    # @param received [String, nil] bytes already read from the socket (the preface)
+    def serve_http2(received = nil)
       @http2 = HTTP2Connection.new(@socket, @app, @server, @logger, timeout: @timeout)
-      @http2.serve
+      @http2.serve(received)
+    end
+
+    # Whether the first bytes of a plain connection, which H1P refused, are HTTP/2's preface.
+    def h2c_preface?
+      !@served && !@native && !@server[:tls] && @parser.buffered.start_with?(HTTP2Connection::PREFACE_START)
     end
 
     # On an HTTPS listener, the TLS handshake (at most the timeout). A failed one is logged

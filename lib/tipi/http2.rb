@@ -5,26 +5,8 @@ module Tipi
   # protocol, each stream runs the Rack app on a fiber of its own, frames go out under a lock so
   # that streams answering at once do not interleave their bytes.
   class HTTP2Connection
-    PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-    # Whether a plain TCP connection starts with the HTTP/2 preface (peeked, not consumed).
-    def self.preface?(socket, timeout)
-      move_on_after(timeout, with_value: false) do
-        loop do
-          data = socket.recv_nonblock(PREFACE.bytesize, Socket::MSG_PEEK, exception: false)
-          return false if data.nil? || data == ''
-
-          if data == :wait_readable
-            Polyphony.__io_wait__(socket.fileno, IO::READABLE)
-            next
-          end
-          return false unless PREFACE.start_with?(data)
-          return true if data.bytesize == PREFACE.bytesize
-
-          sleep 0.005 # the rest of the preface is on its way
-        end
-      end
-    end
+    # The request line H1P sees of the client's connection preface ("PRI * HTTP/2.0\r\n\r\nSM...").
+    PREFACE_START = 'PRI * HTTP/2.0'
 
     # Reads a stream's request body for Tipi::Input (which calls read_body_chunk).
     class Body
@@ -55,7 +37,13 @@ module Tipi
       @base_env = RackEnv.base(server).merge('SERVER_PROTOCOL' => 'HTTP/2', 'rack.hijack?' => false)
     end
 
-    def serve
+    # @param received [String, nil] bytes already read (by H1P, which refused them)
+    def serve(received = nil)
+      if received && !received.empty?
+        @h2.receive(received)
+        dispatch
+        flush
+      end
       @socket.read_loop do |data|
         @h2.receive(data)
         dispatch

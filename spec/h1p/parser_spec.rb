@@ -133,4 +133,10 @@ RSpec.describe H1P::Parser do
     # bytes); the block's String is the caller's. http_parser.rb allocates 20.
     expect(per_request).to be < 11.1
   end
+  it 'hands back the bytes it read and did not consume, those of a refused message included' do
+    parser = H1P::Parser.new(StringIO.new("GET /a HTTP/1.1\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+    expect(parser.parse_headers[':path']).to eq('/a')
+    expect { parser.parse_headers }.to raise_error(H1P::Error, /invalid protocol/)
+    expect(parser.buffered).to eq("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+  end
 end

@@ -675,6 +675,13 @@ fn is_complete(rb_self: &H1PParser) -> Result<bool, Error> {
     rb_self.with(|parser| Ok(parser.is_complete()))
 }
 
+/// `parser.buffered`: the bytes read from the source and not consumed (after an error, those
+/// of the message that failed, from its start): for a server that hands the connection to
+/// another protocol.
+fn buffered(ruby: &Ruby, rb_self: &H1PParser) -> Result<RString, Error> {
+    rb_self.with(|parser| Ok(ruby.str_from_slice(parser.buffered())))
+}
+
 fn is_keep_alive(rb_self: &H1PParser) -> Result<bool, Error> {
     rb_self.with(|parser| Ok(parser.keep_alive()))
 }
@@ -691,5 +698,6 @@ pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     class.define_method("splice_body_to", method!(splice_body_to, 1))?;
     class.define_method("complete?", method!(is_complete, 0))?;
     class.define_method("keep_alive?", method!(is_keep_alive, 0))?;
+    class.define_method("buffered", method!(buffered, 0))?;
     Ok(())
 }
