@@ -32,24 +32,22 @@ module Tipi
       @h2 = Polyphony::HTTP2::Server.new(options[:max_streams] || 128, 65_536)
       @bodies = {}
       @fibers = {}
-      @lock = Polyphony::Mutex.new
+      @pending = Polyphony::Event.new # output waits to be written
       # No hijacking a stream: HTTP/2 multiplexes the socket.
       @base_env = RackEnv.base(server).merge('SERVER_PROTOCOL' => 'HTTP/2', 'rack.hijack?' => false)
     end
 
     # @param received [String, nil] bytes already read (by H1P, which refused them)
     def serve(received = nil)
-      if received && !received.empty?
-        @h2.receive(received)
-        dispatch
-        flush
-      end
+      # One writer: what every stream produced in a round of the event loop goes out in one
+      # write, in order.
+      writer = spin { loop { @pending.await; flush } }
+      handle(received) if received && !received.empty?
       @socket.read_loop do |data|
-        @h2.receive(data)
-        dispatch
-        flush
+        handle(data)
         break if @h2.closed?
       end
+      flush
     rescue Polyphony::HTTP2::Error => e
       $stderr.write("tipi: #{@server[:remote_addr]}: #{e.message}\n")
       flush rescue nil # rubocop:disable Style/RescueModifier
@@ -57,16 +55,23 @@ module Tipi
       nil # the client went away
     ensure
       @fibers.each_value(&:stop)
+      writer&.stop
       @socket.close unless @socket.closed?
     end
 
     # A graceful stop: GOAWAY; streams in flight finish.
     def shutdown
       @h2.graceful_shutdown
-      flush
+      @pending.signal
     end
 
     private
+
+    def handle(data)
+      @h2.receive(data)
+      dispatch
+      @pending.signal
+    end
 
     def dispatch
       while (event = @h2.next_event)
@@ -142,17 +147,15 @@ module Tipi
       [500, { 'content-type' => 'text/plain' }, ["Internal Server Error\n"]]
     end
 
-    # Runs a change to the connection, then sends what it produced.
+    # Runs a change to the connection; the writer sends what it produced.
     def write
       yield
-      flush
+      @pending.signal
     end
 
     def flush
-      @lock.synchronize do
-        out = @h2.outgoing
-        @socket.write(out) unless out.empty?
-      end
+      out = @h2.outgoing
+      @socket.write(out) unless out.empty?
     end
   end
 end
