@@ -36,17 +36,22 @@ fn io_read(ruby: &Ruby, fd: i32, len: usize, buffer: Option<RString>) -> Result<
     let op = Read::new(fd, Vec::with_capacity(len.max(1)), u64::MAX);
     match attempt_or_await(fd, op)? {
         Awaited::Done((Ok(0), _)) => Ok(ruby.qnil().as_value()),
-        Awaited::Done((Ok(_), data)) => match buffer {
-            Some(buffer) => {
-                // SAFETY: `buffer` is a live String; truncating it only shortens it.
-                unsafe { rb_sys::rb_str_resize(buffer.as_raw(), 0) };
-                buffer.cat(&data);
-                Ok(buffer.as_value())
-            }
-            None => Ok(ruby.str_from_slice(&data).as_value()),
-        },
+        Awaited::Done((Ok(_), data)) => Ok(string_of(ruby, &data, buffer)),
         Awaited::Done((Err(e), _)) => Err(io_error(&e)),
         Awaited::Interrupted(value) => Ok(val(value)),
+    }
+}
+
+/// `data` in `buffer` (its content replaced) or in a new String: what a read returns.
+pub(crate) fn string_of(ruby: &Ruby, data: &[u8], buffer: Option<RString>) -> Value {
+    match buffer {
+        Some(buffer) => {
+            // SAFETY: `buffer` is a live String; truncating it only shortens it.
+            unsafe { rb_sys::rb_str_resize(buffer.as_raw(), 0) };
+            buffer.cat(data);
+            buffer.as_value()
+        }
+        None => ruby.str_from_slice(data).as_value(),
     }
 }
 

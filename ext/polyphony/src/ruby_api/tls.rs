@@ -13,7 +13,7 @@ use polyphony_runtime::op::Read as ReadOp;
 use polyphony_tls::{CertStore, Read, Session};
 
 use super::backend::{io_error, Awaited};
-use super::io::{attempt_or_await, val, write_all};
+use super::io::{attempt_or_await, string_of, val, write_all};
 
 /// Ciphertext is read in pieces of this size: a whole TLS record (16 KiB and its overhead).
 const RECORD: usize = 17 * 1024;
@@ -258,8 +258,22 @@ impl TlsSession {
         }
     }
 
-    /// Decrypted bytes into `out`, reading ciphertext as needed: the count (0 at the end), or
-    /// the value the fiber was resumed with first.
+    /// Decrypts at most `max` bytes (reading ciphertext as needed) into the session's own
+    /// buffer, zeroed once for its life (a record's worth: more is never decrypted at once),
+    /// and hands them to `take` (empty at the end); or the value the fiber was resumed with.
+    fn read_with<T>(&self, fd: i32, max: usize, take: impl FnOnce(&[u8]) -> T) -> Step<T> {
+        let mut out = self.read_buffer.take();
+        out.resize(RECORD, 0);
+        let read = self.read_plain(fd, &mut out[..max.clamp(1, RECORD)]);
+        let result = match read {
+            Ok(Ok(n)) => Ok(Ok(take(&out[..n]))),
+            Ok(Err(value)) => Ok(Err(value)),
+            Err(e) => Err(e),
+        };
+        self.read_buffer.replace(out);
+        result
+    }
+
     fn read_plain(&self, fd: i32, out: &mut [u8]) -> Step<usize> {
         loop {
             let read = self.inner.borrow_mut().read(out).map_err(tls_error)?;
@@ -282,26 +296,14 @@ impl TlsSession {
     /// At most `len` bytes of plaintext (into `buffer` when given); nil at the end.
     fn read(&self, fd: i32, len: usize, buffer: Option<RString>) -> Result<Value, Error> {
         let ruby = Ruby::get().expect("called from Ruby");
-        // One buffer for the session's life (a record's worth: more is never decrypted at once).
-        let mut out = self.read_buffer.take();
-        out.resize(RECORD, 0);
-        let read = self.read_plain(fd, &mut out[..len.clamp(1, RECORD)]);
-        let result = match read {
-            Ok(Ok(0)) => Ok(ruby.qnil().as_value()),
-            Ok(Ok(n)) => Ok(match buffer {
-                Some(buffer) => {
-                    // SAFETY: `buffer` is a live String; truncating it only shortens it.
-                    unsafe { rb_sys::rb_str_resize(magnus::rb_sys::AsRawValue::as_raw(buffer), 0) };
-                    buffer.cat(&out[..n]);
-                    buffer.as_value()
-                }
-                None => ruby.str_from_slice(&out[..n]).as_value(),
-            }),
-            Ok(Err(value)) => Ok(value),
-            Err(e) => Err(e),
-        };
-        self.read_buffer.replace(out);
-        result
+        let read = self.read_with(fd, len, |data| {
+            if data.is_empty() {
+                ruby.qnil().as_value()
+            } else {
+                string_of(&ruby, data, buffer)
+            }
+        })?;
+        Ok(read.unwrap_or_else(|value| value))
     }
 
     /// Encrypts and sends `data`; the byte count.
@@ -357,6 +359,23 @@ pub(crate) fn polyphony_const<T: magnus::TryConvert>(ruby: &Ruby, module: &str, 
         .unwrap_or_else(|_| panic!("Polyphony::{module}::{name} is defined at init"))
 }
 
+/// A `Polyphony::TLS::Socket`'s session and descriptor, and the socket object; None for
+/// anything else.
+fn socket_session(
+    socket: Value,
+) -> Result<Option<(&'static TlsSession, i32, magnus::RObject)>, Error> {
+    let ruby = Ruby::get().expect("called from Ruby");
+    if !socket.is_kind_of(ruby.get_inner(&SOCKET)) {
+        return Ok(None);
+    }
+    let Some(object) = magnus::RObject::from_value(socket) else {
+        return Ok(None);
+    };
+    let session: &TlsSession = object.ivar_get("@session")?;
+    let fd: i32 = object.ivar_get::<_, Value>("@io")?.funcall("fileno", ())?;
+    Ok(Some((session, fd, object)))
+}
+
 /// H1P's fast path for a `Polyphony::TLS::Socket`: plaintext from its session appended to
 /// `buf` with no Ruby method call. None when `socket` is something else (or has bytes of its
 /// own buffered by `gets`): the parser calls `readpartial` then.
@@ -365,47 +384,27 @@ pub(crate) fn read_for_parser(
     buf: &mut Vec<u8>,
     max: usize,
 ) -> Result<Option<usize>, Error> {
-    let ruby = Ruby::get().expect("called from Ruby");
-    if !socket.is_kind_of(ruby.get_inner(&SOCKET)) {
-        return Ok(None);
-    }
-    let Some(object) = magnus::RObject::from_value(socket) else {
+    let Some((session, fd, object)) = socket_session(socket)? else {
         return Ok(None);
     };
     if !object.ivar_get::<_, Value>("@buffer")?.is_nil() {
         return Ok(None);
     }
-    let session: &TlsSession = object.ivar_get("@session")?;
-    let fd: i32 = object.ivar_get::<_, Value>("@io")?.funcall("fileno", ())?;
-    // The session's own buffer (zeroed once), not `buf`'s spare room (zeroed at each read).
-    let mut out = session.read_buffer.take();
-    out.resize(RECORD, 0);
-    let read = session.read_plain(fd, &mut out[..max.clamp(1, RECORD)]);
-    let result = match read {
-        Ok(Ok(n)) => {
-            buf.extend_from_slice(&out[..n]);
-            Ok(n)
-        }
-        Ok(Err(_)) => Err(super::h1p::error("the parser's read was interrupted")),
-        Err(e) => Err(e),
-    };
-    session.read_buffer.replace(out);
-    let n = result?;
-    Ok(Some(n))
+    match session.read_with(fd, max, |data| {
+        buf.extend_from_slice(data);
+        data.len()
+    })? {
+        Ok(n) => Ok(Some(n)),
+        Err(_) => Err(super::h1p::error("the parser's read was interrupted")),
+    }
 }
 
 /// The response writers' fast path for a `Polyphony::TLS::Socket`: `data` encrypted and sent
 /// with no Ruby method call. None when `socket` is something else.
 pub(crate) fn write_for_writer(socket: Value, data: &[u8]) -> Result<Option<usize>, Error> {
-    let ruby = Ruby::get().expect("called from Ruby");
-    if !socket.is_kind_of(ruby.get_inner(&SOCKET)) {
-        return Ok(None);
-    }
-    let Some(object) = magnus::RObject::from_value(socket) else {
+    let Some((session, fd, _)) = socket_session(socket)? else {
         return Ok(None);
     };
-    let session: &TlsSession = object.ivar_get("@session")?;
-    let fd: i32 = object.ivar_get::<_, Value>("@io")?.funcall("fileno", ())?;
     match session.write_bytes(fd, data)? {
         Ok(()) => Ok(Some(data.len())),
         Err(_) => Err(super::h1p::error("the response write was interrupted")),
