@@ -240,7 +240,21 @@ module Polyphony
     # Wraps an accepted socket and does the server side of the handshake (at most `timeout`
     # seconds); the socket is closed when it fails.
     def accept(socket, context, timeout: nil)
-      tls = Socket.new(socket, context.session)
+      handshake(socket, context.session, timeout)
+    end
+
+    # Connects to host:port over TLS, verifying the server's certificate for `server_name`
+    # against `ca_file` (PEM; the system's CA bundle by default).
+    def connect(host, port, ca_file: nil, ca: nil, alpn: [], server_name: host)
+      roots = ca || File.binread(ca_file || SYSTEM_CA_FILE)
+      session = ClientContext.new(roots, alpn).session(server_name)
+      handshake(TCPSocket.new(host, port), session, nil)
+    end
+
+    # A TLS socket over `socket` once `session`'s handshake is done (within `timeout` seconds
+    # when given); the socket is closed when it fails.
+    def handshake(socket, session, timeout)
+      tls = Socket.new(socket, session)
       if timeout
         done = move_on_after(timeout, with_value: false) { tls.handshake }
         raise HandshakeError, "TLS handshake failed: no handshake within #{timeout} s" unless done
@@ -251,22 +265,6 @@ module Polyphony
     rescue Exception # rubocop:disable Lint/RescueException
       socket.close
       raise
-    end
-
-    # Connects to host:port over TLS, verifying the server's certificate for `server_name`
-    # against `ca_file` (PEM; the system's CA bundle by default).
-    def connect(host, port, ca_file: nil, ca: nil, alpn: [], server_name: host)
-      roots = ca || File.binread(ca_file || SYSTEM_CA_FILE)
-      session = ClientContext.new(roots, alpn).session(server_name)
-      socket = TCPSocket.new(host, port)
-      tls = Socket.new(socket, session)
-      begin
-        tls.handshake
-      rescue Exception # rubocop:disable Lint/RescueException
-        socket.close
-        raise
-      end
-      tls
     end
   end
 end
