@@ -19,6 +19,11 @@ module Tipi
   # A misuse of the Tipi API (answering twice, streaming after the end).
   class Error < StandardError; end
 
+  # Writes `error` and where it came from to `output` (rack.errors, stderr), in one write.
+  def self.report(error, output)
+    output.puts("tipi: #{error.class}: #{error.message}\n\t#{error.backtrace&.first(10)&.join("\n\t")}")
+  end
+
   # Serves the Tipi-native handler on host:port in this fiber, until it is stopped:
   #
   #   Tipi.serve('127.0.0.1', 8080) { |req| req.respond("hi\n") }

@@ -82,7 +82,7 @@ module Tipi
       nil # the client went away
     rescue StandardError => e
       # A fault of Tipi's own: this connection ends, the server goes on.
-      report(e, $stderr)
+      Tipi.report(e, $stderr)
     ensure
       if @hijacked
         # The app owns the socket now; fibers it spun for it run to their end first.
@@ -227,7 +227,7 @@ module Tipi
     rescue Polyphony::Cancel
       [408, 'Request Timeout'] # the body did not come in time
     rescue StandardError => e
-      report(e, $stderr)
+      Tipi.report(e, $stderr)
       [500, 'Internal Server Error']
     end
 
@@ -245,14 +245,11 @@ module Tipi
     rescue Polyphony::Cancel
       nil # the body did not come in time
     rescue StandardError => e
-      report(e, env['rack.errors'])
+      Tipi.report(e, env['rack.errors'])
       [500, { 'Content-Type' => 'text/plain', 'Connection' => 'close' }, ["Internal Server Error\n"]]
     end
 
 
-    def report(error, output)
-      output.puts("tipi: #{error.class}: #{error.message}\n\t#{error.backtrace&.first(10)&.join("\n\t")}")
-    end
 
     def respond_error(status, message)
       H1P.send_response(@socket, { ':status' => status, 'Content-Type' => 'text/plain', 'Connection' => 'close' },

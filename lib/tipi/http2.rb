@@ -2,8 +2,8 @@
 
 module Tipi
   # An HTTP/2 connection (ALPN h2 on TLS, or the h2c preface on plain TCP): h2p does the
-  # protocol, each stream runs the Rack app on a fiber of its own, frames go out under a lock so
-  # that streams answering at once do not interleave their bytes.
+  # protocol, each stream runs the Rack app on a fiber of its own, and one writer fiber sends
+  # what they all produced, so that streams answering at once do not interleave their bytes.
   class HTTP2Connection
     # The request line H1P sees of the client's connection preface ("PRI * HTTP/2.0\r\n\r\nSM...").
     PREFACE_START = 'PRI * HTTP/2.0'
@@ -21,7 +21,13 @@ module Tipi
       def read_body_chunk
         @queue.shift
       end
+
+      # The body of a request that has none.
+      NONE = Object.new.tap { |none| def none.read_body_chunk = nil }.freeze
     end
+
+    MAX_STREAMS = 128 # concurrent streams per connection
+    MAX_HEADER_LIST = 65_536 # bytes
 
     def initialize(socket, app, server, logger, options)
       @socket = socket
@@ -29,7 +35,7 @@ module Tipi
       @server = server
       @logger = logger
       @timeout = options[:timeout]
-      @h2 = Polyphony::HTTP2::Server.new(options[:max_streams] || 128, 65_536)
+      @h2 = Polyphony::HTTP2::Server.new(MAX_STREAMS, MAX_HEADER_LIST)
       @bodies = {}
       @fibers = {}
       @pending = Polyphony::Event.new # output waits to be written
@@ -80,7 +86,7 @@ module Tipi
           body = Body.new unless end_stream
           @bodies[id] = body if body
           env = build_env(method, path, authority, headers)
-          input = env['rack.input'] = Input.new(body || Body.new.tap { |b| b << nil }, @timeout)
+          input = env['rack.input'] = Input.new(body || Body::NONE, @timeout)
           @fibers[id] = spin { run_stream(id, env, input) }
         in [:data, id, bytes, end_stream]
           body = @bodies[id] or next
@@ -143,7 +149,7 @@ module Tipi
     def call_app(env)
       @app.call(env)
     rescue StandardError => e
-      env['rack.errors'].puts("tipi: #{e.class}: #{e.message}\n\t#{e.backtrace&.first(10)&.join("\n\t")}")
+      Tipi.report(e, env['rack.errors'])
       [500, { 'content-type' => 'text/plain' }, ["Internal Server Error\n"]]
     end
 
