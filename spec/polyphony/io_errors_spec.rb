@@ -59,6 +59,19 @@ RSpec.describe 'I/O misuse' do
     expect(Polyphony.__stats__[:ops]).to eq(0)
   end
 
+  it 'closes the IO even when the closing fiber is stopped while the waiters unwind' do
+    a, _b = UNIXSocket.pair
+    # The waiter's end stops its child, the closer, while the closer lets the waiter unwind.
+    waiter = spin do
+      spin { a.close }
+      a.gets
+    rescue IOError
+      :unwound
+    end
+    expect(waiter.await).to eq(:unwound)
+    expect(a).to be_closed
+  end
+
   it 'runs 20 Net::HTTP GETs concurrently in under twice the time of one' do
     require 'net/http'
     server = TCPServer.new('127.0.0.1', 0)

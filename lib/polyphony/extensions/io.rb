@@ -97,9 +97,14 @@ module Polyphony
   # another fiber") in them, as Ruby does for threads; otherwise they would wait forever.
   module IOClose
     def close
-      # The waiters unwind first: Ruby also remembers them and would blame this fiber.
-      snooze if !closed? && Polyphony.__io_closing__(fileno)
-      super
+      return super if closed?
+
+      begin
+        # The waiters unwind first: Ruby also remembers them and would blame this fiber.
+        snooze if Polyphony.__io_closing__(fileno)
+      ensure
+        super # also when this fiber is stopped meanwhile (an unwinding waiter was its parent)
+      end
     end
   end
 end
