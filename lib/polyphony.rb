@@ -24,6 +24,7 @@ require_relative 'polyphony/extensions/splice'
 require_relative 'polyphony/core/chain'
 require_relative 'polyphony/tls'
 require_relative 'polyphony/acme'
+require_relative 'polyphony/websocket'
 require_relative 'polyphony/extensions/root_fiber'
 require_relative 'polyphony/adapters/timeout'
 

@@ -92,9 +92,12 @@ module Tipi
       end
     end
 
-    # A graceful stop of an HTTP/2 connection: GOAWAY; its streams in flight finish.
+    # A graceful stop: an HTTP/2 connection sends GOAWAY (its streams in flight finish); a
+    # WebSocket closes with 1001 (going away).
     def goaway
       @http2&.shutdown
+      websocket = @request&.websocket
+      spin { websocket.close(1001, 'server shutting down') } if websocket&.open?
     end
 
     private
@@ -204,7 +207,8 @@ module Tipi
     def serve_native(headers)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       keep_alive = keep_alive?
-      request = Request.new(headers, @parser, @socket, @timeout, connection_field(headers[':protocol'], keep_alive))
+      request = @request = Request.new(headers, @parser, @socket, @timeout,
+                                       connection_field(headers[':protocol'], keep_alive))
       failure = call_native(request)
       if failure
         respond_error(*failure) unless request.status # else the answer has begun: cut it

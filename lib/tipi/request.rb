@@ -103,6 +103,42 @@ module Tipi
       head? ? 0 : H1P.send_body_chunk(@socket, nil)
     end
 
+    # Whether this is a WebSocket opening handshake (GET with Upgrade: websocket).
+    def websocket?
+      upgrade = @headers['upgrade']
+      upgrade.is_a?(String) && upgrade.casecmp('websocket')&.zero? && @headers[':method'] == 'GET'
+    end
+
+    # Accepts a WebSocket opening handshake (101 Switching Protocols) and yields the
+    # Polyphony::WebSocket; the connection closes when the block ends (with close code 1000, or
+    # 1011 when it raised). Without a block the WebSocket is returned and lives until the handler
+    # returns. A request that is no valid handshake is answered 400 (426 for a version other
+    # than 13) and nil is returned.
+    # @param protocols [Array<String>, nil] subprotocols this server speaks: the first the client
+    #   offers is chosen (Sec-WebSocket-Protocol)
+    # @param ping_interval [Numeric, nil] seconds between keep-alive pings (nil: none)
+    # @param max_message [Integer] the largest message accepted (larger: close code 1009)
+    def upgrade_to_websocket(protocols: nil, ping_interval: 30, max_message: Polyphony::WebSocket::DEFAULT_MAX_MESSAGE)
+      return unless (accept = websocket_accept)
+
+      protocol = protocols && offered_protocols.find { |name| protocols.include?(name) }
+      begin_response({ ':status' => 101 }, :done)
+      @close = true # no HTTP after a WebSocket
+      head = +"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
+              "Sec-WebSocket-Accept: #{accept}\r\n"
+      head << "Sec-WebSocket-Protocol: #{protocol}\r\n" if protocol
+      @socket.write(head << "\r\n")
+      @websocket = Polyphony::WebSocket.new(@socket, buffered: @parser.buffered, protocol: protocol,
+                                                     ping_interval: ping_interval, max_message: max_message)
+      return @websocket unless block_given?
+
+      serve_websocket { yield @websocket }
+    end
+
+    # @api private
+    # The WebSocket this request was upgraded to, if any.
+    attr_reader :websocket
+
     # @api private
     # The status sent, or nil when the handler answered nothing.
     attr_reader :status
@@ -114,6 +150,37 @@ module Tipi
     end
 
     private
+
+    # Sec-WebSocket-Accept for a valid handshake; else answers the error and returns nil.
+    def websocket_accept
+      unless websocket? && @headers['connection'].to_s.downcase.split(/\s*,\s*/).include?('upgrade')
+        respond("Not a WebSocket handshake\n", ':status' => 400, 'Content-Type' => 'text/plain')
+        return
+      end
+      unless @headers['sec-websocket-version'] == '13'
+        respond("WebSocket version 13 only\n", ':status' => 426, 'Sec-WebSocket-Version' => '13',
+                                                 'Content-Type' => 'text/plain')
+        return
+      end
+      key = @headers['sec-websocket-key']
+      accept = key.is_a?(String) && Polyphony::WebSocket.accept_key(key)
+      return accept if accept
+
+      respond("Bad Sec-WebSocket-Key\n", ':status' => 400, 'Content-Type' => 'text/plain')
+      nil
+    end
+
+    def offered_protocols
+      Array(@headers['sec-websocket-protocol']).flat_map { |value| value.split(/\s*,\s*/) }
+    end
+
+    def serve_websocket
+      yield
+      @websocket.close
+    rescue StandardError
+      @websocket.close(1011, 'internal error')
+      raise
+    end
 
     def head?
       @headers[':method'] == 'HEAD'

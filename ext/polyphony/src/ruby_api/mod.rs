@@ -6,6 +6,7 @@ mod h1p;
 mod http2;
 pub(crate) mod io;
 pub(crate) mod tls;
+mod websocket;
 
 use magnus::{Error, Ruby};
 
@@ -16,5 +17,6 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     tls::init(ruby, polyphony)?;
     acme::init(ruby, polyphony)?;
     http2::init(ruby, polyphony)?;
+    websocket::init(ruby, polyphony)?;
     h1p::init(ruby)
 }

@@ -1,0 +1,291 @@
+# frozen_string_literal: true
+
+require 'uri'
+require_relative '../h1p'
+
+module Polyphony
+  # A WebSocket connection (RFC 6455) over a socket, once the opening handshake is done (Tipi's
+  # Tipi::Request#upgrade_to_websocket does it for a server; WebSocket.connect for a client).
+  # Frames are decoded and encoded in Rust; this class moves the bytes, so the socket may be
+  # plain or TLS. Pings are answered, the close handshake is done, and a peer that breaks the
+  # protocol is closed with the code RFC 6455 names (1002, 1007, 1009).
+  #
+  #   ws.send('text')                      # a text message (a UTF-8 String)
+  #   ws.send(bytes.b)                     # a binary message (an ASCII-8BIT String)
+  #   ws.recv_loop { |message| ws << message }
+  #   ws.close_code                        # 1000, 1001 ... once closed; 1006 if the peer vanished
+  class WebSocket
+    # A failed opening handshake.
+    class Error < StandardError; end
+
+    # Sending on a closed WebSocket.
+    class ClosedError < Error; end
+
+    TEXT = 1
+    BINARY = 2
+    PING = 9
+    PONG = 10
+
+    # The largest message a peer may send, all fragments together (larger: close code 1009).
+    DEFAULT_MAX_MESSAGE = 16 << 20
+
+    # Seconds to wait for the peer's Close frame after sending ours.
+    CLOSE_TIMEOUT = 5
+
+    GUID_KEY_BYTES = 16
+    private_constant :GUID_KEY_BYTES
+
+    # The status code and reason of the close (nil while open): the peer's, or ours when we
+    # closed first; 1005 when the peer's Close frame had none, 1006 when the connection ended
+    # without one.
+    attr_reader :close_code, :close_reason
+
+    # The subprotocol agreed on in the handshake (Sec-WebSocket-Protocol), or nil.
+    attr_reader :protocol
+
+    # The socket the messages travel on.
+    attr_reader :io
+
+    # @param io [IO, Polyphony::TLS::Socket] a connection whose opening handshake is done
+    # @param client [Boolean] this end is the client (its frames are masked)
+    # @param buffered [String, nil] bytes read past the handshake (the first frames)
+    # @param max_message [Integer] the largest message accepted from the peer
+    # @param ping_interval [Numeric, nil] seconds between pings while nothing else is sent; a
+    #   reader that hears nothing for two intervals treats the peer as gone (close code 1006)
+    # @param protocol [String, nil] the subprotocol agreed on
+    def initialize(io, client: false, buffered: nil, max_message: DEFAULT_MAX_MESSAGE, ping_interval: nil,
+                   protocol: nil)
+      @io = io
+      @codec = Codec.new(client, max_message)
+      @codec.feed(buffered) if buffered && !buffered.empty?
+      @protocol = protocol
+      @write_lock = Polyphony::Mutex.new
+      @state = :open # then :closing (our Close frame sent), then :closed
+      @readers = 0
+      @heard = now
+      @pinger = spin { ping_loop(ping_interval) } if ping_interval
+    end
+
+    # The next message: a String, UTF-8 for a text message and ASCII-8BIT for a binary one; nil
+    # once the WebSocket is closed (see #close_code).
+    def recv
+      @readers += 1
+      loop do
+        while (event = @codec.next)
+          return event if event.is_a?(String) && @state == :open
+
+          return nil if event.is_a?(Array) && control(event) == :closed
+        end
+        return nil if @state == :closed
+
+        unless (data = read_some)
+          finish(1006, 'the connection ended without a Close frame')
+          return nil
+        end
+        @codec.feed(data)
+      end
+    ensure
+      @readers -= 1
+    end
+
+    # Yields each message until the WebSocket closes.
+    def recv_loop
+      while (message = recv)
+        yield message
+      end
+    end
+    alias each recv_loop
+
+    # Sends a message: text for a String in UTF-8 (or another encoding, converted), binary for an
+    # ASCII-8BIT one (see String#b).
+    # @raise [ClosedError] once the WebSocket is closing or closed
+    def send(message)
+      message = message.to_s
+      opcode = message.encoding == Encoding::BINARY ? BINARY : TEXT
+      message = message.encode(Encoding::UTF_8) if opcode == TEXT && message.encoding != Encoding::UTF_8
+      write_frame(@codec.frame(opcode, message))
+      self
+    end
+
+    def <<(message)
+      send(message)
+    end
+
+    # Sends a Ping (data of at most 125 bytes); the peer answers with a Pong, which #recv
+    # consumes.
+    def ping(data = '')
+      write_frame(@codec.frame(PING, data.b))
+    end
+
+    def open?
+      @state == :open
+    end
+
+    def closed?
+      @state == :closed
+    end
+
+    # Closes with `code` and `reason`: our Close frame, then the peer's (read here unless
+    # another fiber is in #recv, which sees it), then the socket closes. Messages that arrive
+    # in between are dropped. Calling it again does nothing.
+    def close(code = 1000, reason = '')
+      return unless @state == :open
+
+      @state = :closing
+      @close_code = code
+      @close_reason = reason
+      begin
+        @write_lock.synchronize { @io.write(@codec.close_frame(code, reason)) }
+      rescue SystemCallError, IOError
+        return finish(1006, 'the connection ended without a Close frame')
+      end
+      await_close_reply if @readers.zero?
+      nil
+    end
+
+    # The client side: connects to `url` (ws://host:port/path or wss://...), does the opening
+    # handshake and returns the WebSocket.
+    # @param headers [Hash] more request fields (Origin, Cookie ...)
+    # @param protocols [Array<String>, nil] subprotocols offered
+    # @raise [Error] when the server does not accept
+    def self.connect(url, headers: {}, protocols: nil, ca_file: nil, **options)
+      uri = URI(url)
+      raise ArgumentError, "not a ws:// or wss:// URL: #{url}" unless %w[ws wss].include?(uri.scheme)
+
+      # Ruby 3.1's URI knows no wss:// (a URI::Generic: no default port, no request_uri).
+      uri.port ||= uri.scheme == 'wss' ? 443 : 80
+
+      socket = if uri.scheme == 'wss'
+                 Polyphony::TLS.connect(uri.host, uri.port, ca_file: ca_file, alpn: ['http/1.1'])
+               else
+                 TCPSocket.new(uri.host, uri.port)
+               end
+      key = [Random.bytes(GUID_KEY_BYTES)].pack('m0')
+      socket.write(handshake_request(uri, key, headers, protocols))
+      parser = H1P::Parser.new(socket, :client)
+      response = parser.parse_headers
+      check_handshake(response, key, protocols)
+      new(socket, client: true, buffered: parser.buffered, protocol: response['sec-websocket-protocol'], **options)
+    rescue StandardError
+      socket&.close
+      raise
+    end
+
+    def self.handshake_request(uri, key, headers, protocols)
+      target = uri.path.empty? ? '/' : uri.path
+      target += "?#{uri.query}" if uri.query
+      request = +"GET #{target} HTTP/1.1\r\nHost: #{uri.host}:#{uri.port}\r\nUpgrade: websocket\r\n" \
+                 "Connection: Upgrade\r\nSec-WebSocket-Key: #{key}\r\nSec-WebSocket-Version: 13\r\n"
+      request << "Sec-WebSocket-Protocol: #{protocols.join(', ')}\r\n" if protocols && !protocols.empty?
+      headers.each { |name, value| request << "#{name}: #{value}\r\n" }
+      request << "\r\n"
+    end
+
+    def self.check_handshake(response, key, protocols)
+      raise Error, 'the server closed the connection during the handshake' unless response
+      unless response[':status'] == 101
+        raise Error, "the server answered #{response[':status']} #{response[':status_message']}, not 101"
+      end
+      raise Error, 'the server sent a wrong Sec-WebSocket-Accept' unless response['sec-websocket-accept'] == accept_key(key)
+
+      chosen = response['sec-websocket-protocol']
+      raise Error, "the server chose a subprotocol not offered: #{chosen}" if chosen && !protocols&.include?(chosen)
+    end
+    private_class_method :handshake_request, :check_handshake
+
+    private
+
+    def now
+      Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    end
+
+    # Bytes from the socket, or nil when it ended.
+    def read_some
+      data = @io.readpartial(65_536)
+      @heard = now
+      data
+    rescue EOFError, SystemCallError, IOError
+      nil
+    end
+
+    def write_frame(frame)
+      raise ClosedError, "the WebSocket is #{@state}" unless @state == :open
+
+      @write_lock.synchronize { @io.write(frame) }
+    rescue SystemCallError, IOError
+      finish(1006, 'the connection ended without a Close frame')
+      raise ClosedError, 'the connection ended'
+    end
+
+    # Acts on a control frame from the codec; :closed when the WebSocket is now closed.
+    def control((kind, first, reason))
+      case kind
+      when :ping
+        # A Pong is owed unless we are closing (then the Close frame went first).
+        @write_lock.synchronize { @io.write(@codec.frame(PONG, first)) } if @state == :open
+      when :close
+        reply_close(first == 1005 ? 1000 : first) if @state == :open
+        finish(@close_code || first, @close_reason || reason)
+        :closed
+      when :error # the peer broke the protocol
+        reply_close(first, reason)
+        finish(first, reason)
+        :closed
+      end
+    rescue SystemCallError, IOError
+      finish(1006, 'the connection ended without a Close frame')
+      :closed
+    end
+
+    def reply_close(code, reason = '')
+      @write_lock.synchronize { @io.write(@codec.close_frame(code, reason)) }
+    rescue SystemCallError, IOError
+      nil
+    end
+
+    # After our Close frame: reads until the peer's (dropping messages) or the timeout.
+    def await_close_reply
+      move_on_after(CLOSE_TIMEOUT) do
+        @readers += 1
+        while @state == :closing
+          event = @codec.next
+          next control(event) if event.is_a?(Array)
+          next if event
+
+          (data = read_some) ? @codec.feed(data) : break
+        end
+      ensure
+        @readers -= 1
+      end
+      finish(@close_code, @close_reason)
+    end
+
+    def finish(code, reason)
+      return if @state == :closed
+
+      @state = :closed
+      @close_code ||= code
+      @close_reason ||= reason
+      @io.close unless @io.closed?
+      @pinger&.stop unless Fiber.current == @pinger
+    rescue SystemCallError, IOError
+      nil
+    end
+
+    # Pings every `interval` seconds; a peer silent for two intervals while we read is gone.
+    def ping_loop(interval)
+      loop do
+        sleep interval
+        break unless open?
+
+        if @readers.positive? && now - @heard > 2 * interval
+          finish(1006, "no answer to pings for #{2 * interval} seconds")
+          break
+        end
+        ping
+      end
+    rescue ClosedError
+      nil
+    end
+  end
+end
