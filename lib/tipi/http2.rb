@@ -87,7 +87,7 @@ module Tipi
           @bodies[id] = body if body
           env = build_env(method, path, authority, headers)
           input = env['rack.input'] = Input.new(body || Body::NONE, @timeout)
-          @fibers[id] = spin { run_stream(id, env, input) }
+          start_stream(id, env, input)
         in [:data, id, bytes, end_stream]
           body = @bodies[id] or next
           body << bytes unless bytes.empty?
@@ -98,6 +98,12 @@ module Tipi
           @fibers.delete(id)&.stop
         end
       end
+    end
+
+    # A fiber for the stream. (Spun here, not in #dispatch's loop: a block there would share
+    # the loop's variables with the next request's.)
+    def start_stream(id, env, input)
+      @fibers[id] = spin { run_stream(id, env, input) }
     end
 
     def build_env(method, path, authority, headers)

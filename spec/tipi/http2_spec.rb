@@ -50,6 +50,14 @@ RSpec.describe 'tipi over HTTP/2' do
     expect(h2c('/boom', '-o', '/dev/null', '-w', '%{http_code}')).to eq('500')
   end
 
+  it 'answers streams sent at once each with its own request (nghttp, one connection)' do
+    urls = Array.new(10) { |i| "http://127.0.0.1:#{@port}/stream-#{i}?n=#{i}" }
+    out, err, status = run_command('nghttp', '--timeout=5', *urls)
+    expect(status).to be_success, err
+    answers = out.scan(/\{[^}]*\}/).map { |json| JSON.parse(json).values_at('PATH_INFO', 'QUERY_STRING') }
+    expect(answers.sort).to eq(Array.new(10) { |i| ["/stream-#{i}", "n=#{i}"] }.sort)
+  end
+
   it 'is chosen by ALPN on HTTPS, and HTTP/1.1 goes on on both ports' do
     expect(curl('-k', '--http2', '-w', ' %{http_version}', "https://127.0.0.1:#{@tls_port}/pid")).to eq("#{@tipi.pid} 2")
     expect(curl('-k', '--http1.1', '-w', ' %{http_version}', "https://127.0.0.1:#{@tls_port}/pid")).to eq("#{@tipi.pid} 1.1")
