@@ -66,6 +66,8 @@ module Tipi
       while (request = read_request)
         @idle = false
         @served = true
+        return upgrade_to_http2(request) if h2c_upgrade?(request)
+
         break unless @native ? serve_native(request) : serve_request(request)
         break if @owner&.stopping? # it began while this request was served
 
@@ -104,9 +106,35 @@ module Tipi
 
     # @param received [String, nil] bytes already read from the socket (the preface)
     def serve_http2(received = nil)
-      @http2 = HTTP2Connection.new(@socket, @app, @server, @logger, timeout: @timeout)
+      @http2 = HTTP2Connection.new(@socket, @app, @server, @logger, timeout: @timeout, max_body: @max_body)
       @http2.serve(received)
     end
+
+    # Whether a request on a plain connection asks to go on in HTTP/2 (`Upgrade: h2c`).
+    def h2c_upgrade?(env)
+      return false if @native || @server[:tls] || !env.key?('HTTP_HTTP2_SETTINGS')
+
+      env['HTTP_UPGRADE']&.split(',')&.any? { |protocol| protocol.strip.casecmp('h2c')&.zero? }
+    end
+
+    # RFC 7540 3.2: the request's body is read here (it came over HTTP/1.1), the 101 sent, and
+    # the request answered on HTTP/2's stream 1.
+    def upgrade_to_http2(env)
+      input = Input.new(@parser, @timeout)
+      body = input.read
+      input.close
+      @socket.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+      env = env.reject { |name, _| HTTP1_ONLY.include?(name) }
+      @http2 = HTTP2Connection.new(@socket, @app, @server, @logger, timeout: @timeout, max_body: @max_body)
+      @http2.serve(@parser.buffered, upgrade: [env, body])
+    rescue H1P::TooLarge => e
+      respond_error(413, e.message)
+    rescue Polyphony::Cancel
+      nil # the body did not come in time
+    end
+
+    HTTP1_ONLY = %w[HTTP_UPGRADE HTTP_HTTP2_SETTINGS HTTP_CONNECTION].freeze
+    private_constant :HTTP1_ONLY
 
     # Whether the first bytes of a plain connection, which H1P refused, are HTTP/2's preface.
     def h2c_preface?

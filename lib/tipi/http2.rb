@@ -10,16 +10,23 @@ module Tipi
 
     # Reads a stream's request body for Tipi::Input (which calls read_body_chunk).
     class Body
-      def initialize
+      # @param limit [Integer, nil] the largest body accepted (H1P::TooLarge beyond: a 413)
+      def initialize(limit = nil)
         @queue = Polyphony::Queue.new
+        @limit = limit
+        @size = 0
       end
 
       def <<(chunk)
+        @size += chunk.bytesize if chunk
         @queue << chunk
       end
 
       def read_body_chunk
-        @queue.shift
+        chunk = @queue.shift
+        raise H1P::TooLarge, "body larger than #{@limit} bytes" if @limit && @size > @limit
+
+        chunk
       end
 
       # The body of a request that has none.
@@ -35,6 +42,7 @@ module Tipi
       @server = server
       @logger = logger
       @timeout = options[:timeout]
+      @max_body = options[:max_body]
       @h2 = Polyphony::HTTP2::Server.new(MAX_STREAMS, MAX_HEADER_LIST)
       @bodies = {}
       @fibers = {}
@@ -44,7 +52,15 @@ module Tipi
     end
 
     # @param received [String, nil] bytes already read (by H1P, which refused them)
-    def serve(received = nil)
+    # @param upgrade [Array(Hash, String), nil] after `Upgrade: h2c`: the upgrading request's
+    #   Rack env and body, to be answered on stream 1
+    def serve(received = nil, upgrade: nil)
+      if upgrade
+        @upgrade = upgrade
+        env = upgrade.first
+        path = env['QUERY_STRING'].empty? ? env['PATH_INFO'] : "#{env['PATH_INFO']}?#{env['QUERY_STRING']}"
+        @h2.upgrade(env['REQUEST_METHOD'], path, env['HTTP_HOST'])
+      end
       # One writer: what every stream produced in a round of the event loop goes out in one
       # write, in order.
       writer = spin { loop { @pending.await; flush } }
@@ -82,8 +98,12 @@ module Tipi
     def dispatch
       while (event = @h2.next_event)
         case event
+        in [:request, 1, *] if @upgrade
+          env, body = upgraded_request
+          input = env['rack.input'] = Input.new(body, @timeout)
+          start_stream(1, env, input)
         in [:request, id, method, path, _scheme, authority, headers, end_stream]
-          body = Body.new unless end_stream
+          body = Body.new(@max_body) unless end_stream
           @bodies[id] = body if body
           env = build_env(method, path, authority, headers)
           input = env['rack.input'] = Input.new(body || Body::NONE, @timeout)
@@ -104,6 +124,16 @@ module Tipi
     # the loop's variables with the next request's.)
     def start_stream(id, env, input)
       @fibers[id] = spin { run_stream(id, env, input) }
+    end
+
+    # The request that came with `Upgrade: h2c`: its env, now served over HTTP/2, and its body.
+    def upgraded_request
+      env, data = @upgrade
+      @upgrade = nil
+      body = Body.new
+      body << data if data
+      body << nil
+      [env.merge('SERVER_PROTOCOL' => 'HTTP/2', 'rack.hijack?' => false), body]
     end
 
     def build_env(method, path, authority, headers)
@@ -133,7 +163,7 @@ module Tipi
       end
       head_only = env['REQUEST_METHOD'] == 'HEAD' || [204, 304].include?(status.to_i)
       write { @h2.respond(id, status.to_i, fields, head_only) }
-      send_body(id, body) unless head_only
+      send_body(id, body, trailers(body)) unless head_only
       @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
     rescue Polyphony::HTTP2::Error
       nil # the stream is gone (reset by the client)
@@ -143,17 +173,30 @@ module Tipi
       @fibers.delete(id)
     end
 
-    def send_body(id, body)
-      if body.respond_to?(:to_ary)
+    # Sends the body; `trailers` ([[name, value]...] or nil) end it.
+    def send_body(id, body, trailers)
+      if body.respond_to?(:to_ary) && !trailers
         write { @h2.send_data(id, body.to_ary.join, true) }
       else
         body.each { |chunk| write { @h2.send_data(id, chunk.to_s, false) } unless chunk.to_s.empty? }
-        write { @h2.send_data(id, '', true) }
+        write { trailers ? @h2.send_trailers(id, trailers) : @h2.send_data(id, '', true) }
       end
+    end
+
+    # Trailer fields from a body that has them (Rack 3's `trailers`), as [[name, value]...].
+    def trailers(body)
+      return unless body.respond_to?(:trailers)
+
+      fields = body.trailers&.flat_map do |name, value|
+        value.to_s.split("\n").map { |line| [name.to_s.downcase, line] }
+      end
+      fields unless fields.nil? || fields.empty?
     end
 
     def call_app(env)
       @app.call(env)
+    rescue H1P::TooLarge => e
+      [413, { 'content-type' => 'text/plain' }, ["#{e.message}\n"]]
     rescue StandardError => e
       Tipi.report(e, env['rack.errors'])
       [500, { 'content-type' => 'text/plain' }, ["Internal Server Error\n"]]

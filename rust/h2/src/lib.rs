@@ -95,7 +95,13 @@ pub struct Server {
     state: State,
     streams: HashMap<u32, Stream>,
     events: VecDeque<Event>,
+    /// After `Upgrade: h2c`: stream 1's HEADERS frame, to be put behind the client's preface
+    /// and first SETTINGS frame, and the bytes held until those are complete.
+    upgrade: Option<(Vec<u8>, Vec<u8>)>,
 }
+
+/// The client's connection preface.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 impl Server {
     pub fn new(settings: &Settings) -> Self {
@@ -110,11 +116,78 @@ impl Server {
             state: State::Handshaking(Box::pin(handshake)),
             streams: HashMap::new(),
             events: VecDeque::new(),
+            upgrade: None,
         }
+    }
+
+    /// A connection upgraded from HTTP/1.1 (`Upgrade: h2c`, RFC 7540 3.2): the upgrading
+    /// request becomes stream 1, half-closed (its body, if any, came over HTTP/1.1), and gets
+    /// its answer on the new connection. Call before the first `receive`.
+    pub fn upgrade(
+        &mut self,
+        method: &str,
+        path: &str,
+        authority: Option<&str>,
+    ) -> Result<(), Error> {
+        let mut block = Vec::new();
+        let mut field = |name: &str, value: &str| {
+            // A literal field without indexing and with a literal name: the client's HPACK
+            // state is left as it is.
+            block.push(0);
+            hpack_string(&mut block, name.as_bytes());
+            hpack_string(&mut block, value.as_bytes());
+        };
+        field(":method", method);
+        field(":scheme", "http");
+        field(":path", path);
+        if let Some(authority) = authority {
+            field(":authority", authority);
+        }
+        if block.len() > 16_384 {
+            return Err(Error("the upgrading request's head is too large".into()));
+        }
+        let mut frame = Vec::with_capacity(9 + block.len());
+        frame.extend_from_slice(&(block.len() as u32).to_be_bytes()[1..]);
+        frame.push(0x1); // HEADERS
+        frame.push(0x1 | 0x4); // END_STREAM | END_HEADERS
+        frame.extend_from_slice(&1u32.to_be_bytes());
+        frame.extend_from_slice(&block);
+        self.upgrade = Some((frame, Vec::new()));
+        Ok(())
     }
 
     /// Takes bytes from the transport (none: it ended) and handles what they complete.
     pub fn receive(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if let Some((frame, held)) = self.upgrade.as_mut() {
+            held.extend_from_slice(bytes);
+            // Stream 1 goes in after the preface and the SETTINGS frame that must follow it.
+            let settings_end = (held.len() >= PREFACE.len() + 9).then(|| {
+                let head = &held[PREFACE.len()..];
+                PREFACE.len()
+                    + 9
+                    + (usize::from(head[0]) << 16
+                        | usize::from(head[1]) << 8
+                        | usize::from(head[2]))
+            });
+            match settings_end {
+                Some(end) if held.len() >= end => {
+                    self.pipe.feed(&held[..end]);
+                    self.pipe.feed(frame);
+                    if held.len() > end {
+                        self.pipe.feed(&held[end..]); // (nothing fed means the end)
+                    }
+                    self.upgrade = None;
+                }
+                _ if bytes.is_empty() => {
+                    // The client ended before its preface was whole: h2 says what is wrong.
+                    self.pipe.feed(held);
+                    self.upgrade = None;
+                    self.pipe.feed(b"");
+                }
+                _ => return Ok(()),
+            }
+            return self.poll();
+        }
         self.pipe.feed(bytes);
         self.poll()
     }
@@ -365,6 +438,23 @@ impl Server {
         }
         progress
     }
+}
+
+/// An HPACK string literal, not Huffman-coded: its length as a 7-bit-prefix integer, then it.
+fn hpack_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut len = bytes.len();
+    if len < 127 {
+        out.push(len as u8);
+    } else {
+        out.push(127);
+        len -= 127;
+        while len >= 128 {
+            out.push((len % 128) as u8 | 0x80);
+            len /= 128;
+        }
+        out.push(len as u8);
+    }
+    out.extend_from_slice(bytes);
 }
 
 /// Fields HTTP/2 forbids (RFC 9113 8.2.2): a response carrying HTTP/1's connection handling
@@ -622,5 +712,58 @@ mod tests {
         );
         client.pump(&mut server);
         assert!(server.is_closed());
+    }
+
+    #[test]
+    fn an_upgraded_request_is_stream_1_answered_after_the_clients_preface() {
+        let mut server = Server::new(&Settings::default());
+        server
+            .upgrade(
+                "POST",
+                &format!("/up?{}", "q".repeat(300)),
+                Some("example.test"),
+            )
+            .unwrap();
+        // The client's preface and an empty SETTINGS frame, in two pieces: held until whole.
+        let mut wire = PREFACE.to_vec();
+        wire.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+        server.receive(&wire[..30]).unwrap();
+        assert_eq!(server.next_event(), None);
+        server.receive(&wire[30..]).unwrap();
+        let Some(Event::Request {
+            stream,
+            method,
+            path,
+            authority,
+            end_stream,
+            ..
+        }) = server.next_event()
+        else {
+            panic!("stream 1's request expected");
+        };
+        assert_eq!(
+            (
+                stream,
+                method.as_str(),
+                path.len(),
+                authority.as_deref(),
+                end_stream
+            ),
+            (1, "POST", 304, Some("example.test"), true)
+        );
+        server.respond(1, 200, &[], true).unwrap();
+        let mut out = Vec::new();
+        server.outgoing(&mut out);
+        // Somewhere after the server's SETTINGS: a HEADERS frame (type 1) on stream 1.
+        let mut at = 0;
+        let mut headers_on_1 = false;
+        while at + 9 <= out.len() {
+            let len = usize::from(out[at]) << 16
+                | usize::from(out[at + 1]) << 8
+                | usize::from(out[at + 2]);
+            headers_on_1 |= out[at + 3] == 0x1 && out[at + 5..at + 9] == [0, 0, 0, 1];
+            at += 9 + len;
+        }
+        assert!(headers_on_1, "no HEADERS on stream 1 in {out:?}");
     }
 }

@@ -52,6 +52,18 @@ impl Http2Server {
             .map_err(|_| h2_error(h2p::Error("called re-entrantly".into())))
     }
 
+    /// After `Upgrade: h2c`: the upgrading request becomes stream 1 (its body came over
+    /// HTTP/1.1); call before the first `receive`.
+    fn upgrade(
+        &self,
+        method: String,
+        path: String,
+        authority: Option<String>,
+    ) -> Result<(), Error> {
+        let result = self.server()?.upgrade(&method, &path, authority.as_deref());
+        result.map_err(h2_error)
+    }
+
     /// Bytes from the socket ("" when it ended).
     fn receive(&self, bytes: RString) -> Result<(), Error> {
         // SAFETY: copied by the server at once.
@@ -158,6 +170,7 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     http2.define_error("Error", ruby.exception_standard_error())?;
     let class = http2.define_class("Server", ruby.class_object())?;
     class.define_singleton_method("new", function!(Http2Server::new, 2))?;
+    class.define_method("upgrade", method!(Http2Server::upgrade, 3))?;
     class.define_method("receive", method!(Http2Server::receive, 1))?;
     class.define_method("next_event", method!(Http2Server::next_event, 0))?;
     class.define_method("respond", method!(Http2Server::respond, 4))?;
