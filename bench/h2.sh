@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # HTTP/2 hello-world, all servers in one run, loopback only: tipi -w 2 and nginx (2 workers),
-# over h2c (prior knowledge) and over TLS (ALPN h2, one ECDSA certificate for both), with
+# over h2c (prior knowledge) and over TLS (ALPN h2, one ECDSA certificate for both); and one
+# process each of tipi and async-http (pure Ruby, bench/async_http_h2.rb) over h2c. With
 # `h2load -t2 -c50 -m10 -D DURATION`. Prints req/s and the ratios issue 7 asks about.
 #
 # Usage: bench/h2.sh [DURATION]   (default 10 seconds per run; needs bin/setup's h2load, nginx)
@@ -41,6 +42,13 @@ exe/tipi -q -e production -w 2 -l 127.0.0.1:$p1 -b "ssl://127.0.0.1:$p2?$tls" be
 pid=$!; pids+=("$pid")
 h2 "tipi h2" "https://127.0.0.1:$p2/" "$pid"
 
+exe/tipi -q -e production -w 1 -l 127.0.0.1:$p1 bench/hello.ru >"$work/tipi.log" 2>&1 &
+pid=$!; pids+=("$pid")
+h2 "tipi -w 1 h2c" "http://127.0.0.1:$p1/" "$pid"
+ruby bench/async_http_h2.rb $p1 >"$work/async-http.log" 2>&1 &
+pid=$!; pids+=("$pid")
+h2 "async-http h2c" "http://127.0.0.1:$p1/" "$pid"
+
 # nginx closes a connection after 1,000 requests by default, and h2load does not reconnect.
 nginx_conf $p1 " http2" "keepalive_requests 100000000;" # h2c: prior knowledge on an http2 listener
 /usr/sbin/nginx -c "$work/nginx.conf" -e "$work/nginx-error.log" >"$work/nginx.log" 2>&1 &
@@ -51,8 +59,11 @@ nginx_conf $p2 " ssl http2" "ssl_certificate $work/cert.pem; ssl_certificate_key
 pid=$!; pids+=("$pid")
 h2 "nginx h2" "https://127.0.0.1:$p2/" "$pid"
 
-printf '\n%-10s %10s\n' server 'req/s'
-for name in "tipi h2c" "tipi h2" "nginx h2c" "nginx h2"; do printf '%-10s %10s\n' "$name" "${rps[$name]}"; done
+printf '\n%-15s %10s\n' server 'req/s'
+for name in "tipi h2c" "tipi h2" "nginx h2c" "nginx h2" "tipi -w 1 h2c" "async-http h2c"; do
+  printf '%-15s %10s\n' "$name" "${rps[$name]}"
+done
 echo
 echo "tipi / nginx, h2c:          $(ratio "${rps[tipi h2c]%% *}" "${rps[nginx h2c]%% *}")   (goal >= 0.50)"
 echo "tipi / nginx, h2 over TLS:  $(ratio "${rps[tipi h2]%% *}" "${rps[nginx h2]%% *}")   (goal >= 0.50)"
+echo "tipi / async-http, h2c, one process each: $(ratio "${rps[tipi -w 1 h2c]%% *}" "${rps[async-http h2c]%% *}")   (goal >= 10)"

@@ -96,16 +96,15 @@ module Tipi
     end
 
     def dispatch
-      while (event = @h2.next_event)
+      while (event = @h2.next_event(@base_env))
         case event
         in [:request, 1, *] if @upgrade
           env, body = upgraded_request
           input = env['rack.input'] = Input.new(body, @timeout)
           start_stream(1, env, input)
-        in [:request, id, method, path, _scheme, authority, headers, end_stream]
+        in [:request, id, env, end_stream]
           body = Body.new(@max_body) unless end_stream
           @bodies[id] = body if body
-          env = build_env(method, path, authority, headers)
           input = env['rack.input'] = Input.new(body || Body::NONE, @timeout)
           start_stream(id, env, input)
         in [:data, id, bytes, end_stream]
@@ -136,34 +135,22 @@ module Tipi
       [env.merge('SERVER_PROTOCOL' => 'HTTP/2', 'rack.hijack?' => false), body]
     end
 
-    def build_env(method, path, authority, headers)
-      path_info, query = path.split('?', 2)
-      env = @base_env.merge('REQUEST_METHOD' => method, 'PATH_INFO' => path_info, 'QUERY_STRING' => query || '')
-      if authority
-        env['HTTP_HOST'] = authority
-        env['SERVER_NAME'] = authority.start_with?('[') ? authority[/\A\[[^\]]*\]/] : authority.split(':', 2).first
-      end
-      headers.each do |name, value|
-        key = RackEnv.key(name)
-        env[key] = env.key?(key) ? "#{env[key]}#{name == 'cookie' ? '; ' : ', '}#{value}" : value
-      end
-      env
-    end
-
     # The app's answer to one stream; `input` is closed after it (the app's rack.input may be
     # a wrapper, such as Rack::Lint's, that must not be closed).
     def run_stream(id, env, input)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC) if @logger
       status, headers, body = call_app(env)
-      fields = []
-      headers.each do |name, value|
-        next if name.start_with?('rack.')
-
-        value.to_s.split("\n").each { |line| fields << [name.downcase, line] }
+      status = status.to_i
+      head_only = env['REQUEST_METHOD'] == 'HEAD' || status == 204 || status == 304
+      trailers = trailers(body) unless head_only
+      if head_only || (body.respond_to?(:to_ary) && !trailers)
+        # The whole answer in one call: head, and body or none.
+        @h2.respond_rack(id, status, headers, head_only || body.to_ary)
+        @pending.signal
+      else
+        write { @h2.respond_rack(id, status, headers, false) }
+        send_body(id, body, trailers)
       end
-      head_only = env['REQUEST_METHOD'] == 'HEAD' || [204, 304].include?(status.to_i)
-      write { @h2.respond(id, status.to_i, fields, head_only) }
-      send_body(id, body, trailers(body)) unless head_only
       @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
     rescue Polyphony::HTTP2::Error
       nil # the stream is gone (reset by the client)
@@ -173,14 +160,10 @@ module Tipi
       @fibers.delete(id)
     end
 
-    # Sends the body; `trailers` ([[name, value]...] or nil) end it.
+    # Sends a body piece by piece; `trailers` ([[name, value]...] or nil) end it.
     def send_body(id, body, trailers)
-      if body.respond_to?(:to_ary) && !trailers
-        write { @h2.send_data(id, body.to_ary.join, true) }
-      else
-        body.each { |chunk| write { @h2.send_data(id, chunk.to_s, false) } unless chunk.to_s.empty? }
-        write { trailers ? @h2.send_trailers(id, trailers) : @h2.send_data(id, '', true) }
-      end
+      body.each { |chunk| write { @h2.send_data(id, chunk.to_s, false) } unless chunk.to_s.empty? }
+      write { trailers ? @h2.send_trailers(id, trailers) : @h2.send_data(id, '', true) }
     end
 
     # Trailer fields from a body that has them (Rack 3's `trailers`), as [[name, value]...].
@@ -208,9 +191,12 @@ module Tipi
       @pending.signal
     end
 
+    # Writes what the answers given since the last flush produced (h2 makes their frames now,
+    # all at once).
     def flush
       out = @h2.outgoing
       @socket.write(out) unless out.empty?
+      dispatch # streams h2 took in while making them
     end
   end
 end

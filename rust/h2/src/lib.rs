@@ -197,9 +197,12 @@ impl Server {
         self.events.pop_front()
     }
 
-    /// Appends what is to be sent to `out`.
-    pub fn outgoing(&mut self, out: &mut Vec<u8>) {
+    /// Appends what is to be sent to `out`: the frames of every answer given since the last
+    /// call (h2 writes them when the connection is polled: once per batch, not per answer).
+    pub fn outgoing(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        let result = self.poll_connection(&mut Context::from_waker(Waker::noop()));
         self.pipe.drain(out);
+        result.map(|_| ())
     }
 
     /// Whether the connection is over (closed by the client, or after a GOAWAY and its last
@@ -235,7 +238,7 @@ impl Server {
         } else {
             self.stream(stream)?.send = Some(send);
         }
-        self.poll()
+        Ok(()) // sent by the next `outgoing`
     }
 
     /// Sends a piece of `stream`'s body (h2 holds what flow control does not let out yet).
@@ -248,7 +251,7 @@ impl Server {
         if end_stream {
             self.finish(stream);
         }
-        self.poll()
+        Ok(()) // sent by the next `outgoing`
     }
 
     /// Ends `stream`'s body with trailer fields.
@@ -264,7 +267,7 @@ impl Server {
             })?;
         send.send_trailers(map).map_err(h2_error)?;
         self.finish(stream);
-        self.poll()
+        Ok(()) // sent by the next `outgoing`
     }
 
     /// Resets `stream` (the app failed, or gave up on it).
@@ -276,7 +279,7 @@ impl Server {
                 respond.send_reset(h2::Reason::INTERNAL_ERROR);
             }
         }
-        self.poll()
+        Ok(()) // sent by the next `outgoing`
     }
 
     /// Starts a graceful shutdown: GOAWAY, streams in flight finish, no new ones.
@@ -304,14 +307,14 @@ impl Server {
         }
     }
 
-    /// Drives h2 as far as the bytes at hand allow: the handshake, new streams, request bodies,
-    /// and the frames to send.
-    fn poll(&mut self) -> Result<(), Error> {
-        let mut cx = Context::from_waker(Waker::noop());
+    /// Drives the connection (the handshake, frames in and out) until it waits for bytes;
+    /// new streams become events. Whether anything happened.
+    fn poll_connection(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
+        let mut any = false;
         loop {
             let mut progress = false;
             match &mut self.state {
-                State::Handshaking(handshake) => match handshake.as_mut().poll(&mut cx) {
+                State::Handshaking(handshake) => match handshake.as_mut().poll(cx) {
                     Poll::Ready(Ok(conn)) => {
                         self.state = State::Open(Box::new(conn));
                         progress = true;
@@ -322,9 +325,9 @@ impl Server {
                             "no HTTP/2 connection preface from the client ({e})"
                         )));
                     }
-                    Poll::Pending => return Ok(()),
+                    Poll::Pending => return Ok(any),
                 },
-                State::Open(conn) => match conn.poll_accept(&mut cx) {
+                State::Open(conn) => match conn.poll_accept(cx) {
                     Poll::Ready(Some(Ok((request, respond)))) => {
                         let stream = respond.stream_id().as_u32();
                         let (head, body) = request.into_parts();
@@ -361,12 +364,25 @@ impl Server {
                     }
                     Poll::Ready(None) => {
                         self.state = State::Closed;
-                        return Ok(());
+                        return Ok(any);
                     }
                     Poll::Pending => {}
                 },
-                State::Closed => return Ok(()),
+                State::Closed => return Ok(any),
             }
+            if !progress {
+                return Ok(any);
+            }
+            any = true;
+        }
+    }
+
+    /// Drives h2 as far as the bytes at hand allow: the handshake, new streams, request bodies,
+    /// and the frames to send.
+    fn poll(&mut self) -> Result<(), Error> {
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            let mut progress = self.poll_connection(&mut cx)?;
             progress |= self.poll_bodies(&mut cx);
             if !progress {
                 return Ok(());
@@ -536,7 +552,7 @@ mod tests {
                     server.receive(&to_server).unwrap();
                 }
                 let mut to_client = Vec::new();
-                server.outgoing(&mut to_client);
+                server.outgoing(&mut to_client).unwrap();
                 if !to_client.is_empty() {
                     self.io.feed(&to_client);
                 }
@@ -753,7 +769,7 @@ mod tests {
         );
         server.respond(1, 200, &[], true).unwrap();
         let mut out = Vec::new();
-        server.outgoing(&mut out);
+        server.outgoing(&mut out).unwrap();
         // Somewhere after the server's SETTINGS: a HEADERS frame (type 1) on stream 1.
         let mut at = 0;
         let mut headers_on_1 = false;

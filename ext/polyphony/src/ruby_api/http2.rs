@@ -6,9 +6,11 @@ use std::cell::RefCell;
 
 use bytes::Bytes;
 use h2p::{Event, Server, Settings};
+use magnus::r_hash::ForEach;
 use magnus::value::{Lazy, ReprValue};
 use magnus::{
-    function, method, prelude::*, Error, ExceptionClass, RArray, RModule, RString, Ruby, Value,
+    function, method, prelude::*, Error, ExceptionClass, RArray, RHash, RModule, RString, Ruby,
+    Value,
 };
 
 static ERROR: Lazy<ExceptionClass> =
@@ -71,33 +73,33 @@ impl Http2Server {
         result.map_err(h2_error)
     }
 
-    /// The next event: `[:request, stream, method, path, scheme, authority, [[name, value]...],
-    /// end_stream]`, `[:data, stream, bytes, end_stream]`, `[:reset, stream]`, or nil.
-    fn next_event(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+    /// The next event: `[:request, stream, env, end_stream]` (env: a Rack env on a copy of
+    /// `base`), `[:data, stream, bytes, end_stream]`, `[:reset, stream]`, or nil.
+    fn next_event(ruby: &Ruby, rb_self: &Self, base: RHash) -> Result<Value, Error> {
         let event = rb_self.server()?.next_event();
-        let array = ruby.ary_new();
+        let array = ruby.ary_new_capa(4);
         match event {
             None => return Ok(ruby.qnil().as_value()),
             Some(Event::Request {
                 stream,
                 method,
                 path,
-                scheme,
                 authority,
                 headers,
                 end_stream,
+                ..
             }) => {
+                let env = super::h1p::rack::build_h2_env(
+                    ruby,
+                    base,
+                    &method,
+                    &path,
+                    authority.as_deref(),
+                    &headers,
+                )?;
                 array.push(ruby.to_symbol("request"))?;
                 array.push(stream)?;
-                array.push(method)?;
-                array.push(path)?;
-                array.push(scheme)?;
-                array.push(authority)?;
-                let list = ruby.ary_new_capa(headers.len());
-                for (name, value) in headers {
-                    list.push((name, ruby.str_from_slice(&value)))?;
-                }
-                array.push(list)?;
+                array.push(env)?;
                 array.push(end_stream)?;
             }
             Some(Event::Data {
@@ -118,15 +120,57 @@ impl Http2Server {
         Ok(array.as_value())
     }
 
-    fn respond(
+    /// Answers `stream` with a Rack response's status and headers (names lower-cased, values
+    /// split at "\n", rack.* entries skipped). `body`: an Array of Strings, sent whole (the
+    /// stream ends); true: no body (the stream ends); false: the body follows (`send_data`).
+    fn respond_rack(
         &self,
         stream: u32,
         status: u16,
-        headers: RArray,
-        end_stream: bool,
+        headers: RHash,
+        body: Value,
     ) -> Result<(), Error> {
-        let headers = fields(headers)?;
-        let result = self.server()?.respond(stream, status, &headers, end_stream);
+        let mut fields: Vec<(String, Vec<u8>)> = Vec::with_capacity(headers.len());
+        headers.foreach(|name: RString, value: Value| {
+            let name = name.to_string()?;
+            if name.starts_with("rack.") {
+                return Ok(ForEach::Continue);
+            }
+            let mut add = |value: RString| {
+                // SAFETY: copied at once, with no Ruby call in between.
+                for line in unsafe { value.as_slice() }.split(|&b| b == b'\n') {
+                    fields.push((name.to_ascii_lowercase(), line.to_vec()));
+                }
+            };
+            if let Some(values) = RArray::from_value(value) {
+                for value in values.into_iter() {
+                    add(value.funcall("to_s", ())?);
+                }
+            } else {
+                add(RString::from_value(value).map_or_else(|| value.funcall("to_s", ()), Ok)?);
+            }
+            Ok(ForEach::Continue)
+        })?;
+        let data = match RArray::from_value(body) {
+            Some(parts) => {
+                let mut data = Vec::new();
+                for part in parts.into_iter() {
+                    let part = RString::try_convert(part)?;
+                    // SAFETY: copied at once, with no Ruby call in between.
+                    data.extend_from_slice(unsafe { part.as_slice() });
+                }
+                Some(data)
+            }
+            None => None,
+        };
+        let end_without_body = data.is_none() && body.to_bool();
+        let mut server = self.server()?;
+        let result = server
+            .respond(stream, status, &fields, end_without_body)
+            .and_then(|()| match data {
+                Some(data) => server.send_data(stream, Bytes::from(data), true),
+                None => Ok(()),
+            });
         result.map_err(h2_error)
     }
 
@@ -156,7 +200,8 @@ impl Http2Server {
     /// The bytes to send now ("" when none).
     fn outgoing(ruby: &Ruby, rb_self: &Self) -> Result<RString, Error> {
         let mut out = Vec::new();
-        rb_self.server()?.outgoing(&mut out);
+        let result = rb_self.server()?.outgoing(&mut out);
+        result.map_err(h2_error)?;
         Ok(ruby.str_from_slice(&out))
     }
 
@@ -172,8 +217,8 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     class.define_singleton_method("new", function!(Http2Server::new, 2))?;
     class.define_method("upgrade", method!(Http2Server::upgrade, 3))?;
     class.define_method("receive", method!(Http2Server::receive, 1))?;
-    class.define_method("next_event", method!(Http2Server::next_event, 0))?;
-    class.define_method("respond", method!(Http2Server::respond, 4))?;
+    class.define_method("next_event", method!(Http2Server::next_event, 1))?;
+    class.define_method("respond_rack", method!(Http2Server::respond_rack, 4))?;
     class.define_method("send_data", method!(Http2Server::send_data, 3))?;
     class.define_method("send_trailers", method!(Http2Server::send_trailers, 2))?;
     class.define_method("reset", method!(Http2Server::reset, 1))?;

@@ -3,7 +3,7 @@
 
 mod names;
 mod parser;
-mod rack;
+pub(crate) mod rack;
 mod response;
 
 use magnus::value::Lazy;

@@ -108,18 +108,68 @@ fn env_key(ruby: &Ruby, keys: &Keys, name: &[u8]) -> VALUE {
 
 const QNIL: VALUE = rb_sys::ruby_special_consts::RUBY_Qnil as VALUE;
 
+/// Pairs per bulk insert (a request with more fields takes several).
+const BATCH: usize = 64;
+
+/// An env under construction: a copy of the base, and new pairs gathered on the machine stack
+/// (which the GC scans, so the new Strings in it are safe) and inserted in bulk, which sizes
+/// the table once instead of growing it per entry. A later pair replaces an earlier one (and
+/// one of the base) with the same key.
+struct EnvBuilder {
+    env: VALUE,
+    pairs: [VALUE; 2 * BATCH],
+    len: usize,
+}
+
+impl EnvBuilder {
+    fn new(base: RHash) -> Self {
+        EnvBuilder {
+            // SAFETY: `base` is a live Hash; the copy is new and referenced from this frame.
+            env: unsafe { rb_sys::rb_hash_dup(base.as_raw()) },
+            pairs: [QNIL; 2 * BATCH],
+            len: 0,
+        }
+    }
+
+    fn set(&mut self, key: VALUE, value: VALUE) {
+        if self.len == self.pairs.len() {
+            self.flush();
+        }
+        self.pairs[self.len] = key;
+        self.pairs[self.len + 1] = value;
+        self.len += 2;
+    }
+
+    fn flush(&mut self) {
+        if self.len > 0 {
+            // SAFETY: `env` is a live Hash; `pairs[..len]` holds live keys (frozen Strings) and
+            // values, in pairs.
+            unsafe { rb_sys::rb_hash_bulk_insert(self.len as _, self.pairs.as_ptr(), self.env) };
+            self.len = 0;
+        }
+    }
+
+    /// Whether the base has a value (not nil) for `key` (pairs set here are not looked at).
+    fn base_has(&self, key: VALUE) -> bool {
+        // SAFETY: `env` is a live Hash.
+        unsafe { rb_sys::rb_hash_aref(self.env, key) != QNIL }
+    }
+
+    fn finish(mut self) -> Result<RHash, Error> {
+        self.flush();
+        // SAFETY: `env` is a live Hash.
+        let env: magnus::Value = unsafe { magnus::rb_sys::FromRawValue::from_raw(self.env) };
+        magnus::TryConvert::try_convert(env)
+    }
+}
+
 /// Builds the env of `message` on a copy of `base`.
 pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Result<RHash, Error> {
     let keys = keys(ruby);
     let head = message.head;
     let values = Values::new(ruby, message);
-    // SAFETY: `base` is a live Hash; the copy is new and referenced from this frame.
-    let env = unsafe { rb_sys::rb_hash_dup(base.as_raw()) };
-    let aset = |key: VALUE, value: VALUE| {
-        // SAFETY: `env` is the live Hash made above; keys and values are live objects.
-        unsafe { rb_sys::rb_hash_aset(env, key, value) };
-    };
-    aset(
+    let mut env = EnvBuilder::new(base);
+    env.set(
         keys.request_method,
         method_value(ruby, message.get(head.method)),
     );
@@ -128,14 +178,14 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
         Some(q) => {
             let start = head.target.start;
             let q = q as u32; // a target is at most a few KiB
-            aset(
+            env.set(
                 keys.path_info,
                 values.get(h1p::Span {
                     start,
                     end: start + q,
                 }),
             );
-            aset(
+            env.set(
                 keys.query_string,
                 values.get(h1p::Span {
                     start: start + q + 1,
@@ -144,11 +194,11 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
             );
         }
         None => {
-            aset(keys.path_info, values.get(head.target));
-            aset(keys.query_string, keys.empty);
+            env.set(keys.path_info, values.get(head.target));
+            env.set(keys.query_string, keys.empty);
         }
     }
-    aset(
+    env.set(
         keys.server_protocol,
         match head.version {
             Version::Http10 => keys.http10,
@@ -157,7 +207,7 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
         },
     );
     // Each field's value; a repeated field's values are joined (cookies with "; ").
-    let mut seen: Vec<(&[u8], VALUE)> = Vec::with_capacity(head.fields.len());
+    let mut seen = Fields::default();
     let mut host = None;
     for field in head.fields.iter() {
         let name = message.get(field.name);
@@ -165,44 +215,57 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
         if name.eq_ignore_ascii_case(b"host") && host.is_none() {
             host = Some(value);
         }
-        if let Some((_, key)) = seen.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
-            // SAFETY: `env` is live; the key is in it (inserted below when first seen).
-            let earlier = unsafe { rb_sys::rb_hash_aref(env, *key) };
-            let separator: &[u8] = if name.eq_ignore_ascii_case(b"cookie") {
-                b"; "
-            } else {
-                b", "
-            };
-            let mut joined = Vec::with_capacity(separator.len() + value.len());
-            joined.extend_from_slice(separator);
-            joined.extend_from_slice(value);
-            // SAFETY: `earlier` is a String this function made (not shared with `base`).
-            unsafe { rb_sys::rb_str_cat(earlier, joined.as_ptr().cast(), joined.len() as _) };
+        if seen.join(name, value, |a, b| a.eq_ignore_ascii_case(b)) {
             continue;
         }
         let key = env_key(ruby, keys, name);
-        aset(key, values.get(field.value));
-        seen.push((name, key));
+        let value = values.get(field.value);
+        env.set(key, value);
+        seen.add(name, value);
     }
-    // SAFETY: `env` is the live Hash made above.
-    let listener_port = unsafe { rb_sys::rb_hash_aref(env, keys.server_port) } != QNIL;
+    let listener_port = env.base_has(keys.server_port);
     let (name, port) = host.map_or((None, None), |host| {
         let (name, port) = split_host(host);
         (Some(name), port)
     });
     if let Some(name) = name {
-        aset(keys.server_name, ruby.str_from_slice(name).as_raw());
+        env.set(keys.server_name, ruby.str_from_slice(name).as_raw());
     }
     if !listener_port {
         // A Unix socket: the Host's port, else 80.
-        aset(
+        env.set(
             keys.server_port,
             port.map_or(keys.port80, |p| ruby.str_from_slice(p).as_raw()),
         );
     }
-    // SAFETY: `env` is a live Hash.
-    let env: magnus::Value = unsafe { magnus::rb_sys::FromRawValue::from_raw(env) };
-    magnus::TryConvert::try_convert(env)
+    env.finish()
+}
+
+/// The fields set so far and their values (Strings made here, held by the env or its
+/// builder), to join a repeated field's values into the first one's: ", " between them,
+/// "; " for cookies.
+#[derive(Default)]
+struct Fields<'a>(Vec<(&'a [u8], VALUE)>);
+
+impl<'a> Fields<'a> {
+    fn add(&mut self, name: &'a [u8], value: VALUE) {
+        self.0.push((name, value));
+    }
+
+    /// Appends `value` to an earlier field named `name`; false when there is none.
+    fn join(&self, name: &[u8], value: &[u8], same: impl Fn(&[u8], &[u8]) -> bool) -> bool {
+        let Some((_, earlier)) = self.0.iter().find(|(n, _)| same(n, name)) else {
+            return false;
+        };
+        let separator: &[u8] = if same(name, b"cookie") { b"; " } else { b", " };
+        let mut joined = Vec::with_capacity(separator.len() + value.len());
+        joined.extend_from_slice(separator);
+        joined.extend_from_slice(value);
+        // SAFETY: `earlier` is a live String made by the env's builder (not shared with the
+        // base); the env or the builder's stack array holds it.
+        unsafe { rb_sys::rb_str_cat(*earlier, joined.as_ptr().cast(), joined.len() as _) };
+        true
+    }
 }
 
 /// "example.com:8080" → ("example.com", Some("8080")); "[::1]:80" → ("[::1]", Some("80")).
@@ -219,4 +282,59 @@ fn split_host(host: &[u8]) -> (&[u8], Option<&[u8]>) {
         Some(i) => (&host[..i], Some(&host[i + 1..]).filter(|p| !p.is_empty())),
         None => (host, None),
     }
+}
+
+/// The env of an HTTP/2 request, on a copy of `base` (which carries SERVER_PROTOCOL and the
+/// connection's entries): REQUEST_METHOD, PATH_INFO, QUERY_STRING, HTTP_HOST and SERVER_NAME
+/// from the authority (unless a Host field came), CONTENT_TYPE, CONTENT_LENGTH and HTTP_*
+/// (repeated fields joined with ", ", cookies with "; ", as HTTP/2 splits them).
+pub(crate) fn build_h2_env(
+    ruby: &Ruby,
+    base: RHash,
+    method: &str,
+    path: &str,
+    authority: Option<&str>,
+    headers: &[(String, Vec<u8>)],
+) -> Result<RHash, Error> {
+    let keys = keys(ruby);
+    let mut env = EnvBuilder::new(base);
+    env.set(keys.request_method, method_value(ruby, method.as_bytes()));
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    env.set(keys.path_info, ruby.str_new(path).as_raw());
+    env.set(
+        keys.query_string,
+        if query.is_empty() {
+            keys.empty
+        } else {
+            ruby.str_new(query).as_raw()
+        },
+    );
+    let mut seen = Fields::default();
+    let mut host = None;
+    for (name, value) in headers {
+        let name = name.as_bytes(); // lower-case: h2 checks
+        if name == b"host" && host.is_none() {
+            host = Some(value.as_slice());
+        }
+        if seen.join(name, value, |a, b| a == b) {
+            continue;
+        }
+        let value = ruby.str_from_slice(value).as_raw();
+        env.set(env_key(ruby, keys, name), value);
+        seen.add(name, value);
+    }
+    if let Some(authority) = authority.filter(|_| host.is_none()) {
+        env.set(
+            env_key(ruby, keys, b"host"),
+            ruby.str_new(authority).as_raw(),
+        );
+        host = Some(authority.as_bytes());
+    }
+    if let Some(host) = host {
+        env.set(
+            keys.server_name,
+            ruby.str_from_slice(split_host(host).0).as_raw(),
+        );
+    }
+    env.finish()
 }
