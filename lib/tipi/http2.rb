@@ -45,7 +45,10 @@ module Tipi
       @max_body = options[:max_body]
       @h2 = Polyphony::HTTP2::Server.new(MAX_STREAMS, MAX_HEADER_LIST)
       @bodies = {}
-      @fibers = {}
+      @streams = {} # stream id => the worker fiber running its app
+      @jobs = [] # requests waiting for a worker: [id, env, input]
+      @workers = []
+      @idle = [] # workers parked until there is work
       @pending = Polyphony::Event.new # output waits to be written
       # No hijacking a stream: HTTP/2 multiplexes the socket.
       @base_env = RackEnv.base(server).merge('SERVER_PROTOCOL' => 'HTTP/2', 'rack.hijack?' => false)
@@ -61,6 +64,7 @@ module Tipi
         path = env['QUERY_STRING'].empty? ? env['PATH_INFO'] : "#{env['PATH_INFO']}?#{env['QUERY_STRING']}"
         @h2.upgrade(env['REQUEST_METHOD'], path, env['HTTP_HOST'])
       end
+      @fiber = Fiber.current
       # One writer: what every stream produced in a round of the event loop goes out in one
       # write, in order.
       writer = spin { loop { @pending.await; flush } }
@@ -76,7 +80,7 @@ module Tipi
     rescue SystemCallError, IOError
       nil # the client went away
     ensure
-      @fibers.each_value(&:stop)
+      @workers.dup.each(&:stop)
       writer&.stop
       @socket.close unless @socket.closed?
     end
@@ -114,15 +118,61 @@ module Tipi
           @bodies.delete(id) if end_stream
         in [:reset, id]
           @bodies.delete(id)&.<<(nil)
-          @fibers.delete(id)&.stop
+          @streams.delete(id)&.raise(StreamReset)
         end
       end
     end
 
-    # A fiber for the stream. (Spun here, not in #dispatch's loop: a block there would share
-    # the loop's variables with the next request's.)
+    # Raised in a worker whose stream the client reset (not a StandardError: the app's own
+    # rescue clauses let it through).
+    class StreamReset < Polyphony::BaseException; end
+
+    # Workers parked per connection (more are spun when requests block).
+    MAX_IDLE_WORKERS = 2
+
+    # Each stream's app runs on a worker fiber; a worker serves requests in turn, so a fiber is
+    # not made per request. One that takes a request while others wait wakes a spare first: a
+    # request that blocks (a slow app, a body on its way) never holds up the next.
     def start_stream(id, env, input)
-      @fibers[id] = spin { run_stream(id, env, input) }
+      @jobs << [id, env, input]
+      wake_worker
+    end
+
+    def wake_worker
+      return if @waking
+
+      @waking = true
+      if (worker = @idle.pop)
+        worker.schedule
+      else
+        @workers << @fiber.spin { work }
+      end
+    end
+
+    def work
+      loop do
+        @waking = false
+        while (job = @jobs.shift)
+          wake_worker unless @jobs.empty?
+          serve_stream(*job)
+        end
+        break if @idle.size >= MAX_IDLE_WORKERS
+
+        @idle << Fiber.current
+        suspend
+      end
+    ensure
+      @workers.delete(Fiber.current)
+      @idle.delete(Fiber.current)
+    end
+
+    def serve_stream(id, env, input)
+      @streams[id] = Fiber.current
+      run_stream(id, env, input)
+    rescue StreamReset
+      nil # the client does not want the answer
+    ensure
+      @streams.delete(id)
     end
 
     # The request that came with `Upgrade: h2c`: its env, now served over HTTP/2, and its body.
@@ -157,7 +207,6 @@ module Tipi
     ensure
       body.close if body.respond_to?(:close)
       input.close
-      @fibers.delete(id)
     end
 
     # Sends a body piece by piece; `trailers` ([[name, value]...] or nil) end it.

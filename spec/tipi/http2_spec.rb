@@ -130,6 +130,20 @@ RSpec.describe 'tipi over HTTP/2' do
     tipi&.stop
   end
 
+  it 'answers a fast stream without waiting for a slow one on the same connection' do
+    base = "http://127.0.0.1:#{@port}"
+    out, err, status = run_command('nghttp', '-n', '-s', "#{base}/slow", "#{base}/pid", "#{base}/echo")
+    expect(status).to be_success, err
+    # nghttp -s: "id responseEnd requestStart process code size path", per stream
+    ends = out.lines.grep(%r{ /(slow|pid|echo)$}).to_h do |line|
+      fields = line.split
+      time = fields[1][/[\d.]+/].to_f * { 'us' => 0.001, 'ms' => 1, 's' => 1000 }.fetch(fields[1][/[a-z]+\z/])
+      [fields.last, time] # in ms
+    end
+    expect(ends['/slow']).to be >= 500
+    expect([ends['/pid'], ends['/echo']]).to all(be < 300)
+  end
+
   it 'is chosen by ALPN on HTTPS, and HTTP/1.1 goes on on both ports' do
     expect(curl('-k', '--http2', '-w', ' %{http_version}', "https://127.0.0.1:#{@tls_port}/pid")).to eq("#{@tipi.pid} 2")
     expect(curl('-k', '--http1.1', '-w', ' %{http_version}', "https://127.0.0.1:#{@tls_port}/pid")).to eq("#{@tipi.pid} 1.1")
