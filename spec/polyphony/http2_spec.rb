@@ -1,7 +1,8 @@
 # frozen_string_literal: true
 
 # Polyphony::HTTP2::Server: HTTP/2 fed with a socket's bytes, here over plain TCP (h2c with prior
-# knowledge), talked to by curl.
+# knowledge), talked to by curl. Requests come as Rack envs built on a base Hash; answers take
+# Rack's status and headers.
 RSpec.describe Polyphony::HTTP2::Server do
   let(:listener) { TCPServer.new('127.0.0.1', 0) }
   let(:port) { listener.addr[1] }
@@ -14,10 +15,11 @@ RSpec.describe Polyphony::HTTP2::Server do
     requests = {}
     conn.read_loop do |data|
       h2.receive(data)
-      while (event = h2.next_event)
+      while (event = h2.next_event({ 'SERVER_PROTOCOL' => 'HTTP/2' }))
         case event
-        in [:request, id, method, path, _scheme, _authority, _headers, end_stream]
-          requests[id] = [method, path, +'']
+        in [:request, id, env, end_stream]
+          path = env['QUERY_STRING'].empty? ? env['PATH_INFO'] : "#{env['PATH_INFO']}?#{env['QUERY_STRING']}"
+          requests[id] = [env['REQUEST_METHOD'], path, +'']
           answer(h2, id, requests.delete(id)) if end_stream
         in [:data, id, bytes, end_stream]
           requests[id][2] << bytes
@@ -34,7 +36,8 @@ RSpec.describe Polyphony::HTTP2::Server do
   end
 
   def answer(h2, id, (method, path, body))
-    h2.respond(id, 200, [%w[content-type text/plain], %w[connection close]], false)
+    # Connection is HTTP/1's: dropped, as HTTP/2 requires.
+    h2.respond_rack(id, 200, { 'Content-Type' => 'text/plain', 'Connection' => 'close' }, false)
     h2.send_data(id, "#{method} #{path} #{body.bytesize}\n", true)
   end
 
