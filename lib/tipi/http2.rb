@@ -99,28 +99,38 @@ module Tipi
       @pending.signal
     end
 
+    # Acts on what h2 made of the bytes: requests go to workers, body pieces to their streams.
+    # (Plain branches on the event's kind: pattern matching cost more than the rest of it.)
     def dispatch
       while (event = @h2.next_event(@base_env))
-        case event
-        in [:request, 1, *] if @upgrade
-          env, body = upgraded_request
-          input = env['rack.input'] = Input.new(body, @timeout)
-          start_stream(1, env, input)
-        in [:request, id, env, end_stream]
-          body = Body.new(@max_body) unless end_stream
-          @bodies[id] = body if body
-          input = env['rack.input'] = Input.new(body || Body::NONE, @timeout)
-          start_stream(id, env, input)
-        in [:data, id, bytes, end_stream]
-          body = @bodies[id] or next
-          body << bytes unless bytes.empty?
-          body << nil if end_stream
-          @bodies.delete(id) if end_stream
-        in [:reset, id]
+        kind, id, value, end_stream = event
+        case kind
+        when :request then request(id, value, end_stream)
+        when :data then body_piece(id, value, end_stream)
+        when :reset
           @bodies.delete(id)&.<<(nil)
           @streams.delete(id)&.raise(StreamReset)
         end
       end
+    end
+
+    def request(id, env, end_stream)
+      if id == 1 && @upgrade
+        env, body = upgraded_request
+      elsif !end_stream
+        body = @bodies[id] = Body.new(@max_body)
+      end
+      env['rack.input'] = input = Input.new(body || Body::NONE, @timeout)
+      start_stream(id, env, input)
+    end
+
+    def body_piece(id, bytes, end_stream)
+      body = @bodies[id] or return
+      body << bytes unless bytes.empty?
+      return unless end_stream
+
+      body << nil
+      @bodies.delete(id)
     end
 
     # Raised in a worker whose stream the client reset (not a StandardError: the app's own

@@ -2,7 +2,8 @@
 
 module Tipi
   # The Rack 2 environment of a request. The constant part is made once per connection here;
-  # H1P::Parser#parse_rack_env copies it for each request and adds REQUEST_METHOD, PATH_INFO,
+  # H1P::Parser#parse_rack_env (and Polyphony::HTTP2::Server#next_event for HTTP/2) copies it
+  # for each request and adds REQUEST_METHOD, PATH_INFO,
   # QUERY_STRING, SERVER_PROTOCOL, CONTENT_TYPE, CONTENT_LENGTH and HTTP_* (repeated fields
   # joined with ", ", cookies with "; "), SERVER_NAME from the Host header (else the
   # listener's), and for a Unix socket SERVER_PORT from Host (else 80). The connection adds
@@ -11,16 +12,7 @@ module Tipi
     EMPTY = ''.b.freeze
     VERSION = [1, 3].freeze
 
-    SPECIAL = { 'content-type' => 'CONTENT_TYPE', 'content-length' => 'CONTENT_LENGTH' }.freeze
-    KEYS = Hash.new { |keys, name| keys[name] = SPECIAL[name] || "HTTP_#{name.upcase.tr('-', '_')}".freeze }
-
     module_function
-
-    # The env key of a (lower-case) header field name: HTTP_* (for HTTP/2's fields; H1P makes
-    # HTTP/1's).
-    def key(name)
-      KEYS[name]
-    end
 
     # @param server [Hash] :host, :port (the listener's), :remote_addr, :scheme
     def base(server)
