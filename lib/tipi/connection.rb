@@ -177,15 +177,20 @@ module Tipi
     def next_request
       return @parser.parse_headers if @native
 
-      @parser.parse_rack_env(@base_env ||= RackEnv.base(@server))
+      @parser.parse_rack_env(@base_env ||= base_env)
+    end
+
+    # The connection's constant part of each request's env, rack.hijack included.
+    def base_env
+      @hijack = Hijack.new(@socket)
+      RackEnv.base(@server).merge('rack.hijack' => @hijack)
     end
 
     # @return [Boolean] whether the connection goes on
     def serve_request(env)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC) if @logger
       input = env['rack.input'] = Input.new(@parser, @timeout)
-      (@hijack ||= Hijack.new(@socket)).env = env
-      env['rack.hijack'] = @hijack
+      @hijack.env = env # (env['rack.hijack'] is in the base)
       status, response_headers, response_body = call_app(env)
       return false unless status # the body was too large or too slow: answered, or cut
       if @hijack.hijacked? || hijack_response(status, response_headers)

@@ -72,7 +72,7 @@ module Tipi
 
     # Whether the app's headers ask for the connection to close.
     def close_requested?(headers)
-      headers.any? { |name, value| name.is_a?(String) && name.casecmp('connection')&.zero? && value.to_s.casecmp('close')&.zero? }
+      H1P.connection_close?(headers)
     end
   end
 end

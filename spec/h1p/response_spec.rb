@@ -68,4 +68,12 @@ RSpec.describe 'H1P response writers' do
     H1P.send_body_chunk(io, nil)
     expect(io.string).to eq("b\r\nhello world\r\n0\r\n\r\n")
   end
+
+  it 'tells whether response fields ask to close the connection' do
+    expect(H1P.connection_close?('Connection' => 'close')).to be true
+    expect(H1P.connection_close?('content-type' => 'text/plain', 'CONNECTION' => 'Upgrade, Close')).to be true
+    expect(H1P.connection_close?('Connection' => 'keep-alive')).to be false
+    expect(H1P.connection_close?('X-Connection' => 'close', :connection => 'close')).to be false
+    expect(H1P.connection_close?({})).to be false
+  end
 end

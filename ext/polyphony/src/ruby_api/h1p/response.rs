@@ -242,6 +242,30 @@ fn send_rack_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     write_out(ruby, *io, info.head, None)
 }
 
+/// `H1P.connection_close?(headers)`: whether response fields (a Hash, as a Rack app gives
+/// them) carry `Connection: close`, in any case.
+fn connection_close(headers: RHash) -> Result<bool, Error> {
+    let mut close = false;
+    headers.foreach(|key: Value, value: Value| {
+        let Some(name) = RString::from_value(key) else {
+            return Ok(magnus::r_hash::ForEach::Continue);
+        };
+        // SAFETY: read at once, with no Ruby call in between.
+        if !unsafe { name.as_slice() }.eq_ignore_ascii_case(b"connection") {
+            return Ok(magnus::r_hash::ForEach::Continue);
+        }
+        if let Some(value) = RString::from_value(value) {
+            // SAFETY: read at once, with no Ruby call in between.
+            let value = unsafe { value.as_slice() };
+            close = value
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        Ok(magnus::r_hash::ForEach::Stop)
+    })?;
+    Ok(close)
+}
+
 /// `H1P.send_response(io, headers, body = nil)`: returns the bytes written.
 fn send_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     let (io, headers, body) = match args {
@@ -372,6 +396,7 @@ fn write_chunk(ruby: &Ruby, io: Value, chunk: Option<RString>) -> Result<u64, Er
 pub(crate) fn init(_ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     h1p.define_singleton_method("send_response", function!(send_response, -1))?;
     h1p.define_singleton_method("send_rack_response", function!(send_rack_response, -1))?;
+    h1p.define_singleton_method("connection_close?", function!(connection_close, 1))?;
     h1p.define_singleton_method("send_chunked_response", function!(send_chunked_response, 2))?;
     h1p.define_singleton_method("send_body_chunk", function!(send_body_chunk, 2))?;
     Ok(())
