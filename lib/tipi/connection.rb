@@ -133,7 +133,7 @@ module Tipi
       nil # the body did not come in time
     end
 
-    HTTP1_ONLY = %w[HTTP_UPGRADE HTTP_HTTP2_SETTINGS HTTP_CONNECTION].freeze
+    HTTP1_ONLY = %w[HTTP_UPGRADE HTTP_HTTP2_SETTINGS HTTP_CONNECTION rack.hijack].freeze
     private_constant :HTTP1_ONLY
 
     # Whether the first bytes of a plain connection, which H1P refused, are HTTP/2's preface.

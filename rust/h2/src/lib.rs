@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use h2::server::{Connection, Handshake, SendResponse};
 use h2::{RecvStream, SendStream};
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
 
 use pipe::Pipe;
 
@@ -40,16 +40,15 @@ impl Default for Settings {
 /// What happened on the connection, in order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A request's head. `end_stream`: it has no body.
+    /// A request's head, as h2 parsed it (moved here, not copied). `end_stream`: it has no
+    /// body.
     Request {
         stream: u32,
-        method: String,
-        /// The path with its query.
-        path: String,
-        scheme: Option<String>,
-        authority: Option<String>,
-        /// Field names lower-case, in arrival order.
-        headers: Vec<(String, Vec<u8>)>,
+        method: Method,
+        /// :scheme, :authority and :path (with the query).
+        uri: Uri,
+        /// Field names lower-case, in arrival order per name.
+        headers: HeaderMap,
         end_stream: bool,
     },
     /// A piece of a request body; `end_stream` with the last one (which may be empty).
@@ -212,11 +211,12 @@ impl Server {
     }
 
     /// Answers `stream` with its head; `end_stream` when there is no body.
+    /// (`headers`: see [`header_map`].)
     pub fn respond(
         &mut self,
         stream: u32,
         status: u16,
-        headers: &[(String, Vec<u8>)],
+        headers: HeaderMap,
         end_stream: bool,
     ) -> Result<(), Error> {
         let entry = self.stream(stream)?;
@@ -229,7 +229,7 @@ impl Server {
             .status(status)
             .body(())
             .map_err(|e| Error(e.to_string()))?;
-        *response.headers_mut() = header_map(headers)?;
+        *response.headers_mut() = headers;
         let send = respond
             .send_response(response, end_stream)
             .map_err(h2_error)?;
@@ -255,12 +255,7 @@ impl Server {
     }
 
     /// Ends `stream`'s body with trailer fields.
-    pub fn send_trailers(
-        &mut self,
-        stream: u32,
-        trailers: &[(String, Vec<u8>)],
-    ) -> Result<(), Error> {
-        let map = header_map(trailers)?;
+    pub fn send_trailers(&mut self, stream: u32, map: HeaderMap) -> Result<(), Error> {
         let send =
             self.stream(stream)?.send.as_mut().ok_or_else(|| {
                 Error(format!("stream {stream} has no response head, or it ended"))
@@ -332,20 +327,11 @@ impl Server {
                         let stream = respond.stream_id().as_u32();
                         let (head, body) = request.into_parts();
                         let end_stream = body.is_end_stream();
-                        let mut headers = Vec::with_capacity(head.headers.len());
-                        for (name, value) in head.headers.iter() {
-                            headers.push((name.as_str().to_string(), value.as_bytes().to_vec()));
-                        }
                         self.events.push_back(Event::Request {
                             stream,
-                            method: head.method.as_str().to_string(),
-                            path: head
-                                .uri
-                                .path_and_query()
-                                .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
-                            scheme: head.uri.scheme_str().map(str::to_string),
-                            authority: head.uri.authority().map(|a| a.as_str().to_string()),
-                            headers,
+                            method: head.method,
+                            uri: head.uri,
+                            headers: head.headers,
                             end_stream,
                         });
                         self.streams.insert(
@@ -483,20 +469,33 @@ const CONNECTION_SPECIFIC: &[&str] = &[
     "upgrade",
 ];
 
-fn header_map(fields: &[(String, Vec<u8>)]) -> Result<HeaderMap, Error> {
-    let mut map = HeaderMap::with_capacity(fields.len());
+/// Response fields for [`Server::respond`]: names in any case (HTTP/2 sends them lower-case),
+/// HTTP/1's connection-specific fields dropped. Errors name a bad name or value.
+pub fn header_map<'a>(
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<HeaderMap, Error> {
+    let mut map = HeaderMap::new();
     for (name, value) in fields {
-        let lower = name.to_ascii_lowercase();
-        if CONNECTION_SPECIFIC.contains(&lower.as_str()) {
-            continue;
-        }
-        let name = HeaderName::from_bytes(lower.as_bytes())
-            .map_err(|_| Error(format!("invalid header name {name:?}")))?;
-        let value = HeaderValue::from_bytes(value)
-            .map_err(|_| Error(format!("header {name} has CR, LF or NUL in its value")))?;
-        map.append(name, value);
+        append_field(&mut map, name, value)?;
     }
     Ok(map)
+}
+
+/// Adds one field to `map` as [`header_map`] does.
+pub fn append_field(map: &mut HeaderMap, name: &[u8], value: &[u8]) -> Result<(), Error> {
+    let name = HeaderName::from_bytes(name).map_err(|_| {
+        Error(format!(
+            "invalid header name {:?}",
+            String::from_utf8_lossy(name)
+        ))
+    })?;
+    if CONNECTION_SPECIFIC.contains(&name.as_str()) {
+        return Ok(());
+    }
+    let value = HeaderValue::from_bytes(value)
+        .map_err(|_| Error(format!("header {name} has CR, LF or NUL in its value")))?;
+    map.append(name, value);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -627,19 +626,19 @@ mod tests {
             events(&mut server),
             [Event::Request {
                 stream: id,
-                method: "GET".into(),
-                path: "/hello?x=1".into(),
-                scheme: Some("https".into()),
-                authority: Some("example.test".into()),
-                headers: vec![("x-test".into(), b"yes".to_vec())],
+                method: Method::GET,
+                uri: "https://example.test/hello?x=1".parse().unwrap(),
+                headers: header_map([(&b"x-test"[..], &b"yes"[..])]).unwrap(),
                 end_stream: true,
             }]
         );
         let fields = [
-            ("content-type".to_string(), b"text/plain".to_vec()),
-            ("connection".to_string(), b"close".to_vec()),
+            (&b"Content-Type"[..], &b"text/plain"[..]),
+            (b"connection", b"close"), // HTTP/1's: dropped
         ];
-        server.respond(id, 200, &fields, false).unwrap();
+        let map = header_map(fields).unwrap();
+        assert_eq!(map.len(), 1);
+        server.respond(id, 200, map, false).unwrap();
         server
             .send_data(id, Bytes::from_static(b"hello"), true)
             .unwrap();
@@ -668,14 +667,14 @@ mod tests {
         assert_eq!(bodies[&a], "one two");
         assert_eq!(bodies[&b], "three");
         // The second first; the first's body ends with trailers.
-        server.respond(b, 201, &[], false).unwrap();
+        server.respond(b, 201, HeaderMap::new(), false).unwrap();
         server.send_data(b, Bytes::from_static(b"B"), true).unwrap();
-        server.respond(a, 202, &[], false).unwrap();
+        server.respond(a, 202, HeaderMap::new(), false).unwrap();
         server
             .send_data(a, Bytes::from_static(b"A"), false)
             .unwrap();
         server
-            .send_trailers(a, &[("x-checksum".to_string(), b"1".to_vec())])
+            .send_trailers(a, header_map([(&b"x-checksum"[..], &b"1"[..])]).unwrap())
             .unwrap();
         assert_eq!(client.response(&mut server, second), (201, "B".to_string()));
         assert_eq!(client.response(&mut server, first), (202, "A".to_string()));
@@ -691,7 +690,7 @@ mod tests {
         drop(response); // an h2 client resets a stream whose response it drops
         client.pump(&mut server);
         assert_eq!(events(&mut server), [Event::Reset { stream: id }]);
-        assert!(server.respond(id, 200, &[], true).is_err());
+        assert!(server.respond(id, 200, HeaderMap::new(), true).is_err());
     }
 
     #[test]
@@ -718,7 +717,7 @@ mod tests {
         let _ = events(&mut server);
         server.graceful_shutdown().unwrap();
         client.pump(&mut server);
-        server.respond(id, 200, &[], false).unwrap();
+        server.respond(id, 200, HeaderMap::new(), false).unwrap();
         server
             .send_data(id, Bytes::from_static(b"done"), true)
             .unwrap();
@@ -749,8 +748,7 @@ mod tests {
         let Some(Event::Request {
             stream,
             method,
-            path,
-            authority,
+            uri,
             end_stream,
             ..
         }) = server.next_event()
@@ -761,13 +759,13 @@ mod tests {
             (
                 stream,
                 method.as_str(),
-                path.len(),
-                authority.as_deref(),
+                uri.path_and_query().map(|p| p.as_str().len()),
+                uri.authority().map(|a| a.as_str()),
                 end_stream
             ),
-            (1, "POST", 304, Some("example.test"), true)
+            (1, "POST", Some(304), Some("example.test"), true)
         );
-        server.respond(1, 200, &[], true).unwrap();
+        server.respond(1, 200, HeaderMap::new(), true).unwrap();
         let mut out = Vec::new();
         server.outgoing(&mut out).unwrap();
         // Somewhere after the server's SETTINGS: a HEADERS frame (type 1) on stream 1.

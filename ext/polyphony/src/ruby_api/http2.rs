@@ -6,6 +6,7 @@ use std::cell::RefCell;
 
 use bytes::Bytes;
 use h2p::{Event, Server, Settings};
+use http::HeaderMap;
 use magnus::r_hash::ForEach;
 use magnus::value::{Lazy, ReprValue};
 use magnus::{
@@ -25,16 +26,19 @@ fn h2_error(e: h2p::Error) -> Error {
 struct Http2Server(RefCell<Server>);
 
 /// `[[name, value], ...]` (names and values Strings) as fields.
-fn fields(array: RArray) -> Result<Vec<(String, Vec<u8>)>, Error> {
-    let mut fields = Vec::with_capacity(array.len());
+fn fields(array: RArray) -> Result<HeaderMap, Error> {
+    let mut map = HeaderMap::new();
     for pair in array.into_iter() {
         let pair = RArray::try_convert(pair)?;
-        let name: String = pair.entry(0)?;
+        let name: RString = pair.entry(0)?;
         let value: RString = pair.entry(1)?;
-        // SAFETY: copied at once, with no Ruby call in between.
-        fields.push((name, unsafe { value.as_slice() }.to_vec()));
+        // SAFETY: both read and copied at once, with no Ruby call in between.
+        let result = h2p::append_field(&mut map, unsafe { name.as_slice() }, unsafe {
+            value.as_slice()
+        });
+        result.map_err(h2_error)?;
     }
-    Ok(fields)
+    Ok(map)
 }
 
 impl Http2Server {
@@ -83,19 +87,19 @@ impl Http2Server {
             Some(Event::Request {
                 stream,
                 method,
-                path,
-                authority,
+                uri,
                 headers,
                 end_stream,
-                ..
             }) => {
                 let env = super::h1p::rack::build_h2_env(
                     ruby,
                     base,
-                    &method,
-                    &path,
-                    authority.as_deref(),
-                    &headers,
+                    method.as_str(),
+                    uri.path_and_query().map_or("/", |p| p.as_str()),
+                    uri.authority().map(|a| a.as_str()),
+                    headers
+                        .iter()
+                        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())),
                 )?;
                 array.push(ruby.to_symbol("request"))?;
                 array.push(stream)?;
@@ -130,24 +134,25 @@ impl Http2Server {
         headers: RHash,
         body: Value,
     ) -> Result<(), Error> {
-        let mut fields: Vec<(String, Vec<u8>)> = Vec::with_capacity(headers.len());
+        let mut fields = HeaderMap::new();
         headers.foreach(|name: RString, value: Value| {
-            let name = name.to_string()?;
-            if name.starts_with("rack.") {
-                return Ok(ForEach::Continue);
-            }
-            let mut add = |value: RString| {
-                // SAFETY: copied at once, with no Ruby call in between.
-                for line in unsafe { value.as_slice() }.split(|&b| b == b'\n') {
-                    fields.push((name.to_ascii_lowercase(), line.to_vec()));
+            let mut add = |value: RString| -> Result<(), Error> {
+                // SAFETY: both read and copied at once, with no Ruby call in between.
+                let (name, value) = unsafe { (name.as_slice(), value.as_slice()) };
+                if name.starts_with(b"rack.") {
+                    return Ok(());
                 }
+                for line in value.split(|&b| b == b'\n') {
+                    h2p::append_field(&mut fields, name, line).map_err(h2_error)?;
+                }
+                Ok(())
             };
             if let Some(values) = RArray::from_value(value) {
                 for value in values.into_iter() {
-                    add(value.funcall("to_s", ())?);
+                    add(value.funcall("to_s", ())?)?;
                 }
             } else {
-                add(RString::from_value(value).map_or_else(|| value.funcall("to_s", ()), Ok)?);
+                add(RString::from_value(value).map_or_else(|| value.funcall("to_s", ()), Ok)?)?;
             }
             Ok(ForEach::Continue)
         })?;
@@ -166,7 +171,7 @@ impl Http2Server {
         let end_without_body = data.is_none() && body.to_bool();
         let mut server = self.server()?;
         let result = server
-            .respond(stream, status, &fields, end_without_body)
+            .respond(stream, status, fields, end_without_body)
             .and_then(|()| match data {
                 Some(data) => server.send_data(stream, Bytes::from(data), true),
                 None => Ok(()),
@@ -183,7 +188,7 @@ impl Http2Server {
 
     fn send_trailers(&self, stream: u32, trailers: RArray) -> Result<(), Error> {
         let trailers = fields(trailers)?;
-        let result = self.server()?.send_trailers(stream, &trailers);
+        let result = self.server()?.send_trailers(stream, trailers);
         result.map_err(h2_error)
     }
 

@@ -288,13 +288,13 @@ fn split_host(host: &[u8]) -> (&[u8], Option<&[u8]>) {
 /// connection's entries): REQUEST_METHOD, PATH_INFO, QUERY_STRING, HTTP_HOST and SERVER_NAME
 /// from the authority (unless a Host field came), CONTENT_TYPE, CONTENT_LENGTH and HTTP_*
 /// (repeated fields joined with ", ", cookies with "; ", as HTTP/2 splits them).
-pub(crate) fn build_h2_env(
+pub(crate) fn build_h2_env<'a>(
     ruby: &Ruby,
     base: RHash,
     method: &str,
     path: &str,
     authority: Option<&str>,
-    headers: &[(String, Vec<u8>)],
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
 ) -> Result<RHash, Error> {
     let keys = keys(ruby);
     let mut env = EnvBuilder::new(base);
@@ -312,9 +312,9 @@ pub(crate) fn build_h2_env(
     let mut seen = Fields::default();
     let mut host = None;
     for (name, value) in headers {
-        let name = name.as_bytes(); // lower-case: h2 checks
+        // (Names are lower-case: h2 checks.)
         if name == b"host" && host.is_none() {
-            host = Some(value.as_slice());
+            host = Some(value);
         }
         if seen.join(name, value, |a, b| a == b) {
             continue;
