@@ -15,6 +15,8 @@ module Tipi
     OLD_WORKERS_ENV = 'TIPI_OLD_WORKERS'
     # A worker that dies sooner than this after its start is replaced after this pause.
     RESPAWN_PAUSE = 1.0
+    # Workers whose connection counts are shared (more can run; they take part unbalanced).
+    BALANCE_SLOTS = 256
 
     Slot = Struct.new(:index, :pid, :fiber, :retired)
 
@@ -87,6 +89,8 @@ module Tipi
     def supervise
       @slots = []
       @retired = []
+      # Each worker's connection count, for the workers to share connections out evenly.
+      @balance = Polyphony::SharedCounters.new(BALANCE_SLOTS) if @options[:workers] > 1
       @options[:workers].times { add_worker }
       spin { @options[:acme_manager].run } if @options[:acme_manager]
       snooze until @slots.all?(&:pid)
@@ -117,9 +121,12 @@ module Tipi
       until @stopping || slot.retired
         @options[:before_fork]&.each(&:call)
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        balanced = @balance && slot.index < BALANCE_SLOTS
+        @balance[slot.index] = 0 if balanced
         slot.pid = Polyphony.fork { worker(slot.index) }
         say "* worker #{slot.index + 1}: pid #{slot.pid}"
         Process.wait(slot.pid)
+        @balance[slot.index] = nil if balanced
         break if @stopping || slot.retired
 
         say "Tipi: worker #{slot.index + 1} (pid #{slot.pid}) exited (#{$?}), starting another"
@@ -129,6 +136,7 @@ module Tipi
 
     def worker(index)
       %w[USR2 TTIN TTOU].each { |signal| trap(signal, 'IGNORE') }
+      @server.balance(@balance, index) if @balance && index < BALANCE_SLOTS
       @options[:on_worker_boot]&.each { |hook| hook.call(index) }
       serve(%w[INT TERM])
     end

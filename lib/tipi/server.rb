@@ -25,6 +25,18 @@ module Tipi
       @live = {}
     end
 
+    # Forked workers sharing the listeners see each other's connection counts here
+    # (`counters[index]` is this process's), so that one worker does not take a burst of
+    # connections alone: the kernel wakes every worker on a shared listener, and the first awake
+    # would accept them all, leaving the others idle for the connections' life.
+    # @param counters [Polyphony::SharedCounters]
+    # @param index [Integer] this worker's slot
+    def balance(counters, index)
+      @balance = counters
+      @balance_index = index
+      counters[index] = @connections
+    end
+
     # The first listener's port (the real one when 0 was asked for).
     def port
       @listeners.first.port
@@ -80,6 +92,21 @@ module Tipi
       end
     end
 
+    # Waits a little (at most BALANCE_WAIT) while this worker holds more connections than the
+    # least busy other worker, which then accepts the next ones.
+    def defer_to_other_workers
+      BALANCE_WAIT.times do
+        fewest = @balance.min_other(@balance_index)
+        break if fewest.nil? || @connections <= fewest + 1
+
+        sleep BALANCE_PAUSE
+      end
+    end
+
+    BALANCE_PAUSE = 0.0002 # seconds
+    BALANCE_WAIT = 10 # pauses at most
+    private_constant :BALANCE_PAUSE, :BALANCE_WAIT
+
     def accept_loop(listener, runner)
       # A listener with its own app (the ACME responder of an HTTP port) serves it the Rack way.
       options = listener.app ? @options.merge(native: false) : @options
@@ -87,16 +114,19 @@ module Tipi
                acme: listener.acme&.on_demand? ? listener.acme : nil }
       loop do
         @slot_freed.await while @max_connections && @connections >= @max_connections
+        defer_to_other_workers if @balance
         socket = listener.socket.poly_accept(polled: true)
         # Responses written in pieces (streamed bodies) go out at once, not after the
         # client's delayed ACK (40 ms).
         socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) unless listener.unix?
         @connections += 1
+        @balance[@balance_index] = @connections if @balance
         connection = Connection.new(socket, listener.app || @app, info, @logger, options)
         fiber = runner.spin do
           connection.serve
         ensure
           @connections -= 1
+          @balance[@balance_index] = @connections if @balance
           @live.delete(Fiber.current)
           @slot_freed.signal
         end

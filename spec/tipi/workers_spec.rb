@@ -128,6 +128,22 @@ RSpec.describe 'tipi workers and signals' do
     expect { TCPSocket.new('127.0.0.1', port) }.to raise_error(Errno::ECONNREFUSED)
   end
 
+  it 'shares keep-alive connections out evenly between workers' do
+    tipi = TipiProcess.new('-q', '-w', '2', '-l', '127.0.0.1:0', TIPI_APP)
+    # Twenty connections held open, each asking which worker serves it.
+    sockets = Array.new(20) { TCPSocket.new('127.0.0.1', tipi.port) }
+    pids = sockets.map do |socket|
+      socket.write("GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+      head = socket.gets("\r\n\r\n")
+      socket.read(head[/Content-Length: (\d+)/, 1].to_i).to_i
+    end
+    expect(pids.tally.keys).to match_array(tipi.workers)
+    expect(pids.tally.values).to all(be_between(7, 13))
+  ensure
+    sockets&.each(&:close)
+    tipi&.stop
+  end
+
   it 'adds a worker on SIGTTIN and removes one on SIGTTOU' do
     tipi = TipiProcess.new('-q', '-w', '1', '-l', '127.0.0.1:0', File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru'))
     tipi.signal('TTIN')

@@ -5,6 +5,7 @@ mod backend;
 mod h1p;
 mod http2;
 pub(crate) mod io;
+mod shared;
 pub(crate) mod tls;
 mod websocket;
 
@@ -18,5 +19,6 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     acme::init(ruby, polyphony)?;
     http2::init(ruby, polyphony)?;
     websocket::init(ruby, polyphony)?;
+    shared::init(ruby, polyphony)?;
     h1p::init(ruby)
 }
