@@ -49,6 +49,20 @@ RSpec.describe 'stock blocking calls in the root fiber' do
     ticker.stop
   end
 
+  it 'lets move_on_after and cancel_after interrupt a stock call, with no other fiber alive' do
+    a, b = UNIXSocket.pair
+    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    expect(move_on_after(0.05, with_value: :timed_out) { a.readpartial(100) }).to eq(:timed_out)
+    expect { cancel_after(0.05) { a.gets } }.to raise_error(Polyphony::Cancel)
+    expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be < 1
+    # The abandoned calls took nothing.
+    b.write("hello\n")
+    expect(a.gets).to eq("hello\n")
+    expect(Fiber.current.__cooperative__?).to be_falsy # no timeout left pending
+  ensure
+    [a, b].each { |io| io&.close }
+  end
+
   it 'leaves stock calls alone when no other fiber is alive' do
     expect(Fiber.current.children).to be_empty
     reader, writer = IO.pipe

@@ -13,6 +13,9 @@ module Polyphony
       @fiber = fiber
       @exception = exception
       @key = Polyphony.__timer_add__(interval.to_f, fiber, exception)
+      # A root fiber is blocking for Ruby: while the timeout is pending, its stock blocking
+      # calls must wait cooperatively, or the timeout could not interrupt them.
+      @root = fiber.blocking? && fiber.__timeouts__(1)
     end
 
     # Starts the countdown again, from now, with `interval` (the original one by default).
@@ -26,6 +29,10 @@ module Polyphony
     # Stops the countdown.
     # @return [Boolean] whether it was still pending
     def cancel
+      if @root
+        @root = false
+        @fiber.__timeouts__(-1)
+      end
       key = @key
       @key = nil
       key ? Polyphony.__timer_cancel__(key) : false

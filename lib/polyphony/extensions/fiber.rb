@@ -401,6 +401,19 @@ module Polyphony
       @children && !@children.empty?
     end
 
+    # Whether stock blocking calls in this (root) fiber must wait cooperatively: other fibers
+    # live, or a timeout is pending (which a call blocking the thread could not see fire).
+    # @api private
+    def __cooperative__?
+      (@children && !@children.empty?) || @__timeouts&.positive?
+    end
+
+    # Counts the pending timeouts of a root fiber (Polyphony::Timeout keeps it).
+    # @api private
+    def __timeouts__(delta)
+      @__timeouts = (@__timeouts || 0) + delta
+    end
+
     # @api private
     def __children_hash__
       @children ||= {}

@@ -17,7 +17,16 @@ module Polyphony
       # Whether a call in the current fiber must go through a helper fiber.
       def delegate?
         fiber = Fiber.current
-        fiber.blocking? && fiber.__has_children__? && Fiber.scheduler.is_a?(Polyphony::Scheduler)
+        fiber.blocking? && fiber.__cooperative__? && Fiber.scheduler.is_a?(Polyphony::Scheduler)
+      end
+
+      # Runs the stock call on a helper fiber and waits for it; if the wait is interrupted (a
+      # timeout fires), the call is abandoned rather than left running.
+      def delegate(&call)
+        helper = Fiber.current.spin(&call)
+        helper.await
+      ensure
+        helper.stop if helper&.alive?
       end
 
       # Defines `names` in `mod` as cooperative wrappers around the stock methods.
@@ -26,7 +35,7 @@ module Polyphony
           mod.define_method(name) do |*args, **kw, &block|
             return super(*args, **kw, &block) unless RootFiber.delegate?
 
-            Fiber.current.spin { super(*args, **kw, &block) }.await
+            RootFiber.delegate { super(*args, **kw, &block) }
           end
         end
         mod
@@ -42,7 +51,7 @@ module Polyphony
         define_method(name) do |*args, **kw, &block|
           return super(*args, **kw, &block) if instance_of?(File) || !RootFiber.delegate?
 
-          Fiber.current.spin { super(*args, **kw, &block) }.await
+          RootFiber.delegate { super(*args, **kw, &block) }
         end
       end
     end
@@ -54,7 +63,7 @@ module Polyphony
       def select(reads, writes = nil, errors = nil, timeout = nil)
         fiber = Fiber.current
         cooperative = Fiber.scheduler.is_a?(Polyphony::Scheduler) &&
-                      (!fiber.blocking? || fiber.__has_children__?)
+                      (!fiber.blocking? || fiber.__cooperative__?)
         return super unless cooperative
 
         ready = super(reads, writes, errors, 0)
