@@ -53,8 +53,9 @@ module Polyphony
     # @param ping_interval [Numeric, nil] seconds between pings while nothing else is sent; a
     #   reader that hears nothing for two intervals treats the peer as gone (close code 1006)
     # @param protocol [String, nil] the subprotocol agreed on
+    # @param close_timeout [Numeric] seconds to wait for the peer's Close frame after ours
     def initialize(io, client: false, buffered: nil, max_message: DEFAULT_MAX_MESSAGE, ping_interval: nil,
-                   protocol: nil)
+                   protocol: nil, close_timeout: CLOSE_TIMEOUT)
       @io = io
       @codec = Codec.new(client, max_message)
       @codec.feed(buffered) if buffered && !buffered.empty?
@@ -63,6 +64,7 @@ module Polyphony
       @state = :open # then :closing (our Close frame sent), then :closed
       @readers = 0
       @heard = now
+      @close_timeout = close_timeout
       @pinger = spin { ping_loop(ping_interval) } if ping_interval
     end
 
@@ -126,8 +128,8 @@ module Polyphony
     end
 
     # Closes with `code` and `reason`: our Close frame, then the peer's (read here unless
-    # another fiber is in #recv, which sees it), then the socket closes. Messages that arrive
-    # in between are dropped. Calling it again does nothing.
+    # another fiber is in #recv, which sees it; at most `close_timeout` seconds), then the socket
+    # closes. Messages that arrive in between are dropped. Calling it again does nothing.
     def close(code = 1000, reason = '')
       return unless @state == :open
 
@@ -139,7 +141,15 @@ module Polyphony
       rescue SystemCallError, IOError
         return finish(1006, 'the connection ended without a Close frame')
       end
-      await_close_reply if @readers.zero?
+      if @readers.zero?
+        await_close_reply
+      else
+        # The reading fiber gets the peer's Close frame; a peer that never sends one is cut.
+        @closer = spin do
+          sleep @close_timeout
+          finish(@close_code, @close_reason)
+        end
+      end
       nil
     end
 
@@ -245,7 +255,7 @@ module Polyphony
 
     # After our Close frame: reads until the peer's (dropping messages) or the timeout.
     def await_close_reply
-      move_on_after(CLOSE_TIMEOUT) do
+      move_on_after(@close_timeout) do
         @readers += 1
         while @state == :closing
           event = @codec.next
@@ -268,6 +278,7 @@ module Polyphony
       @close_reason ||= reason
       @io.close unless @io.closed?
       @pinger&.stop unless Fiber.current == @pinger
+      @closer&.stop unless Fiber.current == @closer
     rescue SystemCallError, IOError
       nil
     end

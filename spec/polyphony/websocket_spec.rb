@@ -34,6 +34,23 @@ RSpec.describe Polyphony::WebSocket do
     expect(pair[0]).to be_closed # the server side closes its socket after the handshake
   end
 
+  it 'cuts a peer that never answers its Close frame, also while another fiber reads' do
+    ws = described_class.new(pair[0], close_timeout: 0.1)
+    reader = spin { ws.recv }
+    snooze
+    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    ws.close(1001, 'bye') # the peer (pair[1]) reads nothing and answers nothing
+    expect(reader.await).to be_nil
+    expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be_between(0.09, 1)
+    expect(ws).to be_closed
+    expect(pair[0]).to be_closed
+    # The same with no reader: close itself waits, then gives up.
+    a, _b = UNIXSocket.pair
+    lone = described_class.new(a, close_timeout: 0.1)
+    lone.close
+    expect(lone).to be_closed
+  end
+
   it 'closes with 1002 a peer that breaks the protocol, and with 1006 one that vanishes' do
     raw = pair[1]
     raw.write("\x81\x02hi") # an unmasked frame from a client
