@@ -106,7 +106,8 @@ module Tipi
 
     # @param received [String, nil] bytes already read from the socket (the preface)
     def serve_http2(received = nil)
-      @http2 = HTTP2Connection.new(@socket, @app, @server, @logger, timeout: @timeout, max_body: @max_body)
+      @http2 = HTTP2Connection.new(@socket, @app, @server, @logger, timeout: @timeout, max_body: @max_body,
+                                                                    native: @native)
       @http2.serve(received)
     end
 
@@ -138,7 +139,7 @@ module Tipi
 
     # Whether the first bytes of a plain connection, which H1P refused, are HTTP/2's preface.
     def h2c_preface?
-      !@served && !@native && !@server[:tls] && @parser.buffered.start_with?(HTTP2Connection::PREFACE_START)
+      !@served && !@server[:tls] && @parser.buffered.start_with?(HTTP2Connection::PREFACE_START)
     end
 
     # On an HTTPS listener, the TLS handshake (at most the timeout). A failed one is logged

@@ -43,7 +43,10 @@ module Tipi
       @logger = logger
       @timeout = options[:timeout]
       @max_body = options[:max_body]
-      @h2 = Polyphony::HTTP2::Server.new(MAX_STREAMS, MAX_HEADER_LIST)
+      @native = options[:native]
+      # Extended CONNECT (a WebSocket over a stream) for Tipi-native handlers: Rack has no way
+      # to take a stream over.
+      @h2 = Polyphony::HTTP2::Server.new(MAX_STREAMS, MAX_HEADER_LIST, @native ? true : false)
       @bodies = {}
       @streams = {} # stream id => the worker fiber running its app
       @jobs = [] # requests waiting for a worker: [id, env, input]
@@ -91,6 +94,18 @@ module Tipi
       @pending.signal
     end
 
+    # @api private
+    # Answers stream `id` (for HTTP2Request): `body` an Array of Strings (the stream ends), true
+    # (no body, the stream ends) or false (DATA follows).
+    def answer(id, status, fields, body)
+      write { @h2.respond_rack(id, status, fields, body) }
+    end
+
+    # @api private
+    def send_data(id, data, last)
+      write { @h2.send_data(id, data, last) }
+    end
+
     private
 
     def handle(data)
@@ -102,7 +117,8 @@ module Tipi
     # Acts on what h2 made of the bytes: requests go to workers, body pieces to their streams.
     # (Plain branches on the event's kind: pattern matching cost more than the rest of it.)
     def dispatch
-      while (event = @h2.next_event(@base_env))
+      base = @native ? nil : @base_env
+      while (event = @h2.next_event(base))
         kind, id, value, end_stream = event
         case kind
         when :request then request(id, value, end_stream)
@@ -120,9 +136,14 @@ module Tipi
       elsif !end_stream
         body = @bodies[id] = Body.new(@max_body)
       end
+      # (A native handler's `env` is H1P's headers.)
+      return start_stream(id, HTTP2Request.new(env, self, id, body || Body::NONE, @timeout), nil) if @native
+
       env['rack.input'] = input = Input.new(body || Body::NONE, @timeout)
       start_stream(id, env, input)
     end
+
+
 
     def body_piece(id, bytes, end_stream)
       body = @bodies[id] or return
@@ -178,7 +199,7 @@ module Tipi
 
     def serve_stream(id, env, input)
       @streams[id] = Fiber.current
-      run_stream(id, env, input)
+      input ? run_stream(id, env, input) : run_native(id, env)
     rescue StreamReset
       nil # the client does not want the answer
     ensure
@@ -233,6 +254,41 @@ module Tipi
         value.to_s.split("\n").map { |line| [name.to_s.downcase, line] }
       end
       fields unless fields.nil? || fields.empty?
+    end
+
+    # A Tipi-native handler's answer to one stream (`request` a Tipi::HTTP2Request).
+    def run_native(id, request)
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      failure = call_native(request)
+      if failure
+        request.status ? write { @h2.reset(id) } : request.respond("#{failure[1]}\n", ':status' => failure[0])
+      else
+        request.finish
+      end
+      @logger&.call(native_log_env(request), request.status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
+    rescue Polyphony::HTTP2::Error
+      nil # the stream is gone (reset by the client)
+    end
+
+    # @return [Array(Integer, String), nil] the error to answer when the handler failed
+    def call_native(request)
+      @app.call(request)
+      return if request.status
+
+      $stderr.puts("tipi: the handler answered nothing to #{request.method} #{request.uri}")
+      [500, 'Internal Server Error']
+    rescue H1P::TooLarge => e
+      [413, e.message]
+    rescue Polyphony::Cancel
+      [408, 'Request Timeout']
+    rescue StandardError => e
+      Tipi.report(e, $stderr)
+      [500, 'Internal Server Error']
+    end
+
+    def native_log_env(request)
+      { 'REMOTE_ADDR' => @server[:remote_addr], 'REQUEST_METHOD' => request.method, 'PATH_INFO' => request.path,
+        'QUERY_STRING' => request.query_string || '', 'SERVER_PROTOCOL' => 'HTTP/2' }
     end
 
     def call_app(env)

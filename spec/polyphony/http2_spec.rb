@@ -11,7 +11,7 @@ RSpec.describe Polyphony::HTTP2::Server do
 
   # Answers each request with its method, path and body size; the socket's bytes in, h2's out.
   def serve(conn)
-    h2 = Polyphony::HTTP2::Server.new(100, 65_536)
+    h2 = Polyphony::HTTP2::Server.new(100, 65_536, false)
     requests = {}
     conn.read_loop do |data|
       h2.receive(data)
@@ -54,7 +54,7 @@ RSpec.describe Polyphony::HTTP2::Server do
   end
 
   it 'says what is wrong with a connection that is not HTTP/2' do
-    h2 = Polyphony::HTTP2::Server.new(100, 65_536)
+    h2 = Polyphony::HTTP2::Server.new(100, 65_536, false)
     expect { h2.receive("GET / HTTP/1.1\r\nHost: x\r\n\r\n") }
       .to raise_error(Polyphony::HTTP2::Error, /no HTTP\/2 connection preface/)
     expect(h2).to be_closed

@@ -6,6 +6,7 @@ python3-h2), over plain TCP. Prints one JSON object with what the client saw.
   h2_client.py reset PORT         RST_STREAM on a slow request, then another on the connection
   h2_client.py headers PORT       a header list larger than the server's limit
   h2_client.py preface PORT       a bad connection preface
+  h2_client.py websocket PORT     a WebSocket by extended CONNECT (RFC 8441): echo, then close
 """
 
 import json
@@ -164,6 +165,42 @@ def preface(port):
         frames.append([kind, int.from_bytes(payload[4:8], "big")] if kind == 7 else [kind])
         at += 9 + length
     return {"frames": frames, "closed": True}
+
+
+def masked(opcode, payload, mask=b"\x01\x02\x03\x04"):
+    """A client's WebSocket frame (short payloads only)."""
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def websocket(port):
+    sock, conn = connect(port)
+    conn.initiate_connection()
+    flush(sock, conn)
+    pump(sock, conn, lambda seen: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in seen))
+    enabled = conn.remote_settings.enable_connect_protocol
+    stream = conn.get_next_available_stream_id()
+    conn.send_headers(stream, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                               (":path", "/echo"), (":authority", "127.0.0.1"), ("sec-websocket-version", "13"),
+                               ("sec-websocket-protocol", "chat")])
+    flush(sock, conn)
+    seen = pump(sock, conn, lambda seen: any(isinstance(e, h2.events.ResponseReceived) for e in seen))
+    head = dict(next(e for e in seen if isinstance(e, h2.events.ResponseReceived)).headers)
+    received = bytearray()
+
+    def collect(event):
+        received.extend(event.data)
+        conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+
+    conn.send_data(stream, masked(0x1, b"hello over h2"))
+    flush(sock, conn)
+    pump(sock, conn, lambda seen: len(received) >= 2 + 13, on_data=collect)
+    echo = bytes(received[2:2 + received[1]]).decode()
+    del received[:2 + 13]
+    conn.send_data(stream, masked(0x8, (1000).to_bytes(2, "big")))
+    flush(sock, conn)
+    seen = pump(sock, conn, ended(stream), on_data=collect)
+    return {"enabled": enabled, "status": head[":status"], "protocol": head.get("sec-websocket-protocol"),
+            "echo": echo, "close": list(received), "ended": any(isinstance(e, h2.events.StreamEnded) for e in seen)}
 
 
 def main():

@@ -43,6 +43,20 @@ RSpec.describe 'tipi with a Tipi-native handler' do
     expect(@tipi.read_until(/answered nothing/)).to include('GET /silent')
   end
 
+  it 'serves the same handler over HTTP/2 (h2c): respond, streaming, bodies, 500 for no answer' do
+    h2c = lambda do |path, *args|
+      out, err, status = run_command('curl', '-sS', '--max-time', '10', '--http2-prior-knowledge', *args,
+                                     '-w', ' [%{http_code} %{http_version}]', "http://127.0.0.1:#{@port}#{path}")
+      expect(status).to be_success, err
+      out
+    end
+    expect(h2c.call('/hello?name=h2')).to eq("Hello h2\n [200 2]")
+    expect(h2c.call('/echo', '-d', 'hello')).to eq('POST 5 hello [201 2]')
+    expect(h2c.call('/stream')).to eq("chunk 0\nchunk 1\nchunk 2\n [200 2]")
+    expect(h2c.call('/silent')).to end_with(' [500 2]')
+    expect(@tipi.read_until(%r{"GET /stream HTTP/2" 200})).to include('127.0.0.1')
+  end
+
   it 'serves a block in-process with Tipi.serve' do
     out, err, status = run_ruby(<<~RUBY)
       require 'tipi'

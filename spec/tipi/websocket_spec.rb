@@ -121,6 +121,15 @@ RSpec.describe 'tipi serving WebSockets' do
       silent&.close
     end
 
+    it 'speaks WebSocket over HTTP/2 by extended CONNECT (RFC 8441)' do
+      out, err, status = run_command(PYTHON, File.join(ROOT, 'spec', 'support', 'h2_client.py'), 'websocket',
+                                     @port.to_s)
+      expect(status).to be_success, err
+      expect(JSON.parse(out)).to eq('enabled' => 1, 'status' => '200', 'protocol' => 'chat', 'echo' => 'hello over h2',
+                                    'close' => [0x88, 2, 0x03, 0xe8], 'ended' => true)
+      expect(@tipi.read_until(%r{CONNECT /echo HTTP/2})).to include('200')
+    end
+
     it 'holds 1,000 WebSockets at once, each echoing' do
       result = python('many', "ws://127.0.0.1:#{@port}/echo", '1000')
       expect(result).to eq('held' => 1000, 'echoed' => 1000, 'close_codes' => [1000])

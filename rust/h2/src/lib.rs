@@ -25,6 +25,9 @@ pub struct Settings {
     pub max_header_list_size: u32,
     /// Per stream, before the app reads what came.
     pub initial_window_size: u32,
+    /// RFC 8441's extended CONNECT (a WebSocket over a stream): announced in SETTINGS, and a
+    /// request's `:protocol` comes with its event.
+    pub connect_protocol: bool,
 }
 
 impl Default for Settings {
@@ -33,6 +36,7 @@ impl Default for Settings {
             max_concurrent_streams: 128,
             max_header_list_size: 64 * 1024,
             initial_window_size: 1 << 20,
+            connect_protocol: false,
         }
     }
 }
@@ -49,6 +53,8 @@ pub enum Event {
         uri: Uri,
         /// Field names lower-case, in arrival order per name.
         headers: HeaderMap,
+        /// An extended CONNECT's `:protocol` ("websocket").
+        protocol: Option<String>,
         end_stream: bool,
     },
     /// A piece of a request body; `end_stream` with the last one (which may be empty).
@@ -105,11 +111,15 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 impl Server {
     pub fn new(settings: &Settings) -> Self {
         let pipe = Pipe::default();
-        let handshake = h2::server::Builder::new()
+        let mut builder = h2::server::Builder::new();
+        builder
             .max_concurrent_streams(settings.max_concurrent_streams)
             .max_header_list_size(settings.max_header_list_size)
-            .initial_window_size(settings.initial_window_size)
-            .handshake(pipe.clone());
+            .initial_window_size(settings.initial_window_size);
+        if settings.connect_protocol {
+            builder.enable_connect_protocol();
+        }
+        let handshake = builder.handshake(pipe.clone());
         Self {
             pipe,
             state: State::Handshaking(Box::pin(handshake)),
@@ -327,11 +337,16 @@ impl Server {
                         let stream = respond.stream_id().as_u32();
                         let (head, body) = request.into_parts();
                         let end_stream = body.is_end_stream();
+                        let protocol = head
+                            .extensions
+                            .get::<h2::ext::Protocol>()
+                            .map(|p| p.as_str().to_string());
                         self.events.push_back(Event::Request {
                             stream,
                             method: head.method,
                             uri: head.uri,
                             headers: head.headers,
+                            protocol,
                             end_stream,
                         });
                         self.streams.insert(
@@ -629,6 +644,7 @@ mod tests {
                 method: Method::GET,
                 uri: "https://example.test/hello?x=1".parse().unwrap(),
                 headers: header_map([(&b"x-test"[..], &b"yes"[..])]).unwrap(),
+                protocol: None,
                 end_stream: true,
             }]
         );

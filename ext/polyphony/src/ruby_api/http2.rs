@@ -41,12 +41,58 @@ fn fields(array: RArray) -> Result<HeaderMap, Error> {
     Ok(map)
 }
 
+/// A request's head the way H1P::Parser#parse_headers gives it (for Tipi-native handlers).
+fn h1p_headers(
+    ruby: &Ruby,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    protocol: Option<&str>,
+) -> Result<RHash, Error> {
+    let hash = ruby.hash_new();
+    hash.aset(":method", method.as_str())?;
+    hash.aset(":path", uri.path_and_query().map_or("/", |p| p.as_str()))?;
+    hash.aset(":protocol", "h2")?;
+    hash.aset(":scheme", uri.scheme_str().unwrap_or("http"))?;
+    if let Some(authority) = uri.authority() {
+        hash.aset(":authority", authority.as_str())?;
+    }
+    if let Some(protocol) = protocol {
+        hash.aset(":connect_protocol", protocol)?;
+    }
+    for name in headers.keys() {
+        let values = headers.get_all(name);
+        match values.iter().count() {
+            1 => {
+                let value = values
+                    .iter()
+                    .next()
+                    .map(|v| v.as_bytes())
+                    .unwrap_or_default();
+                hash.aset(name.as_str(), ruby.str_from_slice(value))?;
+            }
+            count => {
+                // Made first and filled in place: each new String is held as it is made.
+                let all = ruby.ary_new_capa(count);
+                hash.aset(name.as_str(), all)?;
+                for value in values.iter() {
+                    all.push(ruby.str_from_slice(value.as_bytes()))?;
+                }
+            }
+        }
+    }
+    Ok(hash)
+}
+
 impl Http2Server {
     /// `new(max_concurrent_streams, max_header_list_size)`.
-    fn new(max_concurrent_streams: u32, max_header_list_size: u32) -> Self {
+    /// `new(max_concurrent_streams, max_header_list_size, connect_protocol)`: the last allows
+    /// RFC 8441's extended CONNECT (WebSocket over a stream).
+    fn new(max_concurrent_streams: u32, max_header_list_size: u32, connect_protocol: bool) -> Self {
         let settings = Settings {
             max_concurrent_streams,
             max_header_list_size,
+            connect_protocol,
             ..Settings::default()
         };
         Self(RefCell::new(Server::new(&settings)))
@@ -79,7 +125,10 @@ impl Http2Server {
 
     /// The next event: `[:request, stream, env, end_stream]` (env: a Rack env on a copy of
     /// `base`), `[:data, stream, bytes, end_stream]`, `[:reset, stream]`, or nil.
-    fn next_event(ruby: &Ruby, rb_self: &Self, base: RHash) -> Result<Value, Error> {
+    /// With `base` nil, a request comes as H1P's headers instead: `{':method', ':path',
+    /// ':scheme', ':authority', ':protocol' => 'h2', ':connect_protocol' (extended CONNECT's
+    /// `:protocol`), name => value or [values]}`.
+    fn next_event(ruby: &Ruby, rb_self: &Self, base: Option<RHash>) -> Result<Value, Error> {
         let event = rb_self.server()?.next_event();
         let array = ruby.ary_new_capa(4);
         match event {
@@ -89,18 +138,24 @@ impl Http2Server {
                 method,
                 uri,
                 headers,
+                protocol,
                 end_stream,
             }) => {
-                let env = super::h1p::rack::build_h2_env(
-                    ruby,
-                    base,
-                    method.as_str(),
-                    uri.path_and_query().map_or("/", |p| p.as_str()),
-                    uri.authority().map(|a| a.as_str()),
-                    headers
-                        .iter()
-                        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())),
-                )?;
+                let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                let authority = uri.authority().map(|a| a.as_str());
+                let env = match base {
+                    Some(base) => super::h1p::rack::build_h2_env(
+                        ruby,
+                        base,
+                        method.as_str(),
+                        path,
+                        authority,
+                        headers
+                            .iter()
+                            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())),
+                    )?,
+                    None => h1p_headers(ruby, &method, &uri, &headers, protocol.as_deref())?,
+                };
                 array.push(ruby.to_symbol("request"))?;
                 array.push(stream)?;
                 array.push(env)?;
@@ -219,7 +274,7 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     let http2 = polyphony.define_module("HTTP2")?;
     http2.define_error("Error", ruby.exception_standard_error())?;
     let class = http2.define_class("Server", ruby.class_object())?;
-    class.define_singleton_method("new", function!(Http2Server::new, 2))?;
+    class.define_singleton_method("new", function!(Http2Server::new, 3))?;
     class.define_method("upgrade", method!(Http2Server::upgrade, 3))?;
     class.define_method("receive", method!(Http2Server::receive, 1))?;
     class.define_method("next_event", method!(Http2Server::next_event, 1))?;
