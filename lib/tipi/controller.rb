@@ -122,7 +122,6 @@ module Tipi
         @options[:before_fork]&.each(&:call)
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
         balanced = @balance && slot.index < BALANCE_SLOTS
-        @balance[slot.index] = 0 if balanced
         slot.pid = Polyphony.fork { worker(slot.index) }
         say "* worker #{slot.index + 1}: pid #{slot.pid}"
         Process.wait(slot.pid)

@@ -34,7 +34,6 @@ module Tipi
     def balance(counters, index)
       @balance = counters
       @balance_index = index
-      counters[index] = @connections
     end
 
     # The first listener's port (the real one when 0 was asked for).
@@ -46,6 +45,8 @@ module Tipi
     def run
       runner = Fiber.current
       @acceptors = @listeners.map { |listener| spin { accept_loop(listener, runner) } }
+      # Counted by the other workers from now on, not while this one was still starting.
+      @balance[@balance_index] = @connections if @balance
       sweeper = spin { sweep } if @options[:timeout]
       @acceptors.each(&:await)
       # Stopped accepting: the connections are this fiber's children; they finish first.
@@ -92,12 +93,13 @@ module Tipi
       end
     end
 
-    # Waits a little (at most BALANCE_WAIT) while this worker holds more connections than the
-    # least busy other worker, which then accepts the next ones.
+    # Waits a little (at most BALANCE_WAIT pauses) while this worker holds more connections
+    # than the least busy other worker, which then accepts the next ones. (A worker stuck in a
+    # long request with fewer connections costs the others at most that wait per accept.)
     def defer_to_other_workers
       BALANCE_WAIT.times do
         fewest = @balance.min_other(@balance_index)
-        break if fewest.nil? || @connections <= fewest + 1
+        break if fewest.nil? || @connections <= fewest
 
         sleep BALANCE_PAUSE
       end
