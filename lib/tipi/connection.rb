@@ -243,7 +243,7 @@ module Tipi
       keep_alive = keep_alive?
       request = @request = Request.new(headers, @parser, @socket, @timeout,
                                        connection_field(headers[':protocol'], keep_alive))
-      failure = call_native(request)
+      failure = Request.handle(@app, request)
       if failure
         respond_error(*failure) unless request.status # else the answer has begun: cut it
         return false
@@ -251,22 +251,6 @@ module Tipi
       request.finish
       @logger&.call(native_log_env(headers), request.status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
       keep_alive && !request.close?
-    end
-
-    # @return [Array(Integer, String), nil] the error to answer when the handler failed
-    def call_native(request)
-      @app.call(request)
-      return if request.status
-
-      $stderr.puts("tipi: the handler answered nothing to #{request.method} #{request.uri}")
-      [500, 'Internal Server Error']
-    rescue H1P::TooLarge => e
-      [413, e.message]
-    rescue Polyphony::Cancel
-      [408, 'Request Timeout'] # the body did not come in time
-    rescue StandardError => e
-      Tipi.report(e, $stderr)
-      [500, 'Internal Server Error']
     end
 
     def native_log_env(headers)

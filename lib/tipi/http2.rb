@@ -259,7 +259,7 @@ module Tipi
     # A Tipi-native handler's answer to one stream (`request` a Tipi::HTTP2Request).
     def run_native(id, request)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      failure = call_native(request)
+      failure = Request.handle(@app, request)
       if failure
         request.status ? write { @h2.reset(id) } : request.respond("#{failure[1]}\n", ':status' => failure[0])
       else
@@ -268,22 +268,6 @@ module Tipi
       @logger&.call(native_log_env(request), request.status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
     rescue Polyphony::HTTP2::Error
       nil # the stream is gone (reset by the client)
-    end
-
-    # @return [Array(Integer, String), nil] the error to answer when the handler failed
-    def call_native(request)
-      @app.call(request)
-      return if request.status
-
-      $stderr.puts("tipi: the handler answered nothing to #{request.method} #{request.uri}")
-      [500, 'Internal Server Error']
-    rescue H1P::TooLarge => e
-      [413, e.message]
-    rescue Polyphony::Cancel
-      [408, 'Request Timeout']
-    rescue StandardError => e
-      Tipi.report(e, $stderr)
-      [500, 'Internal Server Error']
     end
 
     def native_log_env(request)

@@ -13,6 +13,24 @@ module Tipi
     # The head as H1P parsed it: ':method', ':path', ':protocol' and lower-cased field names.
     attr_reader :headers
 
+    # @api private
+    # Calls a Tipi-native handler with `request` (over HTTP/1.1 or HTTP/2).
+    # @return [Array(Integer, String), nil] the error to answer when the handler failed
+    def self.handle(app, request)
+      app.call(request)
+      return if request.status
+
+      $stderr.puts("tipi: the handler answered nothing to #{request.method} #{request.uri}")
+      [500, 'Internal Server Error']
+    rescue H1P::TooLarge => e
+      [413, e.message]
+    rescue Polyphony::Cancel
+      [408, 'Request Timeout'] # the body did not come in time
+    rescue StandardError => e
+      Tipi.report(e, $stderr)
+      [500, 'Internal Server Error']
+    end
+
     # @param connection [String, nil] the Connection field the server needs sent ("close",
     #   "keep-alive"), unless the handler sends its own
     def initialize(headers, parser, socket, timeout, connection = nil)
