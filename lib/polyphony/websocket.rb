@@ -32,8 +32,9 @@ module Polyphony
     # Seconds to wait for the peer's Close frame after sending ours.
     CLOSE_TIMEOUT = 5
 
-    GUID_KEY_BYTES = 16
-    private_constant :GUID_KEY_BYTES
+    KEY_BYTES = 16 # of a Sec-WebSocket-Key
+    ENDED = 'the connection ended without a Close frame'
+    private_constant :KEY_BYTES, :ENDED
 
     # The status code and reason of the close (nil while open): the peer's, or ours when we
     # closed first; 1005 when the peer's Close frame had none, 1006 when the connection ended
@@ -80,10 +81,8 @@ module Polyphony
         end
         return nil if @state == :closed
 
-        unless (data = read_some)
-          finish(1006, 'the connection ended without a Close frame')
-          return nil
-        end
+        return lost unless (data = read_some)
+
         @codec.feed(data)
       end
     ensure
@@ -137,9 +136,9 @@ module Polyphony
       @close_code = code
       @close_reason = reason
       begin
-        @write_lock.synchronize { @io.write(@codec.close_frame(code, reason)) }
+        write_raw(@codec.close_frame(code, reason))
       rescue SystemCallError, IOError
-        return finish(1006, 'the connection ended without a Close frame')
+        return lost
       end
       if @readers.zero?
         await_close_reply
@@ -170,7 +169,7 @@ module Polyphony
                else
                  TCPSocket.new(uri.host, uri.port)
                end
-      key = [Random.bytes(GUID_KEY_BYTES)].pack('m0')
+      key = [Random.bytes(KEY_BYTES)].pack('m0')
       socket.write(handshake_request(uri, key, headers, protocols))
       parser = H1P::Parser.new(socket, :client)
       response = parser.parse_headers
@@ -221,9 +220,9 @@ module Polyphony
     def write_frame(frame)
       raise ClosedError, "the WebSocket is #{@state}" unless @state == :open
 
-      @write_lock.synchronize { @io.write(frame) }
+      write_raw(frame)
     rescue SystemCallError, IOError
-      finish(1006, 'the connection ended without a Close frame')
+      lost
       raise ClosedError, 'the connection ended'
     end
 
@@ -232,7 +231,7 @@ module Polyphony
       case kind
       when :ping
         # A Pong is owed unless we are closing (then the Close frame went first).
-        @write_lock.synchronize { @io.write(@codec.frame(PONG, first)) } if @state == :open
+        write_raw(@codec.frame(PONG, first)) if @state == :open
       when :close
         reply_close(first == 1005 ? 1000 : first) if @state == :open
         finish(@close_code || first, @close_reason || reason)
@@ -243,13 +242,24 @@ module Polyphony
         :closed
       end
     rescue SystemCallError, IOError
-      finish(1006, 'the connection ended without a Close frame')
+      lost
       :closed
     end
 
     def reply_close(code, reason = '')
-      @write_lock.synchronize { @io.write(@codec.close_frame(code, reason)) }
+      write_raw(@codec.close_frame(code, reason))
     rescue SystemCallError, IOError
+      nil
+    end
+
+    # One frame, whole: writers of several fibers take turns.
+    def write_raw(frame)
+      @write_lock.synchronize { @io.write(frame) }
+    end
+
+    # The connection ended without a Close frame (close code 1006); nil.
+    def lost
+      finish(1006, ENDED)
       nil
     end
 
