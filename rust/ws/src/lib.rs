@@ -33,11 +33,6 @@ pub fn valid_key(key: &[u8]) -> bool {
     key.len() == 24 && BASE64.decode(key).is_ok_and(|bytes| bytes.len() == 16)
 }
 
-/// A `Sec-WebSocket-Key` for a client, from 16 random bytes.
-pub fn client_key(random: [u8; 16]) -> String {
-    BASE64.encode(random)
-}
-
 /// Which end this is: a server reads masked frames and writes plain ones; a client the reverse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -106,20 +101,13 @@ pub enum Message {
     Close(Option<CloseFrame>),
 }
 
-/// Close codes this end sends.
+/// Close codes this crate gives or reports.
 pub mod code {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL_ERROR: u16 = 1002;
-    pub const UNSUPPORTED_DATA: u16 = 1003;
     /// Reported for a Close frame without a code; never sent.
     pub const NO_STATUS: u16 = 1005;
-    /// Reported when the connection ended without a Close frame; never sent.
-    pub const ABNORMAL: u16 = 1006;
     pub const INVALID_PAYLOAD: u16 = 1007;
-    pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
-    pub const INTERNAL_ERROR: u16 = 1011;
 }
 
 /// The peer broke the protocol: close with `code` (1002, 1007 or 1009) and stop reading.
@@ -207,11 +195,6 @@ impl Decoder {
             self.start = 0;
         }
         self.buf.extend_from_slice(bytes);
-    }
-
-    /// Bytes fed and not decoded yet.
-    pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
     }
 
     /// The next message, `Ok(None)` when more bytes are needed (or after the Close frame).
@@ -475,7 +458,6 @@ mod tests {
         assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
         assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZQ="));
         assert!(!valid_key(b"not base64 at all!!!!!!!"));
-        assert!(valid_key(client_key([7; 16]).as_bytes()));
     }
 
     #[test]
