@@ -396,11 +396,6 @@ module Polyphony
       self
     end
 
-    # @api private
-    def __has_children__?
-      @children && !@children.empty?
-    end
-
     # Whether stock blocking calls in this (root) fiber must wait cooperatively: other fibers
     # live, or a timeout is pending (which a call blocking the thread could not see fire).
     # @api private
