@@ -105,10 +105,11 @@ module Tipi
     private
 
     # @param received [String, nil] bytes already read from the socket (the preface)
-    def serve_http2(received = nil)
+    # @param upgrade [Array(Hash, String), nil] see HTTP2Connection#serve
+    def serve_http2(received = nil, upgrade: nil)
       @http2 = HTTP2Connection.new(@socket, @app, @server, @logger, timeout: @timeout, max_body: @max_body,
                                                                     native: @native)
-      @http2.serve(received)
+      @http2.serve(received, upgrade: upgrade)
     end
 
     # Whether a request on a plain connection asks to go on in HTTP/2 (`Upgrade: h2c`).
@@ -125,9 +126,7 @@ module Tipi
       body = input.read
       input.close
       @socket.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
-      env = env.reject { |name, _| HTTP1_ONLY.include?(name) }
-      @http2 = HTTP2Connection.new(@socket, @app, @server, @logger, timeout: @timeout, max_body: @max_body)
-      @http2.serve(@parser.buffered, upgrade: [env, body])
+      serve_http2(@parser.buffered, upgrade: [env.reject { |name, _| HTTP1_ONLY.include?(name) }, body])
     rescue H1P::TooLarge => e
       respond_error(413, e.message)
     rescue Polyphony::Cancel
@@ -249,14 +248,9 @@ module Tipi
         return false
       end
       request.finish
-      @logger&.call(native_log_env(headers), request.status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
+      @logger&.call(request.log_env(@server[:remote_addr]), request.status,
+                    Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
       keep_alive && !request.close?
-    end
-
-    def native_log_env(headers)
-      path, query = headers[':path'].split('?', 2)
-      { 'REMOTE_ADDR' => @server[:remote_addr], 'REQUEST_METHOD' => headers[':method'], 'PATH_INFO' => path,
-        'QUERY_STRING' => query || '', 'SERVER_PROTOCOL' => headers[':protocol'].upcase }
     end
 
     def call_app(env)
@@ -270,8 +264,6 @@ module Tipi
       Tipi.report(e, env['rack.errors'])
       [500, { 'Content-Type' => 'text/plain', 'Connection' => 'close' }, ["Internal Server Error\n"]]
     end
-
-
 
     def respond_error(status, message)
       H1P.send_response(@socket, { ':status' => status, 'Content-Type' => 'text/plain', 'Connection' => 'close' },

@@ -1,9 +1,10 @@
 # frozen_string_literal: true
 
 module Tipi
-  # An HTTP/2 connection (ALPN h2 on TLS, or the h2c preface on plain TCP): h2p does the
-  # protocol, each stream runs the Rack app on a fiber of its own, and one writer fiber sends
-  # what they all produced, so that streams answering at once do not interleave their bytes.
+  # An HTTP/2 connection (ALPN h2 on TLS, the h2c preface or Upgrade: h2c on plain TCP): h2p
+  # does the protocol, each stream's app runs on one of the connection's worker fibers, and one
+  # writer fiber sends what they all produced, so that streams answering at once do not
+  # interleave their bytes.
   class HTTP2Connection
     # The request line H1P sees of the client's connection preface ("PRI * HTTP/2.0\r\n\r\nSM...").
     PREFACE_START = 'PRI * HTTP/2.0'
@@ -143,8 +144,6 @@ module Tipi
       start_stream(id, env, input)
     end
 
-
-
     def body_piece(id, bytes, end_stream)
       body = @bodies[id] or return
       body << bytes unless bytes.empty?
@@ -226,8 +225,7 @@ module Tipi
       trailers = trailers(body) unless head_only
       if head_only || (body.respond_to?(:to_ary) && !trailers)
         # The whole answer in one call: head, and body or none.
-        @h2.respond_rack(id, status, headers, head_only || body.to_ary)
-        @pending.signal
+        write { @h2.respond_rack(id, status, headers, head_only || body.to_ary) }
       else
         write { @h2.respond_rack(id, status, headers, false) }
         send_body(id, body, trailers)
@@ -265,14 +263,10 @@ module Tipi
       else
         request.finish
       end
-      @logger&.call(native_log_env(request), request.status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
+      @logger&.call(request.log_env(@server[:remote_addr]), request.status,
+                    Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
     rescue Polyphony::HTTP2::Error
       nil # the stream is gone (reset by the client)
-    end
-
-    def native_log_env(request)
-      { 'REMOTE_ADDR' => @server[:remote_addr], 'REQUEST_METHOD' => request.method, 'PATH_INFO' => request.path,
-        'QUERY_STRING' => request.query_string || '', 'SERVER_PROTOCOL' => 'HTTP/2' }
     end
 
     def call_app(env)

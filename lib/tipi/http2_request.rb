@@ -95,27 +95,26 @@ module Tipi
 
     # As Tipi::Request#upgrade_to_websocket, over the stream: answered 200 (RFC 8441 has no
     # 101 and no Sec-WebSocket-Key/Accept).
-    def upgrade_to_websocket(protocols: nil, ping_interval: 30, max_message: Polyphony::WebSocket::DEFAULT_MAX_MESSAGE)
+    def upgrade_to_websocket(protocols: nil, ping_interval: 30, max_message: Polyphony::WebSocket::DEFAULT_MAX_MESSAGE,
+                             &block)
       unless websocket?
         respond("Not a WebSocket handshake\n", ':status' => 400, 'content-type' => 'text/plain')
         return
       end
-      unless @headers['sec-websocket-version'] == '13'
-        respond("WebSocket version 13 only\n", ':status' => 426, 'sec-websocket-version' => '13')
-        return
-      end
-      protocol = protocols && offered_protocols.find { |name| protocols.include?(name) }
-      send_headers(protocol ? { 'sec-websocket-protocol' => protocol } : {})
-      @websocket = Polyphony::WebSocket.new(StreamIO.new(@connection, @id, @body), protocol: protocol,
-                                                                                ping_interval: ping_interval,
-                                                                                max_message: max_message)
-      @state = :done # the stream ends with the WebSocket
-      return @websocket unless block_given?
+      return unless websocket_version_13?
 
-      serve_websocket { yield @websocket }
+      protocol = chosen_protocol(protocols)
+      send_headers(protocol ? { 'sec-websocket-protocol' => protocol } : {})
+      @state = :done # the stream ends with the WebSocket
+      run_websocket(StreamIO.new(@connection, @id, @body), protocol, ping_interval: ping_interval,
+                                                                     max_message: max_message, &block)
     end
 
     private
+
+    def server_protocol
+      'HTTP/2'
+    end
 
     # The response's status and fields (no pseudo-fields), the state moved to `state`.
     def head(headers, state)

@@ -136,21 +136,26 @@ module Tipi
     #   offers is chosen (Sec-WebSocket-Protocol)
     # @param ping_interval [Numeric, nil] seconds between keep-alive pings (nil: none)
     # @param max_message [Integer] the largest message accepted (larger: close code 1009)
-    def upgrade_to_websocket(protocols: nil, ping_interval: 30, max_message: Polyphony::WebSocket::DEFAULT_MAX_MESSAGE)
+    def upgrade_to_websocket(protocols: nil, ping_interval: 30, max_message: Polyphony::WebSocket::DEFAULT_MAX_MESSAGE,
+                             &block)
       return unless (accept = websocket_accept)
 
-      protocol = protocols && offered_protocols.find { |name| protocols.include?(name) }
+      protocol = chosen_protocol(protocols)
       begin_response({ ':status' => 101 }, :done)
       @close = true # no HTTP after a WebSocket
       head = +"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
               "Sec-WebSocket-Accept: #{accept}\r\n"
       head << "Sec-WebSocket-Protocol: #{protocol}\r\n" if protocol
       @socket.write(head << "\r\n")
-      @websocket = Polyphony::WebSocket.new(@socket, buffered: @parser.buffered, protocol: protocol,
-                                                     ping_interval: ping_interval, max_message: max_message)
-      return @websocket unless block_given?
+      run_websocket(@socket, protocol, buffered: @parser.buffered, ping_interval: ping_interval,
+                                       max_message: max_message, &block)
+    end
 
-      serve_websocket { yield @websocket }
+    # @api private
+    # What the access log needs of the request, in Rack's terms.
+    def log_env(remote_addr)
+      { 'REMOTE_ADDR' => remote_addr, 'REQUEST_METHOD' => method, 'PATH_INFO' => path,
+        'QUERY_STRING' => query_string || '', 'SERVER_PROTOCOL' => server_protocol }
     end
 
     # @api private
@@ -175,11 +180,8 @@ module Tipi
         respond("Not a WebSocket handshake\n", ':status' => 400, 'Content-Type' => 'text/plain')
         return
       end
-      unless @headers['sec-websocket-version'] == '13'
-        respond("WebSocket version 13 only\n", ':status' => 426, 'Sec-WebSocket-Version' => '13',
-                                                 'Content-Type' => 'text/plain')
-        return
-      end
+      return unless websocket_version_13?
+
       key = @headers['sec-websocket-key']
       accept = key.is_a?(String) && Polyphony::WebSocket.accept_key(key)
       return accept if accept
@@ -188,20 +190,42 @@ module Tipi
       nil
     end
 
-    def offered_protocols
-      Array(@headers['sec-websocket-protocol']).flat_map { |value| value.split(/\s*,\s*/) }
+    # Whether the client speaks WebSocket version 13; else answers 426 naming it.
+    def websocket_version_13?
+      return true if @headers['sec-websocket-version'] == '13'
+
+      respond("WebSocket version 13 only\n", ':status' => 426, 'Sec-WebSocket-Version' => '13',
+                                               'Content-Type' => 'text/plain')
+      false
     end
 
-    def serve_websocket
-      yield
-      @websocket.close
-    rescue StandardError
-      @websocket.close(1011, 'internal error')
-      raise
+    # The first subprotocol the client offers that the handler speaks.
+    def chosen_protocol(protocols)
+      protocols && Array(@headers['sec-websocket-protocol']).flat_map { |value| value.split(/\s*,\s*/) }
+                                                            .find { |name| protocols.include?(name) }
+    end
+
+    # The WebSocket over `io` once the handshake is answered: yielded (then closed: 1000, or 1011
+    # when the block raised), or returned without a block.
+    def run_websocket(io, protocol, **options)
+      @websocket = Polyphony::WebSocket.new(io, protocol: protocol, **options)
+      return @websocket unless block_given?
+
+      begin
+        yield @websocket
+        @websocket.close
+      rescue StandardError
+        @websocket.close(1011, 'internal error')
+        raise
+      end
     end
 
     def head?
       @headers[':method'] == 'HEAD'
+    end
+
+    def server_protocol
+      protocol.upcase
     end
 
     # Moves to `state` and returns the response's fields: ':status' (200 unless given), and the
