@@ -20,7 +20,7 @@ module Tipi
       app, native = load_app(options)
       return puts("tipi: #{options[:app]} loads") if options[:check]
 
-      listeners = bind(options[:binds], %w[h2 http/1.1])
+      listeners = bind(options[:binds])
       options[:acme_manager] = setup_acme(options, listeners) if options[:acme]
       server = Server.new(app, listeners: listeners, native: native, logger: options[:quiet] ? nil : method(:log),
                                timeout: options[:timeout], max_body: options[:max_body],
@@ -28,8 +28,8 @@ module Tipi
       Controller.new(server, options, argv).run
     end
 
-    def bind(urls, alpn)
-      urls.map { |url| Listener.bind(url, alpn: alpn) }
+    def bind(urls)
+      urls.map { |url| Listener.bind(url) }
     rescue ArgumentError => e
       abort "tipi: #{e.message}"
     end

@@ -43,7 +43,7 @@ module Tipi
     end
 
     # Binds `url`, or takes over the socket a previous image of this process left for it.
-    # @param alpn [Array<String>] what an ssl:// listener offers (h2 only for Rack apps)
+    # @param alpn [Array<String>] what an ssl:// listener offers
     def self.bind(url, inherited = inherited_fds, alpn: %w[h2 http/1.1])
       url = normalize(url)
       tls = tls_context(url, alpn) if url.start_with?('ssl:')
