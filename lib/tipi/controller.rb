@@ -121,11 +121,10 @@ module Tipi
       until @stopping || slot.retired
         @options[:before_fork]&.each(&:call)
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-        balanced = @balance && slot.index < BALANCE_SLOTS
         slot.pid = Polyphony.fork { worker(slot.index) }
         say "* worker #{slot.index + 1}: pid #{slot.pid}"
         Process.wait(slot.pid)
-        @balance[slot.index] = nil if balanced
+        @balance[slot.index] = nil if balanced?(slot.index)
         break if @stopping || slot.retired
 
         say "Tipi: worker #{slot.index + 1} (pid #{slot.pid}) exited (#{$?}), starting another"
@@ -135,9 +134,14 @@ module Tipi
 
     def worker(index)
       %w[USR2 TTIN TTOU].each { |signal| trap(signal, 'IGNORE') }
-      @server.balance(@balance, index) if @balance && index < BALANCE_SLOTS
+      @server.balance(@balance, index) if balanced?(index)
       @options[:on_worker_boot]&.each { |hook| hook.call(index) }
       serve(%w[INT TERM])
+    end
+
+    # Whether worker `index` shares its connection count with the others.
+    def balanced?(index)
+      @balance && index < BALANCE_SLOTS
     end
 
     def remove_worker

@@ -45,8 +45,7 @@ module Tipi
     def run
       runner = Fiber.current
       @acceptors = @listeners.map { |listener| spin { accept_loop(listener, runner) } }
-      # Counted by the other workers from now on, not while this one was still starting.
-      @balance[@balance_index] = @connections if @balance
+      publish_load # counted by the other workers from now on, not while this one was starting
       sweeper = spin { sweep } if @options[:timeout]
       @acceptors.each(&:await)
       # Stopped accepting: the connections are this fiber's children; they finish first.
@@ -105,6 +104,11 @@ module Tipi
       end
     end
 
+    # This worker's connection count, where the other workers see it.
+    def publish_load
+      @balance[@balance_index] = @connections if @balance
+    end
+
     BALANCE_PAUSE = 0.0002 # seconds
     BALANCE_WAIT = 10 # pauses at most
     private_constant :BALANCE_PAUSE, :BALANCE_WAIT
@@ -122,13 +126,13 @@ module Tipi
         # client's delayed ACK (40 ms).
         socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) unless listener.unix?
         @connections += 1
-        @balance[@balance_index] = @connections if @balance
+        publish_load
         connection = Connection.new(socket, listener.app || @app, info, @logger, options)
         fiber = runner.spin do
           connection.serve
         ensure
           @connections -= 1
-          @balance[@balance_index] = @connections if @balance
+          publish_load
           @live.delete(Fiber.current)
           @slot_freed.signal
         end
