@@ -8,16 +8,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
-for tool in h2load nginx; do
-  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "bench/h2.sh: $tool missing (run bin/setup)" >&2; exit 1; }
-done
 scheme=http
 port=$((20000 + RANDOM % 10000)) # below the ephemeral ports (32768-) h2load connects from
 # shellcheck source=bench/lib/wrk.sh
 source bench/lib/wrk.sh
+require_tools h2load nginx
 
-ruby -Ilib -rpolyphony -e 'cert, key = Polyphony::TLS.self_signed(%w[localhost]); File.write(ARGV[0], cert); File.write(ARGV[1], key)' \
-  "$work/cert.pem" "$work/key.pem"
+self_signed_certificate
 
 declare -A rps
 # h2 NAME URL PID: runs h2load against URL, then stops PID.

@@ -9,13 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
-for tool in wrk puma nginx; do
-  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "bench/http.sh: $tool missing (run bin/setup)" >&2; exit 1; }
-done
 scheme=http
 port=$((20000 + RANDOM % 10000)) # below the ephemeral ports (32768-) wrk connects from
 # shellcheck source=bench/lib/wrk.sh
 source bench/lib/wrk.sh
+require_tools wrk puma nginx
 
 start "tipi -w 1" exe/tipi -q -e production -w 1 -l 127.0.0.1:$((port + 1)) bench/hello.ru
 start "tipi -w 2" exe/tipi -q -e production -w 2 -l 127.0.0.1:$((port + 1)) bench/hello.ru

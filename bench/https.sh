@@ -11,16 +11,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
-for tool in wrk puma nginx; do
-  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "bench/https.sh: $tool missing (run bin/setup)" >&2; exit 1; }
-done
 scheme=https
 port=$((20000 + RANDOM % 10000)) # below the ephemeral ports (32768-) wrk connects from
 # shellcheck source=bench/lib/wrk.sh
 source bench/lib/wrk.sh
+require_tools wrk puma nginx
 
-ruby -Ilib -rpolyphony -e 'cert, key = Polyphony::TLS.self_signed(%w[localhost]); File.write(ARGV[0], cert); File.write(ARGV[1], key)' \
-  "$work/cert.pem" "$work/key.pem"
+self_signed_certificate
 tls="cert=$work/cert.pem&key=$work/key.pem"
 
 start "tipi -w 1" exe/tipi -q -e production -w 1 -b "ssl://127.0.0.1:$((port + 1))?$tls" bench/hello.ru

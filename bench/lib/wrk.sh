@@ -1,7 +1,20 @@
-# Shared by bench/http.sh and bench/https.sh (sourced): start servers on loopback one at a
-# time, load each with wrk -t2 -c50, keep-alive then Connection: close, and collect req/s, p99
-# latency and RSS in the `result` array. Set `duration`, `scheme` (http or https) and `port`
-# (the last port used) before use.
+# Shared by bench/http.sh, bench/https.sh and bench/h2.sh (sourced): start servers on loopback
+# one at a time, load each with wrk -t2 -c50, keep-alive then Connection: close, and collect
+# req/s, p99 latency and RSS in the `result` array. Set `duration`, `scheme` (http or https)
+# and `port` (the last port used) before use.
+
+# Exits unless every tool named is installed (bin/setup installs them).
+require_tools() {
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "$0: $tool missing (run bin/setup)" >&2; exit 1; }
+  done
+}
+
+# Writes a self-signed certificate for localhost: $work/cert.pem and $work/key.pem.
+self_signed_certificate() {
+  ruby -Ilib -rpolyphony -e 'cert, key = Polyphony::TLS.self_signed(%w[localhost]); File.write(ARGV[0], cert); File.write(ARGV[1], key)' \
+    "$work/cert.pem" "$work/key.pem"
+}
 
 work=$(mktemp -d)
 pids=()
