@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require 'json'
 require 'open3'
 require 'rbconfig'
 require_relative '../lib/polyphony'
@@ -37,6 +38,16 @@ module SpecHelpers
     raise "cc failed:\n#{err}" unless status.success?
 
     binary
+  end
+
+  # Python's h2 as a client (spec/support/h2_client.py: `mode` names what it does), for what
+  # curl and nghttp do not do; what it saw, from its JSON.
+  def h2_client(mode, port, *args)
+    out, err, status = run_command('/usr/bin/python3', File.join(ROOT, 'spec', 'support', 'h2_client.py'), mode,
+                                   port.to_s, *args)
+    raise "h2_client.py #{mode} failed:\n#{err}" unless status.success?
+
+    JSON.parse(out)
   end
 
   def monotonic

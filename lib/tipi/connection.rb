@@ -113,28 +113,42 @@ module Tipi
     end
 
     # Whether a request on a plain connection asks to go on in HTTP/2 (`Upgrade: h2c`).
-    def h2c_upgrade?(env)
-      return false if @native || @server[:tls] || !env.key?('HTTP_HTTP2_SETTINGS')
+    def h2c_upgrade?(request)
+      return false if @server[:tls]
 
-      env['HTTP_UPGRADE']&.split(',')&.any? { |protocol| protocol.strip.casecmp('h2c')&.zero? }
+      names = @native ? %w[http2-settings upgrade] : %w[HTTP_HTTP2_SETTINGS HTTP_UPGRADE]
+      settings, upgrade = request.values_at(*names)
+      settings && Array(upgrade).join(',').split(',').any? { |protocol| protocol.strip.casecmp('h2c')&.zero? }
     end
 
     # RFC 7540 3.2: the request's body is read here (it came over HTTP/1.1), the 101 sent, and
     # the request answered on HTTP/2's stream 1.
-    def upgrade_to_http2(env)
-      input = Input.new(@parser, @timeout)
+    def upgrade_to_http2(request)
+      input = Input.new(@parser, @timeout, @native ? nil : request) # (a Rack env gets the trailers)
       body = input.read
       input.close
       @socket.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
-      serve_http2(@parser.buffered, upgrade: [env.reject { |name, _| HTTP1_ONLY.include?(name) }, body])
+      serve_http2(@parser.buffered, upgrade: [http2_request(request), body, @parser.trailers])
     rescue H1P::TooLarge => e
       respond_error(413, e.message)
     rescue Polyphony::Cancel
       nil # the body did not come in time
     end
 
+    # The upgrading request without what belongs to HTTP/1.1; a native handler's headers as
+    # HTTP/2 gives them.
+    def http2_request(request)
+      return request.reject { |name, _| HTTP1_ONLY.include?(name) } unless @native
+
+      headers = request.reject { |name, _| NATIVE_HTTP1_ONLY.include?(name) }
+      headers.merge!(':protocol' => 'h2', ':scheme' => 'http')
+      headers[':authority'] = request['host'] if request['host'].is_a?(String)
+      headers
+    end
+
     HTTP1_ONLY = %w[HTTP_UPGRADE HTTP_HTTP2_SETTINGS HTTP_CONNECTION rack.hijack].freeze
-    private_constant :HTTP1_ONLY
+    NATIVE_HTTP1_ONLY = %w[upgrade http2-settings connection host :rx].freeze
+    private_constant :HTTP1_ONLY, :NATIVE_HTTP1_ONLY
 
     # Whether the first bytes of a plain connection, which H1P refused, are HTTP/2's preface.
     def h2c_preface?
@@ -189,7 +203,7 @@ module Tipi
     # @return [Boolean] whether the connection goes on
     def serve_request(env)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC) if @logger
-      input = env['rack.input'] = Input.new(@parser, @timeout)
+      input = env['rack.input'] = Input.new(@parser, @timeout, env)
       @hijack.env = env # (env['rack.hijack'] is in the base)
       status, response_headers, response_body = call_app(env)
       return false unless status # the body was too large or too slow: answered, or cut

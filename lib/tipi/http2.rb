@@ -11,6 +11,9 @@ module Tipi
 
     # Reads a stream's request body for Tipi::Input (which calls read_body_chunk).
     class Body
+      # The request's trailer fields ({name => value or [values]}), once they came.
+      attr_accessor :trailers
+
       # @param limit [Integer, nil] the largest body accepted (H1P::TooLarge beyond: a 413)
       def initialize(limit = nil)
         @queue = Polyphony::Queue.new
@@ -31,7 +34,10 @@ module Tipi
       end
 
       # The body of a request that has none.
-      NONE = Object.new.tap { |none| def none.read_body_chunk = nil }.freeze
+      NONE = Object.new.tap do |none|
+        def none.read_body_chunk = nil
+        def none.trailers = nil
+      end.freeze
     end
 
     MAX_STREAMS = 128 # concurrent streams per connection
@@ -59,14 +65,13 @@ module Tipi
     end
 
     # @param received [String, nil] bytes already read (by H1P, which refused them)
-    # @param upgrade [Array(Hash, String), nil] after `Upgrade: h2c`: the upgrading request's
-    #   Rack env and body, to be answered on stream 1
+    # @param upgrade [Array(Hash, String, Hash), nil] after `Upgrade: h2c`: the upgrading
+    #   request (a Rack env, or for a native handler H1P's headers in HTTP/2's shape), its body
+    #   and its trailer fields (or nils), to be answered on stream 1
     def serve(received = nil, upgrade: nil)
       if upgrade
         @upgrade = upgrade
-        env = upgrade.first
-        path = env['QUERY_STRING'].empty? ? env['PATH_INFO'] : "#{env['PATH_INFO']}?#{env['QUERY_STRING']}"
-        @h2.upgrade(env['REQUEST_METHOD'], path, env['HTTP_HOST'])
+        @h2.upgrade(*upgraded_head(upgrade.first))
       end
       @fiber = Fiber.current
       # One writer: what every stream produced in a round of the event loop goes out in one
@@ -124,6 +129,7 @@ module Tipi
         case kind
         when :request then request(id, value, end_stream)
         when :data then body_piece(id, value, end_stream)
+        when :trailers then @bodies[id]&.trailers = value
         when :reset
           @bodies.delete(id)&.<<(nil)
           @streams.delete(id)&.raise(StreamReset)
@@ -140,7 +146,7 @@ module Tipi
       # (A native handler's `env` is H1P's headers.)
       return start_stream(id, HTTP2Request.new(env, self, id, body || Body::NONE, @timeout), nil) if @native
 
-      env['rack.input'] = input = Input.new(body || Body::NONE, @timeout)
+      env['rack.input'] = input = Input.new(body || Body::NONE, @timeout, env)
       start_stream(id, env, input)
     end
 
@@ -205,14 +211,25 @@ module Tipi
       @streams.delete(id)
     end
 
-    # The request that came with `Upgrade: h2c`: its env, now served over HTTP/2, and its body.
+    # The method, target and authority of the request that came with `Upgrade: h2c`.
+    def upgraded_head(request)
+      return request.values_at(':method', ':path', ':authority') if @native
+
+      query = request['QUERY_STRING']
+      [request['REQUEST_METHOD'], query.empty? ? request['PATH_INFO'] : "#{request['PATH_INFO']}?#{query}",
+       request['HTTP_HOST']]
+    end
+
+    # The request that came with `Upgrade: h2c`, now served over HTTP/2, and its body.
     def upgraded_request
-      env, data = @upgrade
+      request, data, trailers = @upgrade
       @upgrade = nil
       body = Body.new
       body << data if data
+      body.trailers = trailers
       body << nil
-      [env.merge('SERVER_PROTOCOL' => 'HTTP/2', 'rack.hijack?' => false), body]
+      request = request.merge('SERVER_PROTOCOL' => 'HTTP/2', 'rack.hijack?' => false) unless @native
+      [request, body]
     end
 
     # The app's answer to one stream; `input` is closed after it (the app's rack.input may be
@@ -222,34 +239,46 @@ module Tipi
       status, headers, body = call_app(env)
       status = status.to_i
       head_only = env['REQUEST_METHOD'] == 'HEAD' || status == 204 || status == 304
-      trailers = trailers(body) unless head_only
-      if head_only || (body.respond_to?(:to_ary) && !trailers)
+      body = Dechunked.new(body) if !head_only && Dechunked.chunked?(headers)
+      if head_only || (body.respond_to?(:to_ary) && !body.respond_to?(:trailers))
         # The whole answer in one call: head, and body or none.
         write { @h2.respond_rack(id, status, headers, head_only || body.to_ary) }
       else
         write { @h2.respond_rack(id, status, headers, false) }
-        send_body(id, body, trailers)
+        send_body(id, body)
       end
       @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
     rescue Polyphony::HTTP2::Error
       nil # the stream is gone (reset by the client)
+    rescue StandardError => e
+      # The body failed while it was sent (raised in `each`, chunked wrongly): the stream is
+      # cut, the connection goes on.
+      Tipi.report(e, env['rack.errors'])
+      begin
+        write { @h2.reset(id) }
+      rescue Polyphony::HTTP2::Error
+        nil
+      end
     ensure
       body.close if body.respond_to?(:close)
       input.close
     end
 
-    # Sends a body piece by piece; `trailers` ([[name, value]...] or nil) end it.
-    def send_body(id, body, trailers)
+    # Sends a body piece by piece, and the trailer fields its `trailers` gives after that
+    # (Rack 3's convention), if any.
+    def send_body(id, body)
       body.each { |chunk| write { @h2.send_data(id, chunk.to_s, false) } unless chunk.to_s.empty? }
+      trailers = trailers(body)
       write { trailers ? @h2.send_trailers(id, trailers) : @h2.send_data(id, '', true) }
     end
 
-    # Trailer fields from a body that has them (Rack 3's `trailers`), as [[name, value]...].
+    # A body's trailer fields as [[name, value]...] (Array values and "\n"-joined ones are
+    # repeated fields), or nil.
     def trailers(body)
       return unless body.respond_to?(:trailers)
 
       fields = body.trailers&.flat_map do |name, value|
-        value.to_s.split("\n").map { |line| [name.to_s.downcase, line] }
+        Array(value).flat_map { |v| v.to_s.split("\n") }.map { |line| [name.to_s.downcase, line] }
       end
       fields unless fields.nil? || fields.empty?
     end

@@ -8,9 +8,14 @@ module Tipi
   # gets, each), and kept as it goes so that rewind works (Rack 2): in memory up to
   # SPILL_AT bytes, then in an unlinked temporary file, so that a large upload does not sit
   # in memory. A body over the server's limit raises H1P::TooLarge (413); one that does not
-  # arrive within the timeout ends the connection.
+  # arrive within the timeout ends the connection. Trailer fields that end the body (a chunked
+  # HTTP/1.1 body's, an HTTP/2 stream's) go into the env as REQUEST_TRAILERS once it is read.
   class Input
     SPILL_AT = 1 << 20
+    # The env key of the request's trailer fields, `{name => value or [values]}` (names
+    # lower-cased), set once the body has been read to its end, if it had any. Rack has no
+    # place for them, and RFC 9110 forbids merging them into the header fields.
+    REQUEST_TRAILERS = 'tipi.request_trailers'
 
     # The next piece of the body from `parser` (nil at its end), within `timeout` seconds
     # (Polyphony::Cancel beyond) when there is one.
@@ -18,8 +23,11 @@ module Tipi
       timeout ? cancel_after(timeout) { parser.read_body_chunk } : parser.read_body_chunk
     end
 
-    def initialize(parser, timeout = nil)
+    # @param parser [#read_body_chunk, #trailers] where the body comes from
+    # @param env [Hash, nil] the request's Rack env, given REQUEST_TRAILERS
+    def initialize(parser, timeout = nil, env = nil)
       @parser = parser
+      @env = env
       @timeout = timeout
       @buffer = nil # made on the first read: most requests have no body, and no app reads it
       @size = 0
@@ -84,8 +92,14 @@ module Tipi
         break if line && @last_newline >= buffer.pos
 
         chunk = Input.next_chunk(@parser, @timeout)
-        chunk ? append(chunk) : @done = true
+        chunk ? append(chunk) : finished
       end
+    end
+
+    def finished
+      @done = true
+      trailers = @env && @parser.trailers
+      @env[REQUEST_TRAILERS] = trailers if trailers
     end
 
     def append(chunk)

@@ -84,6 +84,12 @@ module Tipi
       end
     end
 
+    # The trailer fields that ended the body ({name => value or [values]}, names lower-cased),
+    # once it has been read (#read, #each_chunk); nil before, or when none came.
+    def trailers
+      @parser.trailers
+    end
+
     # Answers with `body` (a String or nil) and `headers` (':status' for the status, 200 by
     # default); Content-Length is added.
     def respond(body = nil, headers = {})

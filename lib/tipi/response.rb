@@ -34,10 +34,13 @@ module Tipi
         File.open(body.to_path, 'rb') do |file|
           written + (conn.is_a?(IO) ? IO.double_splice(file, conn) : IO.copy_stream(file, conn))
         end
-      elsif field?(fields, 'content-length')
+      elsif field?(fields, 'content-length') || field?(fields, 'transfer-encoding')
+        # The app framed the body itself (Rack::Chunked chunks it): sent as it comes.
         written = H1P.send_response(conn, fields)
         body.each { |chunk| written += conn.write(chunk) }
         written
+      elsif body.respond_to?(:trailers)
+        write_with_trailers(conn, fields, body)
       else
         enum = body.to_enum(:each)
         H1P.send_chunked_response(conn, fields) do
@@ -46,6 +49,16 @@ module Tipi
           nil
         end
       end
+    end
+
+    # A chunked body ending with the fields its `trailers` gives after iteration (Rack 3's
+    # convention; HTTP/2 sends them too).
+    def write_with_trailers(conn, fields, body)
+      fields['Transfer-Encoding'] = 'chunked' unless field?(fields, 'transfer-encoding')
+      written = H1P.send_response(conn, fields)
+      body.each { |chunk| written += H1P.send_body_chunk(conn, chunk.to_s) }
+      trailers = body.trailers
+      written + H1P.send_body_chunk(conn, nil, trailers.nil? || trailers.empty? ? nil : trailers)
     end
 
     # The status line and fields alone, as given (a partial hijack's head: the app's callable

@@ -38,6 +38,8 @@ RSpec.describe H1P::Parser do
     expect(described_class.new { chunks.shift }.parse_headers[':path']).to eq('/foo?q=1')
     callable = [get].method(:shift)
     expect(described_class.new(callable).parse_headers['host']).to eq('example.com')
+    pieces = ['', get[0, 10], '', get[10..]] # an empty String is no end
+    expect(described_class.new { pieces.shift }.parse_headers[':path']).to eq('/foo?q=1')
     socket_pair = UNIXSocket.pair
     socket_pair[0] << get
     expect(described_class.new(socket_pair[1]).parse_headers[':method']).to eq('GET')
@@ -52,6 +54,24 @@ RSpec.describe H1P::Parser do
     )
     expect([parser.read_body_chunk, parser.read_body_chunk, parser.read_body_chunk]).to eq(['abc', 'de', nil])
     expect(parser.complete?).to be(true)
+  end
+
+  it "keeps a chunked body's trailer fields for its message, once the body is read" do
+    request = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n" \
+              "X-Checksum: 42\r\nServer-Timing: a\r\nserver-timing: b\r\n\r\n"
+    parser = described_class.new(StringIO.new(request + post + request))
+    parser.parse_headers
+    expect(parser.trailers).to be_nil
+    expect(parser.read_body).to eq('abc')
+    expect(parser.trailers).to eq('x-checksum' => '42', 'server-timing' => %w[a b])
+    parser.parse_headers
+    expect(parser.trailers).to be_nil # a Content-Length body has none
+    parser.parse_headers # the third request's body is not read: skipped, its trailers kept
+    expect(parser.parse_headers).to be_nil
+    expect(parser.trailers).to be_nil
+    bad = described_class.new(StringIO.new("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-A : 1\r\n\r\n"))
+    bad.parse_headers
+    expect { bad.read_body }.to raise_error(H1P::Error, /whitespace between header name and colon/)
   end
 
   it 'returns only buffered body bytes when asked to' do

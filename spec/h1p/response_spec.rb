@@ -69,6 +69,14 @@ RSpec.describe 'H1P response writers' do
     expect(io.string).to eq("b\r\nhello world\r\n0\r\n\r\n")
   end
 
+  it 'send_body_chunk ends the body with trailer fields, checked as header fields are' do
+    H1P.send_body_chunk(io, nil, 'X-Checksum' => '42', 'Server-Timing' => %w[a b])
+    expect(io.string).to eq("0\r\nX-Checksum: 42\r\nServer-Timing: a\r\nServer-Timing: b\r\n\r\n")
+    expect { H1P.send_body_chunk(io, nil, 'X-A' => "1\r\nX-B: 2") }.to raise_error(H1P::Error, /CR, LF or NUL/)
+    expect { H1P.send_body_chunk(io, nil, 'Content-Length' => '5') }.to raise_error(H1P::Error, /cannot frame/)
+    expect { H1P.send_body_chunk(io, 'data', 'X-A' => '1') }.to raise_error(H1P::Error, /last chunk/)
+  end
+
   it 'tells whether response fields ask to close the connection' do
     expect(H1P.connection_close?('Connection' => 'close')).to be true
     expect(H1P.connection_close?('content-type' => 'text/plain', 'CONNECTION' => 'Upgrade, Close')).to be true

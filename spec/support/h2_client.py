@@ -7,6 +7,8 @@ python3-h2), over plain TCP. Prints one JSON object with what the client saw.
   h2_client.py headers PORT       a header list larger than the server's limit
   h2_client.py preface PORT       a bad connection preface
   h2_client.py websocket PORT     a WebSocket by extended CONNECT (RFC 8441): echo, then close
+  h2_client.py trailers PORT PATH a POST whose body ends with trailer fields; also one with
+                                  trailers and no DATA at all
 """
 
 import json
@@ -203,9 +205,29 @@ def websocket(port):
             "echo": echo, "close": list(received), "ended": any(isinstance(e, h2.events.StreamEnded) for e in seen)}
 
 
+def trailers(port, path):
+    sock, conn = connect(port)
+    conn.initiate_connection()
+    answers = []
+    for body in (b"0123456789" * 10000, b""):
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, [(":method", "POST"), (":path", path), (":scheme", "http"),
+                                   (":authority", "127.0.0.1"), ("te", "trailers")])
+        for at in range(0, len(body), 16384):
+            flush(sock, conn)
+            while conn.local_flow_control_window(stream) < 16384:
+                pump(sock, conn, lambda seen: bool(seen))
+            conn.send_data(stream, body[at:at + 16384])
+        conn.send_headers(stream, [("x-checksum", "42"), ("x-many", "1"), ("x-many", "2")], end_stream=True)
+        flush(sock, conn)
+        status, got = response(pump(sock, conn, ended(stream)), stream)
+        answers.append([status, json.loads(got)])
+    return answers
+
+
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
-    print(json.dumps(globals()[mode](port)))
+    print(json.dumps(globals()[mode](port, *sys.argv[3:])))
 
 
 import h2.errors  # noqa: E402  (after the helpers, which name it lazily)

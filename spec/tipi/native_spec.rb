@@ -1,6 +1,8 @@
 # frozen_string_literal: true
 
 require 'socket'
+require 'json'
+require 'digest'
 require 'h1p'
 
 # Tipi's own request API, for apps that want no Rack: `tipi app.rb` and Tipi.serve.
@@ -43,7 +45,7 @@ RSpec.describe 'tipi with a Tipi-native handler' do
     expect(@tipi.read_until(/answered nothing/)).to include('GET /silent')
   end
 
-  it 'serves the same handler over HTTP/2 (h2c): respond, streaming, bodies, 500 for no answer' do
+  it 'serves the same handler over HTTP/2 (h2c, Upgrade: h2c): respond, streaming, bodies, 500 for no answer' do
     h2c = lambda do |path, *args|
       out, err, status = run_command('curl', '-sS', '--max-time', '10', '--http2-prior-knowledge', *args,
                                      '-w', ' [%{http_code} %{http_version}]', "http://127.0.0.1:#{@port}#{path}")
@@ -54,7 +56,26 @@ RSpec.describe 'tipi with a Tipi-native handler' do
     expect(h2c.call('/echo', '-d', 'hello')).to eq('POST 5 hello [201 2]')
     expect(h2c.call('/stream')).to eq("chunk 0\nchunk 1\nchunk 2\n [200 2]")
     expect(h2c.call('/silent')).to end_with(' [500 2]')
+    upgrade = lambda do |path, *args|
+      out, err, status = run_command('curl', '-sS', '--max-time', '10', '--http2', *args,
+                                     '-w', ' [%{http_code} %{http_version}]', "http://127.0.0.1:#{@port}#{path}")
+      expect(status).to be_success, err
+      out
+    end
+    expect(upgrade.call('/hello?name=upgraded')).to eq("Hello upgraded\n [200 2]") # Upgrade: h2c
+    expect(upgrade.call('/echo', '-d', 'body first')).to eq('POST 10 body first [201 2]')
     expect(@tipi.read_until(%r{"GET /stream HTTP/2" 200})).to include('127.0.0.1')
+  end
+
+  it "gives a request's trailer fields once the body is read, over HTTP/1.1 and HTTP/2" do
+    response = raw("POST /request_trailers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n" \
+                   "Connection: close\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: 42\r\n\r\n")
+    expect(JSON.parse(response.split("\r\n\r\n", 2).last))
+      .to eq('size' => 5, 'sha256' => Digest::SHA256.hexdigest('hello'), 'before' => false,
+             'trailers' => { 'x-checksum' => '42' })
+    trailers = { 'x-checksum' => '42', 'x-many' => %w[1 2] }
+    expect(h2_client('trailers', @port, '/request_trailers').map { |_status, answer| answer.values_at('size', 'trailers') })
+      .to eq([[100_000, trailers], [0, trailers]])
   end
 
   it 'serves a block in-process with Tipi.serve' do

@@ -122,11 +122,9 @@ RSpec.describe 'tipi serving WebSockets' do
     end
 
     it 'speaks WebSocket over HTTP/2 by extended CONNECT (RFC 8441)' do
-      out, err, status = run_command(PYTHON, File.join(ROOT, 'spec', 'support', 'h2_client.py'), 'websocket',
-                                     @port.to_s)
-      expect(status).to be_success, err
-      expect(JSON.parse(out)).to eq('enabled' => 1, 'status' => '200', 'protocol' => 'chat', 'echo' => 'hello over h2',
-                                    'close' => [0x88, 2, 0x03, 0xe8], 'ended' => true)
+      expect(h2_client('websocket', @port)).to eq('enabled' => 1, 'status' => '200', 'protocol' => 'chat',
+                                                  'echo' => 'hello over h2', 'close' => [0x88, 2, 0x03, 0xe8],
+                                                  'ended' => true)
       expect(@tipi.read_until(%r{CONNECT /echo HTTP/2})).to include('200')
     end
 

@@ -2,7 +2,8 @@
 //!
 //! Strict where smuggling lives: every line ends in CRLF (a bare LF or CR is an error, also
 //! inside an extension), the size is hex digits only and must fit in 64 bits, and chunk data
-//! must be followed by CRLF. Trailer fields are validated like header fields and consumed.
+//! must be followed by CRLF. Trailer fields are validated like header fields and kept (owned:
+//! they are rare, and come after the data the caller was handed).
 
 use std::ops::Range;
 
@@ -57,7 +58,7 @@ pub struct ChunkedDecoder {
     state: State,
     remaining: u64,
     total: u64,
-    trailers: usize,
+    trailers: Vec<(Vec<u8>, Vec<u8>)>,
     limits: Limits,
 }
 
@@ -67,7 +68,7 @@ impl ChunkedDecoder {
             state: State::Size,
             remaining: 0,
             total: 0,
-            trailers: 0,
+            trailers: Vec::new(),
             limits,
         }
     }
@@ -75,6 +76,17 @@ impl ChunkedDecoder {
     /// Whether the last chunk and the trailers have been consumed.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// The trailer fields read so far (all of them once [`Self::is_done`]) as (name, value),
+    /// names lower-cased, values trimmed, in arrival order.
+    pub fn trailers(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        &self.trailers
+    }
+
+    /// Takes the trailer fields out (see [`Self::trailers`]).
+    pub fn take_trailers(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        std::mem::take(&mut self.trailers)
     }
 
     /// Decodes from the start of `input` (bytes not consumed by earlier steps).
@@ -186,11 +198,14 @@ impl ChunkedDecoder {
                 done: true,
             });
         }
-        field(line, &self.limits)?;
-        self.trailers += 1;
-        if self.trailers > self.limits.headers {
+        let (name_len, value_start, value_end) = field(line, &self.limits)?;
+        if self.trailers.len() == self.limits.headers {
             return Err(too_large(Limit::HeaderCount, self.limits.headers as u64));
         }
+        self.trailers.push((
+            line[..name_len].to_ascii_lowercase(),
+            line[value_start..value_end].to_vec(),
+        ));
         Ok(Step::skip(nl + 1))
     }
 }
@@ -255,6 +270,55 @@ mod tests {
         assert_eq!(
             decode_all(input),
             Ok((b"abcd0123456789".to_vec(), input.len() - 4))
+        );
+    }
+
+    #[test]
+    fn keeps_trailer_fields_lower_cased_and_trimmed() {
+        let mut decoder = ChunkedDecoder::new(Limits::default());
+        let input = b"0\r\nX-Sum:  12 \r\nServer-Timing: a\r\nx-sum: 13\r\n\r\n";
+        let mut pos = 0;
+        while !decoder.is_done() {
+            pos += decoder.decode(&input[pos..]).unwrap().consumed;
+        }
+        let fields: Vec<(&[u8], &[u8])> = decoder
+            .trailers()
+            .iter()
+            .map(|(n, v)| (&n[..], &v[..]))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (&b"x-sum"[..], &b"12"[..]),
+                (b"server-timing", b"a"),
+                (b"x-sum", b"13")
+            ]
+        );
+        assert_eq!(decoder.take_trailers().len(), 3);
+        assert!(decoder.trailers().is_empty());
+    }
+
+    #[test]
+    fn trailer_fields_count_against_the_header_limit() {
+        let limits = Limits {
+            headers: 2,
+            ..Limits::default()
+        };
+        let mut decoder = ChunkedDecoder::new(limits);
+        let input = b"0\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
+        let mut pos = 0;
+        let error = loop {
+            match decoder.decode(&input[pos..]) {
+                Ok(step) => pos += step.consumed,
+                Err(error) => break error,
+            }
+        };
+        assert_eq!(
+            error,
+            Error::TooLarge {
+                limit: Limit::HeaderCount,
+                max: 2
+            }
         );
     }
 

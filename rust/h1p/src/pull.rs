@@ -55,6 +55,8 @@ pub struct Parser<S> {
     head_start: usize,
     state: State,
     eof: bool,
+    /// The current message's trailer fields, once its chunked body has been read.
+    trailers: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A parsed head and the bytes its spans point into.
@@ -87,6 +89,7 @@ impl<S: Source> Parser<S> {
             head_start: 0,
             state: State::Idle,
             eof: false,
+            trailers: Vec::new(),
         }
     }
 
@@ -111,6 +114,7 @@ impl<S: Source> Parser<S> {
             _ => while self.read_body_chunk(false)?.is_some() {},
         }
         self.head.reset();
+        self.trailers.clear();
         loop {
             match self.head.parse(&self.buf[self.start..]) {
                 Ok(Some(head)) => {
@@ -194,6 +198,7 @@ impl<S: Source> Parser<S> {
                     };
                     if step.done {
                         self.start += step.consumed;
+                        self.trailers = decoder.take_trailers();
                         self.state = State::Complete;
                         return Ok(None);
                     }
@@ -251,6 +256,13 @@ impl<S: Source> Parser<S> {
             body.get_or_insert_with(Vec::new).extend_from_slice(chunk);
         }
         Ok(body.filter(|b| !b.is_empty()))
+    }
+
+    /// The current message's trailer fields (a chunked body's), once its body has been read
+    /// to the end: (name lower-cased, value), in arrival order. Empty before, and for a
+    /// message without any.
+    pub fn trailers(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        &self.trailers
     }
 
     /// Whether the current message has been read to its end.

@@ -1,4 +1,5 @@
-//! The pull parser's hand-over of a Content-Length body to a caller that moves it itself.
+//! The pull parser: a Content-Length body handed over to a caller that moves it itself, and a
+//! chunked body's trailer fields kept for its message only.
 
 use std::convert::Infallible;
 
@@ -35,4 +36,22 @@ fn a_chunked_body_is_not_handed_over() {
     parser.parse_headers().unwrap().unwrap();
     assert!(parser.take_body_for_splice().is_none());
     assert_eq!(parser.read_body().unwrap().as_deref(), Some(&b"a"[..]));
+}
+
+#[test]
+fn trailer_fields_belong_to_their_message_once_its_body_is_read() {
+    let raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+                1\r\na\r\n0\r\nX-Checksum: 42\r\n\r\n\
+                GET /next HTTP/1.1\r\n\r\n"
+        .to_vec();
+    let mut parser = Parser::new(Once(Some(raw)), Mode::Server, Limits::default());
+    parser.parse_headers().unwrap().unwrap();
+    assert!(parser.trailers().is_empty());
+    assert_eq!(parser.read_body().unwrap().as_deref(), Some(&b"a"[..]));
+    assert_eq!(
+        parser.trailers(),
+        [(b"x-checksum".to_vec(), b"42".to_vec())]
+    );
+    parser.parse_headers().unwrap().unwrap();
+    assert!(parser.trailers().is_empty());
 }

@@ -63,6 +63,9 @@ pub enum Event {
         data: Bytes,
         end_stream: bool,
     },
+    /// A request's trailer fields, after its last piece of body and before the `Data` event
+    /// that ends it.
+    Trailers { stream: u32, headers: HeaderMap },
     /// The client reset the stream: its answer is not wanted.
     Reset { stream: u32 },
 }
@@ -428,6 +431,13 @@ impl Server {
                         }
                     }
                     Poll::Ready(None) => {
+                        // The body is over; trailer fields, if any, came with its end.
+                        if let Poll::Ready(Ok(Some(headers))) = body.poll_trailers(cx) {
+                            self.events.push_back(Event::Trailers {
+                                stream: id,
+                                headers,
+                            });
+                        }
                         self.events.push_back(Event::Data {
                             stream: id,
                             data: Bytes::new(),
@@ -694,6 +704,46 @@ mod tests {
             .unwrap();
         assert_eq!(client.response(&mut server, second), (201, "B".to_string()));
         assert_eq!(client.response(&mut server, first), (202, "A".to_string()));
+    }
+
+    #[test]
+    fn request_trailers_come_between_the_body_and_its_end() {
+        let mut server = Server::new(&Settings::default());
+        let mut client = Client::connect(&mut server);
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("https://example.test/upload")
+            .body(())
+            .unwrap();
+        let send = client.send.as_mut().unwrap();
+        let (_response, mut stream) = send.send_request(request, false).unwrap();
+        stream
+            .send_data(Bytes::from_static(b"body"), false)
+            .unwrap();
+        let trailers = header_map([(&b"x-checksum"[..], &b"42"[..])]).unwrap();
+        stream.send_trailers(trailers.clone()).unwrap();
+        client.pump(&mut server);
+        let id = stream.stream_id().as_u32();
+        let tail: Vec<Event> = events(&mut server).into_iter().skip(1).collect();
+        assert_eq!(
+            tail,
+            [
+                Event::Data {
+                    stream: id,
+                    data: Bytes::from_static(b"body"),
+                    end_stream: false
+                },
+                Event::Trailers {
+                    stream: id,
+                    headers: trailers
+                },
+                Event::Data {
+                    stream: id,
+                    data: Bytes::new(),
+                    end_stream: true
+                },
+            ]
+        );
     }
 
     #[test]

@@ -124,7 +124,8 @@ impl Http2Server {
     }
 
     /// The next event: `[:request, stream, env, end_stream]` (env: a Rack env on a copy of
-    /// `base`), `[:data, stream, bytes, end_stream]`, `[:reset, stream]`, or nil.
+    /// `base`), `[:data, stream, bytes, end_stream]`, `[:trailers, stream, {name => value or
+    /// [values]}]` (before the `:data` that ends the stream), `[:reset, stream]`, or nil.
     /// With `base` nil, a request comes as H1P's headers instead: `{':method', ':path',
     /// ':scheme', ':authority', ':protocol' => 'h2', ':connect_protocol' (extended CONNECT's
     /// `:protocol`), name => value or [values]}`.
@@ -170,6 +171,14 @@ impl Http2Server {
                 array.push(stream)?;
                 array.push(ruby.str_from_slice(&data))?;
                 array.push(end_stream)?;
+            }
+            Some(Event::Trailers { stream, headers }) => {
+                array.push(ruby.to_symbol("trailers"))?;
+                array.push(stream)?;
+                let fields = headers
+                    .iter()
+                    .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+                array.push(super::h1p::parser::fields_hash(ruby, fields)?)?;
             }
             Some(Event::Reset { stream }) => {
                 array.push(ruby.to_symbol("reset"))?;

@@ -2,7 +2,7 @@
 //! over the `h1p` crate.
 
 mod names;
-mod parser;
+pub(crate) mod parser;
 pub(crate) mod rack;
 mod response;
 

@@ -61,7 +61,13 @@ impl Source for RubySource {
             }
         }
         let chunk: Value = match self.kind {
-            Kind::Call(_) => object.funcall(*CALL, ())?,
+            // An empty String is no end (nil is): the callable is asked again.
+            Kind::Call(_) => loop {
+                let chunk: Value = object.funcall(*CALL, ())?;
+                if RString::from_value(chunk).is_none_or(|s| !s.is_empty()) {
+                    break chunk;
+                }
+            },
             Kind::ReadPartial(_) => match object.funcall(*READPARTIAL, (max,)) {
                 Ok(chunk) => chunk,
                 Err(e) if e.is_kind_of(ruby.exception_eof_error()) => ruby.qnil().as_value(),
@@ -682,6 +688,42 @@ fn buffered(ruby: &Ruby, rb_self: &H1PParser) -> Result<RString, Error> {
     rb_self.with(|parser| Ok(ruby.str_from_slice(parser.buffered())))
 }
 
+/// `parser.trailers`: the current message's trailer fields once its chunked body has been read
+/// to the end, as `{name => value}` (names lower-cased, a repeated field's values an Array in
+/// arrival order); nil before that, and for a message that had none.
+fn trailers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Error> {
+    rb_self.with(|parser| {
+        if parser.trailers().is_empty() {
+            return Ok(None);
+        }
+        fields_hash(
+            ruby,
+            parser.trailers().iter().map(|(n, v)| (&n[..], &v[..])),
+        )
+        .map(Some)
+    })
+}
+
+/// `{name => value or [values]}` of fields whose names are lower-case already.
+pub(crate) fn fields_hash<'a>(
+    ruby: &Ruby,
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<RHash, Error> {
+    let hash = ruby.hash_new();
+    for (name, value) in fields {
+        let key = ruby.str_from_slice(name);
+        let value = ruby.str_from_slice(value);
+        match hash.get(key) {
+            None => hash.aset(key, value)?,
+            Some(earlier) => match magnus::RArray::from_value(earlier) {
+                Some(all) => all.push(value)?,
+                None => hash.aset(key, ruby.ary_new_from_values(&[earlier, value.as_value()]))?,
+            },
+        }
+    }
+    Ok(hash)
+}
+
 fn is_keep_alive(rb_self: &H1PParser) -> Result<bool, Error> {
     rb_self.with(|parser| Ok(parser.keep_alive()))
 }
@@ -699,5 +741,6 @@ pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     class.define_method("complete?", method!(is_complete, 0))?;
     class.define_method("keep_alive?", method!(is_keep_alive, 0))?;
     class.define_method("buffered", method!(buffered, 0))?;
+    class.define_method("trailers", method!(trailers, 0))?;
     Ok(())
 }

@@ -374,8 +374,40 @@ fn send_chunked_response(ruby: &Ruby, io: Value, headers: RHash) -> Result<u64, 
 }
 
 /// `H1P.send_body_chunk(io, chunk)`: one chunk; nil (or "") sends the last chunk.
-fn send_body_chunk(ruby: &Ruby, io: Value, chunk: Option<RString>) -> Result<u64, Error> {
-    write_chunk(ruby, io, chunk.filter(|c| !c.is_empty()))
+/// `H1P.send_body_chunk(io, nil, trailers)`: the last chunk with trailer fields (a Hash, as
+/// for the head: Array values are repeated fields, CR, LF or NUL in a value an error).
+fn send_body_chunk(ruby: &Ruby, args: &[Value]) -> Result<u64, Error> {
+    let args =
+        magnus::scan_args::scan_args::<(Value, Option<RString>), (Option<RHash>,), (), (), (), ()>(
+            args,
+        )?;
+    let (io, chunk) = args.required;
+    let (trailers,) = args.optional;
+    let chunk = chunk.filter(|c| !c.is_empty());
+    match trailers {
+        Some(trailers) if chunk.is_none() => {
+            let mut last = Head {
+                head: b"0\r\n".to_vec(),
+                status: 200,
+                has_length: false,
+                has_encoding: false,
+                has_connection: false,
+            };
+            trailers.foreach(|key: Value, value: Value| {
+                last.field(key, value, false)?;
+                Ok(magnus::r_hash::ForEach::Continue)
+            })?;
+            if last.has_length || last.has_encoding {
+                return Err(error(
+                    "a trailer field cannot frame the message (Content-Length, Transfer-Encoding)",
+                ));
+            }
+            last.head.extend_from_slice(b"\r\n");
+            Integer::try_convert(write_out(ruby, io, last.head, None)?)?.to_u64()
+        }
+        Some(_) => Err(error("trailers go with the last chunk (nil)")),
+        None => write_chunk(ruby, io, chunk),
+    }
 }
 
 fn write_chunk(ruby: &Ruby, io: Value, chunk: Option<RString>) -> Result<u64, Error> {
@@ -398,6 +430,6 @@ pub(crate) fn init(_ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     h1p.define_singleton_method("send_rack_response", function!(send_rack_response, -1))?;
     h1p.define_singleton_method("connection_close?", function!(connection_close, 1))?;
     h1p.define_singleton_method("send_chunked_response", function!(send_chunked_response, 2))?;
-    h1p.define_singleton_method("send_body_chunk", function!(send_body_chunk, 2))?;
+    h1p.define_singleton_method("send_body_chunk", function!(send_body_chunk, -1))?;
     Ok(())
 }
