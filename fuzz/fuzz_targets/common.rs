@@ -42,6 +42,12 @@ pub fn parse_all(data: &[u8], mode: Mode) {
             }
         }
         assert!(body <= data.len());
+        assert!(parser.trailers().len() <= Limits::default().headers);
+        for (name, value) in parser.trailers() {
+            assert!(!name.is_empty() && name.len() <= 128 && value.len() <= 2048);
+            assert!(!name.iter().any(u8::is_ascii_uppercase));
+            assert!(!value.contains(&b'\r') && !value.contains(&b'\n') && !value.contains(&0));
+        }
         consumed_messages += 1;
         assert!(consumed_messages <= data.len());
     }
