@@ -30,6 +30,7 @@ module Tipi
     end
 
     def run
+      GCHeadroom.grow # before forking: workers start with the room, and at once
       banner
       File.write(@options[:pidfile], "#{@pid}\n") if @options[:pidfile]
       @options[:workers] ? supervise : serve(%w[INT TERM USR2])
