@@ -114,11 +114,10 @@ module Tipi
 
     # Whether a request on a plain connection asks to go on in HTTP/2 (`Upgrade: h2c`).
     def h2c_upgrade?(request)
-      return false if @server[:tls]
+      return false if @server[:tls] || !request[@native ? 'http2-settings' : 'HTTP_HTTP2_SETTINGS']
 
-      names = @native ? %w[http2-settings upgrade] : %w[HTTP_HTTP2_SETTINGS HTTP_UPGRADE]
-      settings, upgrade = request.values_at(*names)
-      settings && Array(upgrade).join(',').split(',').any? { |protocol| protocol.strip.casecmp('h2c')&.zero? }
+      upgrade = Array(request[@native ? 'upgrade' : 'HTTP_UPGRADE']).join(',')
+      upgrade.split(',').any? { |protocol| protocol.strip.casecmp('h2c')&.zero? }
     end
 
     # RFC 7540 3.2: the request's body is read here (it came over HTTP/1.1), the 101 sent, and
@@ -203,7 +202,7 @@ module Tipi
     # @return [Boolean] whether the connection goes on
     def serve_request(env)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC) if @logger
-      input = env['rack.input'] = Input.new(@parser, @timeout, env)
+      input = env['rack.input'] = @parser.complete? ? Input::EMPTY : Input.new(@parser, @timeout, env)
       @hijack.env = env # (env['rack.hijack'] is in the base)
       status, response_headers, response_body = call_app(env)
       return false unless status # the body was too large or too slow: answered, or cut

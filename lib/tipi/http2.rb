@@ -55,8 +55,9 @@ module Tipi
       # to take a stream over.
       @h2 = Polyphony::HTTP2::Server.new(MAX_STREAMS, MAX_HEADER_LIST, @native ? true : false)
       @bodies = {}
+      @event = [] # what next_event fills
       @streams = {} # stream id => the worker fiber running its app
-      @jobs = [] # requests waiting for a worker: [id, env, input]
+      @jobs = [] # requests waiting for a worker: id, env, input, id, env...
       @workers = []
       @idle = [] # workers parked until there is work
       @pending = Polyphony::Event.new # output waits to be written
@@ -124,7 +125,7 @@ module Tipi
     # (Plain branches on the event's kind: pattern matching cost more than the rest of it.)
     def dispatch
       base = @native ? nil : @base_env
-      while (event = @h2.next_event(base))
+      while (event = @h2.next_event(base, @event))
         kind, id, value, end_stream = event
         case kind
         when :request then request(id, value, end_stream)
@@ -146,7 +147,7 @@ module Tipi
       # (A native handler's `env` is H1P's headers.)
       return start_stream(id, HTTP2Request.new(env, self, id, body || Body::NONE, @timeout), nil) if @native
 
-      env['rack.input'] = input = Input.new(body || Body::NONE, @timeout, env)
+      env['rack.input'] = input = body ? Input.new(body, @timeout, env) : Input::EMPTY
       start_stream(id, env, input)
     end
 
@@ -170,7 +171,7 @@ module Tipi
     # not made per request. One that takes a request while others wait wakes a spare first: a
     # request that blocks (a slow app, a body on its way) never holds up the next.
     def start_stream(id, env, input)
-      @jobs << [id, env, input]
+      @jobs.push(id, env, input) # (three entries, not an Array of them)
       wake_worker
     end
 
@@ -188,9 +189,11 @@ module Tipi
     def work
       loop do
         @waking = false
-        while (job = @jobs.shift)
+        while (id = @jobs.shift)
+          env = @jobs.shift
+          input = @jobs.shift
           wake_worker unless @jobs.empty?
-          serve_stream(*job)
+          serve_stream(id, env, input)
         end
         break if @idle.size >= MAX_IDLE_WORKERS
 
@@ -316,8 +319,7 @@ module Tipi
     # Writes what the answers given since the last flush produced (h2 makes their frames now,
     # all at once).
     def flush
-      out = @h2.outgoing
-      @socket.write(out) unless out.empty?
+      @h2.flush_to(@socket)
       dispatch # streams h2 took in while making them
     end
   end

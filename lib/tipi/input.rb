@@ -124,3 +124,38 @@ module Tipi
     end
   end
 end
+
+module Tipi
+  # rack.input of a request that has no body: nothing to read or keep, so one object serves
+  # them all (Input::EMPTY).
+  class EmptyInput
+    # "" for everything or for 0 bytes, nil (the end) for more (`out` emptied, as StringIO does).
+    def read(length = nil, out = nil)
+      return out&.clear unless length.nil? || length.zero?
+
+      out ? out.clear : String.new(encoding: Encoding::BINARY)
+    end
+
+    def gets
+      nil
+    end
+
+    def each
+      return to_enum(:each) unless block_given?
+
+      self
+    end
+
+    def rewind
+      0
+    end
+
+    def close
+      nil
+    end
+  end
+
+  class Input
+    EMPTY = EmptyInput.new.freeze
+  end
+end

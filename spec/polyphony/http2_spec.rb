@@ -15,7 +15,7 @@ RSpec.describe Polyphony::HTTP2::Server do
     requests = {}
     conn.read_loop do |data|
       h2.receive(data)
-      while (event = h2.next_event({ 'SERVER_PROTOCOL' => 'HTTP/2' }))
+      while (event = h2.next_event({ 'SERVER_PROTOCOL' => 'HTTP/2' }, []))
         case event
         in [:request, id, env, end_stream]
           path = env['QUERY_STRING'].empty? ? env['PATH_INFO'] : "#{env['PATH_INFO']}?#{env['QUERY_STRING']}"

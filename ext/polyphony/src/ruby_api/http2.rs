@@ -123,15 +123,22 @@ impl Http2Server {
         result.map_err(h2_error)
     }
 
-    /// The next event: `[:request, stream, env, end_stream]` (env: a Rack env on a copy of
+    /// `next_event(base, array)`: the next event, written into `array` (emptied first; one
+    /// Array per connection, not one per event), which is returned, or nil when there is none:
+    /// `[:request, stream, env, end_stream]` (env: a Rack env on a copy of
     /// `base`), `[:data, stream, bytes, end_stream]`, `[:trailers, stream, {name => value or
     /// [values]}]` (before the `:data` that ends the stream), `[:reset, stream]`, or nil.
     /// With `base` nil, a request comes as H1P's headers instead: `{':method', ':path',
     /// ':scheme', ':authority', ':protocol' => 'h2', ':connect_protocol' (extended CONNECT's
     /// `:protocol`), name => value or [values]}`.
-    fn next_event(ruby: &Ruby, rb_self: &Self, base: Option<RHash>) -> Result<Value, Error> {
+    fn next_event(
+        ruby: &Ruby,
+        rb_self: &Self,
+        base: Option<RHash>,
+        array: RArray,
+    ) -> Result<Value, Error> {
         let event = rb_self.server()?.next_event();
-        let array = ruby.ary_new_capa(4);
+        array.clear()?;
         match event {
             None => return Ok(ruby.qnil().as_value()),
             Some(Event::Request {
@@ -274,6 +281,19 @@ impl Http2Server {
         Ok(ruby.str_from_slice(&out))
     }
 
+    /// `flush_to(io)`: writes the bytes to send now to `io` (through the backend, with no Ruby
+    /// String or `IO#write` on the way); returns how many (0 when there were none). The
+    /// connection is not borrowed while the write waits: streams go on meanwhile.
+    fn flush_to(ruby: &Ruby, rb_self: &Self, io: Value) -> Result<Value, Error> {
+        let mut out = Vec::new();
+        let result = rb_self.server()?.outgoing(&mut out);
+        result.map_err(h2_error)?;
+        if out.is_empty() {
+            return Ok(ruby.integer_from_u64(0).as_value());
+        }
+        super::h1p::response::write_out(ruby, io, out, None)
+    }
+
     fn is_closed(&self) -> Result<bool, Error> {
         Ok(self.server()?.is_closed())
     }
@@ -286,7 +306,7 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     class.define_singleton_method("new", function!(Http2Server::new, 3))?;
     class.define_method("upgrade", method!(Http2Server::upgrade, 3))?;
     class.define_method("receive", method!(Http2Server::receive, 1))?;
-    class.define_method("next_event", method!(Http2Server::next_event, 1))?;
+    class.define_method("next_event", method!(Http2Server::next_event, 2))?;
     class.define_method("respond_rack", method!(Http2Server::respond_rack, 4))?;
     class.define_method("send_data", method!(Http2Server::send_data, 3))?;
     class.define_method("send_trailers", method!(Http2Server::send_trailers, 2))?;
@@ -296,6 +316,7 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
         method!(Http2Server::graceful_shutdown, 0),
     )?;
     class.define_method("outgoing", method!(Http2Server::outgoing, 0))?;
+    class.define_method("flush_to", method!(Http2Server::flush_to, 1))?;
     class.define_method("closed?", method!(Http2Server::is_closed, 0))?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 mod names;
 pub(crate) mod parser;
 pub(crate) mod rack;
-mod response;
+pub(crate) mod response;
 
 use magnus::value::Lazy;
 use magnus::{prelude::*, Error, ExceptionClass, Ruby};

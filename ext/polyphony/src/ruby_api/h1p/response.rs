@@ -87,6 +87,13 @@ fn status_code(status_value: Value) -> Result<u16, Error> {
     if status_value.is_nil() {
         return Ok(200);
     }
+    if let Some(status) = magnus::Fixnum::from_value(status_value) {
+        // The common case, with no String made.
+        return u16::try_from(status.to_i64())
+            .ok()
+            .filter(|s| (100..=999).contains(s))
+            .ok_or_else(|| error(format!("invalid :status {}", status_value.inspect())));
+    }
     let text = String::from_utf8_lossy(&text(status_value)?).into_owned();
     text.trim()
         .get(..3)
@@ -298,7 +305,14 @@ fn send_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
 /// Writes `head` (then `body`) to `io` and returns the byte count: through the backend with
 /// no Ruby method call when `io` is an IO with nothing in Ruby's write buffer, or a
 /// Polyphony::TLS::Socket; otherwise with `io.write`.
-fn write_out(ruby: &Ruby, io: Value, head: Vec<u8>, body: Option<RString>) -> Result<Value, Error> {
+/// Writes `head` (and `body`) to `io`: through the backend for a plain IO or a TLS socket,
+/// else by `io.write`. Returns the bytes written (an Integer).
+pub(crate) fn write_out(
+    ruby: &Ruby,
+    io: Value,
+    head: Vec<u8>,
+    body: Option<RString>,
+) -> Result<Value, Error> {
     if let Some(written) = write_fast(io, &head, body)? {
         return Ok(ruby.integer_from_u64(written as u64).as_value());
     }
