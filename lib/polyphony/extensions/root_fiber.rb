@@ -29,14 +29,19 @@ module Polyphony
         helper.stop if helper&.alive?
       end
 
-      # Defines `names` in `mod` as cooperative wrappers around the stock methods.
-      def wrap(mod, names)
+      # Defines `names` in `mod` as cooperative wrappers around the stock methods, or, given
+      # `unless_true`, only where that expression is false. (`def name(...)` passes arguments
+      # on as they came: define_method's `|*args, **kw, &block|` made 6 objects per call,
+      # and these wrap every IO read and write.)
+      def wrap(mod, names, unless_true = 'false')
         names.each do |name|
-          mod.define_method(name) do |*args, **kw, &block|
-            return super(*args, **kw, &block) unless RootFiber.delegate?
+          mod.module_eval(<<~RUBY, __FILE__, __LINE__ + 1)
+            def #{name}(...)
+              return super if #{unless_true} || !RootFiber.delegate?
 
-            RootFiber.delegate { super(*args, **kw, &block) }
-          end
+              RootFiber.delegate { super }
+            end
+          RUBY
         end
         mod
       end
@@ -47,13 +52,7 @@ module Polyphony
 
     # IO methods; a File is exempt (disk reads and writes do not wait for a peer).
     module IOMethods
-      IO_METHODS.each do |name|
-        define_method(name) do |*args, **kw, &block|
-          return super(*args, **kw, &block) if instance_of?(File) || !RootFiber.delegate?
-
-          RootFiber.delegate { super(*args, **kw, &block) }
-        end
-      end
+      RootFiber.wrap(self, IO_METHODS, 'instance_of?(File)')
     end
 
     # IO.select in any fiber of a Polyphony thread (Ruby 3.1 gives the scheduler no hook for
