@@ -30,7 +30,8 @@ module Tipi
     def initialize(socket, app, server_info, logger, options = {})
       @socket = socket
       @app = app
-      @server = server_info.merge(remote_addr: remote_addr(socket))
+      @server = server_info
+      @remote_addr = remote_addr(socket)
       @logger = logger
       @timeout = options[:timeout]
       @owner = options[:server]
@@ -62,7 +63,7 @@ module Tipi
       return unless secure
       return serve_http2 if @server[:tls] && @socket.alpn_protocol == 'h2'
 
-      @parser = H1P::Parser.new(@socket, max_body: @max_body)
+      @parser = @max_body ? H1P::Parser.new(@socket, max_body: @max_body) : H1P::Parser.new(@socket)
       while (request = read_request)
         @idle = false
         @served = true
@@ -108,7 +109,7 @@ module Tipi
     # @param upgrade [Array(Hash, String), nil] see HTTP2Connection#serve
     def serve_http2(received = nil, upgrade: nil)
       @http2 = HTTP2Connection.new(@socket, @app, @server, @logger, timeout: @timeout, max_body: @max_body,
-                                                                    native: @native)
+                                                                    native: @native, remote_addr: @remote_addr)
       @http2.serve(received, upgrade: upgrade)
     end
 
@@ -168,7 +169,7 @@ module Tipi
       @socket = Polyphony::TLS.accept(@socket, @server[:tls], timeout: @timeout)
       true
     rescue Polyphony::TLS::Error => e
-      $stderr.write("tipi: #{@server[:remote_addr]}: #{e.message}\n")
+      $stderr.write("tipi: #{@remote_addr}: #{e.message}\n")
       false
     rescue SystemCallError, IOError
       false
@@ -196,7 +197,10 @@ module Tipi
     # The connection's constant part of each request's env, rack.hijack included.
     def base_env
       @hijack = Hijack.new(@socket)
-      RackEnv.base(@server).merge('rack.hijack' => @hijack)
+      env = RackEnv.base(@server)
+      env['REMOTE_ADDR'] = @remote_addr
+      env['rack.hijack'] = @hijack
+      env
     end
 
     # @return [Boolean] whether the connection goes on
@@ -261,7 +265,7 @@ module Tipi
         return false
       end
       request.finish
-      @logger&.call(request.log_env(@server[:remote_addr]), request.status,
+      @logger&.call(request.log_env(@remote_addr), request.status,
                     Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
       keep_alive && !request.close?
     end
@@ -285,9 +289,10 @@ module Tipi
       nil
     end
 
+    # The peer's IP address ('127.0.0.1' for a Unix socket, as other servers say).
     def remote_addr(socket)
-      socket.respond_to?(:remote_address) ? socket.remote_address.ip_address : '127.0.0.1'
-    rescue StandardError
+      Polyphony.__peer_ip__(socket.fileno) || '127.0.0.1'
+    rescue StandardError # (a closed socket, or no IO at all)
       '127.0.0.1'
     end
   end

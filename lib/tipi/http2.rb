@@ -62,7 +62,9 @@ module Tipi
       @idle = [] # workers parked until there is work
       @pending = Polyphony::Event.new # output waits to be written
       # No hijacking a stream: HTTP/2 multiplexes the socket.
-      @base_env = RackEnv.base(server).merge('SERVER_PROTOCOL' => 'HTTP/2', 'rack.hijack?' => false)
+      @remote_addr = options[:remote_addr]
+      @base_env = RackEnv.base(server)
+      @base_env.merge!('REMOTE_ADDR' => @remote_addr, 'SERVER_PROTOCOL' => 'HTTP/2', 'rack.hijack?' => false)
     end
 
     # @param received [String, nil] bytes already read (by H1P, which refused them)
@@ -85,7 +87,7 @@ module Tipi
       end
       flush
     rescue Polyphony::HTTP2::Error => e
-      $stderr.write("tipi: #{@server[:remote_addr]}: #{e.message}\n")
+      $stderr.write("tipi: #{@remote_addr}: #{e.message}\n")
       flush rescue nil # rubocop:disable Style/RescueModifier
     rescue SystemCallError, IOError
       nil # the client went away
@@ -295,7 +297,7 @@ module Tipi
       else
         request.finish
       end
-      @logger&.call(request.log_env(@server[:remote_addr]), request.status,
+      @logger&.call(request.log_env(@remote_addr), request.status,
                     Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
     rescue Polyphony::HTTP2::Error
       nil # the stream is gone (reset by the client)

@@ -14,13 +14,14 @@ module Tipi
 
     module_function
 
-    # @param server [Hash] :host, :port (the listener's), :remote_addr, :scheme
-    def base(server)
+    # What every request on a listener has (frozen): a connection's base env is a copy of it
+    # with REMOTE_ADDR (and rack.hijack) added.
+    # @param server [Hash] :host, :port (the listener's), :scheme
+    def listener_base(server)
       {
         'SCRIPT_NAME' => EMPTY,
         'SERVER_NAME' => server[:host].to_s,
         'SERVER_PORT' => server[:port]&.to_s,
-        'REMOTE_ADDR' => server[:remote_addr],
         'rack.version' => VERSION,
         'rack.url_scheme' => server[:scheme] || 'http',
         'rack.errors' => $stderr,
@@ -28,7 +29,13 @@ module Tipi
         'rack.multiprocess' => false,
         'rack.run_once' => false,
         'rack.hijack?' => true
-      }
+      }.freeze
+    end
+
+    # A connection's base env to add REMOTE_ADDR (and rack.hijack) to: a copy of the
+    # listener's (`server[:base_env]`, else made now), made without rehashing its keys.
+    def base(server)
+      (server[:base_env] || listener_base(server)).dup
     end
   end
 end

@@ -22,7 +22,7 @@ module Tipi
       @max_connections = max_connections
       @connections = 0
       @slot_freed = Polyphony::Event.new
-      @live = {}
+      @live = {}.compare_by_identity # (Fiber#hash is a method call; identity is not)
     end
 
     # Forked workers sharing the listeners see each other's connection counts here
@@ -118,6 +118,7 @@ module Tipi
       options = listener.app ? @options.merge(native: false) : @options
       info = { host: listener.host, port: listener.port, scheme: listener.tls ? 'https' : 'http', tls: listener.tls,
                acme: listener.acme&.on_demand? ? listener.acme : nil }
+      info[:base_env] = RackEnv.listener_base(info)
       loop do
         @slot_freed.await while @max_connections && @connections >= @max_connections
         defer_to_other_workers if @balance

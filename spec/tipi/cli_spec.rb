@@ -20,10 +20,19 @@ RSpec.describe 'tipi options' do
       expect(ports.size).to eq(2)
       expect(tipi.lines.join).to include("listening on unix://#{path}")
       ports.each { |port| expect(get(TCPSocket.new('127.0.0.1', port), '/rack-env')).to eq('development') }
-      expect(get(UNIXSocket.new(path), '/x?y=1')).to include('"PATH_INFO":"/x"', '"SERVER_PORT":"80"')
+      expect(get(UNIXSocket.new(path), '/x?y=1')).to include('"PATH_INFO":"/x"', '"SERVER_PORT":"80"',
+                                                            '"REMOTE_ADDR":"127.0.0.1"')
       expect(tipi.stop.success?).to be(true)
       expect(File.exist?(path)).to be(false)
     end
+  end
+
+  it 'listens on IPv6 addresses, and says so in REMOTE_ADDR' do
+    tipi = TipiProcess.new('-q', '-l', '[::1]:0', app)
+    port = tipi.lines.grep(%r{listening on http://\[::1\]:}).first[/:(\d+)$/, 1].to_i
+    expect(get(TCPSocket.new('::1', port), '/')).to include('"REMOTE_ADDR":"::1"')
+  ensure
+    tipi&.stop
   end
 
   it 'reads a Ruby --config file; the command line wins over it' do

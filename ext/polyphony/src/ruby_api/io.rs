@@ -389,7 +389,47 @@ fn chain(ruby: &Ruby, ops: RArray) -> Result<Value, Error> {
     Ok(results.as_value())
 }
 
+/// `Polyphony.__peer_ip__(fd)`: the IP address of a connected socket's peer as text
+/// ("127.0.0.1", "::1"), or nil (a Unix socket, not a socket, not connected). One String,
+/// where `remote_address.ip_address` makes an Addrinfo, an Array and two and asks
+/// getnameinfo(3).
+fn peer_ip(ruby: &Ruby, fd: i32) -> Option<RString> {
+    // SAFETY: sockaddr_storage is plain data, valid when zeroed.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `storage` and `len` are valid for writes of the size given.
+    let rc = unsafe {
+        libc::getpeername(
+            fd,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let ip = match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin = unsafe {
+                &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
+            std::net::IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes()) // (in network order)
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 = unsafe {
+                &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            std::net::IpAddr::from(sin6.sin6_addr.s6_addr)
+        }
+        _ => return None,
+    };
+    Some(ruby.str_new(&ip.to_string()))
+}
+
 pub(crate) fn init(_ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
+    polyphony.define_singleton_method("__peer_ip__", function!(peer_ip, 1))?;
     polyphony.define_singleton_method("__chain__", function!(chain, 1))?;
     polyphony.define_singleton_method("__io_closing__", function!(io_closing, 1))?;
     polyphony.define_singleton_method("__io_double_splice__", function!(io_double_splice, 2))?;
