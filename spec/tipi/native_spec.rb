@@ -46,22 +46,19 @@ RSpec.describe 'tipi with a Tipi-native handler' do
   end
 
   it 'serves the same handler over HTTP/2 (h2c, Upgrade: h2c): respond, streaming, bodies, 500 for no answer' do
-    h2c = lambda do |path, *args|
-      out, err, status = run_command('curl', '-sS', '--max-time', '10', '--http2-prior-knowledge', *args,
+    # `how`: curl's --http2-prior-knowledge, or --http2 (Upgrade: h2c).
+    h2 = lambda do |how, path, *args|
+      out, err, status = run_command('curl', '-sS', '--max-time', '10', how, *args,
                                      '-w', ' [%{http_code} %{http_version}]', "http://127.0.0.1:#{@port}#{path}")
       expect(status).to be_success, err
       out
     end
+    h2c = ->(path, *args) { h2.call('--http2-prior-knowledge', path, *args) }
+    upgrade = ->(path, *args) { h2.call('--http2', path, *args) }
     expect(h2c.call('/hello?name=h2')).to eq("Hello h2\n [200 2]")
     expect(h2c.call('/echo', '-d', 'hello')).to eq('POST 5 hello [201 2]')
     expect(h2c.call('/stream')).to eq("chunk 0\nchunk 1\nchunk 2\n [200 2]")
     expect(h2c.call('/silent')).to end_with(' [500 2]')
-    upgrade = lambda do |path, *args|
-      out, err, status = run_command('curl', '-sS', '--max-time', '10', '--http2', *args,
-                                     '-w', ' [%{http_code} %{http_version}]', "http://127.0.0.1:#{@port}#{path}")
-      expect(status).to be_success, err
-      out
-    end
     expect(upgrade.call('/hello?name=upgraded')).to eq("Hello upgraded\n [200 2]") # Upgrade: h2c
     expect(upgrade.call('/echo', '-d', 'body first')).to eq('POST 10 body first [201 2]')
     expect(@tipi.read_until(%r{"GET /stream HTTP/2" 200})).to include('127.0.0.1')
