@@ -44,6 +44,9 @@ RSpec.describe 'H1P response writers' do
     head = StringIO.new
     H1P.send_rack_response(head, '404', { 'Content-Length' => '9', 'connection' => 'close' }, ['not found'], true, 'keep-alive')
     expect(head.string).to eq("HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nconnection: close\r\n\r\n")
+    head = StringIO.new # HEAD: the length a GET would get, not 0
+    H1P.send_rack_response(head, 200, {}, %w[hel lo], true, nil)
+    expect(head.string).to eq("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
 
     untouched = StringIO.new
     expect(H1P.send_rack_response(untouched, 200, {}, Enumerator.new { |y| y << 'x' }, false, nil)).to be_nil

@@ -235,16 +235,28 @@ fn send_rack_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     if !connection.is_nil() && !head.has_connection {
         head.line(b"Connection", &text(*connection)?)?;
     }
-    let send_body = !head_request.to_bool() && !head.bodiless();
+    let bodiless = head.bodiless();
+    let send_body = !head_request.to_bool() && !bodiless;
     let mut body_bytes = Vec::new();
-    if send_body {
+    // A HEAD request's Content-Length is the body's that a GET would get (not 0).
+    let mut body_len = 0;
+    if !bodiless {
         for part in parts.into_iter() {
             let part = RString::try_convert(part)?;
-            // SAFETY: copied at once, with no Ruby call in between.
-            body_bytes.extend_from_slice(unsafe { part.as_slice() });
+            if send_body {
+                // SAFETY: copied at once, with no Ruby call in between.
+                body_bytes.extend_from_slice(unsafe { part.as_slice() });
+            } else {
+                body_len += part.len();
+            }
         }
     }
-    let mut info = head.finish(send_body.then_some(body_bytes.len()), false);
+    let body_len = if send_body {
+        body_bytes.len()
+    } else {
+        body_len
+    };
+    let mut info = head.finish((!bodiless).then_some(body_len), false);
     info.head.extend_from_slice(&body_bytes);
     write_out(ruby, *io, info.head, None)
 }
