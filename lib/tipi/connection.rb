@@ -218,15 +218,17 @@ module Tipi
 
       keep_alive = keep_alive? && !Response.close_requested?(response_headers)
       begin
-        Response.write(@socket, status, response_headers, response_body,
-                       head_request: env['REQUEST_METHOD'] == 'HEAD',
-                       connection: connection_field(env['SERVER_PROTOCOL'], keep_alive))
+        protocol = env['SERVER_PROTOCOL']
+        ends_with_connection = Response.write(@socket, status, response_headers, response_body,
+                                              head_request: env['REQUEST_METHOD'] == 'HEAD',
+                                              connection: connection_field(protocol, keep_alive),
+                                              http10: protocol == 'HTTP/1.0')
       ensure
         response_body.close if response_body.respond_to?(:close)
         input.close
       end
       @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
-      keep_alive
+      keep_alive && !ends_with_connection
     end
 
     # Whether the connection serves another request after this one (as far as the client and

@@ -101,11 +101,17 @@ module Tipi
       H1P.send_response(@socket, fields, body)
     end
 
-    # Sends the head of a streamed response (chunked); #send_chunk and #finish follow.
+    # Sends the head of a streamed response (chunked; to an HTTP/1.0 client, which has no
+    # chunked coding, as it comes, ended by closing the connection); #send_chunk and #finish
+    # follow.
     def send_headers(headers = {})
       fields = begin_response(headers, :streaming)
-      fields['Transfer-Encoding'] = 'chunked' unless head?
-      H1P.send_response(@socket, fields)
+      return H1P.send_response(@socket, fields.merge('Transfer-Encoding' => 'chunked')) unless head? || http10?
+      return H1P.send_response(@socket, fields) if head?
+
+      @close = true
+      fields.delete_if { |name, _| name.start_with?(':') || name.casecmp('connection')&.zero? }
+      Response.write_head(@socket, @status, fields.merge('Connection' => 'close'))
     end
 
     # Sends one chunk of a streamed response (the head first if not sent); `done: true` ends it.
@@ -113,7 +119,10 @@ module Tipi
       send_headers if @state == :new
       raise Error, 'the response is complete' unless @state == :streaming
 
-      written = data.nil? || data.empty? || head? ? 0 : H1P.send_body_chunk(@socket, data)
+      written = if data.nil? || data.empty? || head? then 0
+                elsif http10? then @socket.write(data)
+                else H1P.send_body_chunk(@socket, data)
+                end
       finish if done
       written
     end
@@ -124,7 +133,7 @@ module Tipi
 
       send_headers if @state == :new
       @state = :done
-      head? ? 0 : H1P.send_body_chunk(@socket, nil)
+      head? || http10? ? 0 : H1P.send_body_chunk(@socket, nil)
     end
 
     # Whether this is a WebSocket opening handshake (GET with Upgrade: websocket).
@@ -228,6 +237,10 @@ module Tipi
 
     def head?
       @headers[':method'] == 'HEAD'
+    end
+
+    def http10?
+      @headers[':protocol'] == 'http/1.0'
     end
 
     def server_protocol

@@ -11,11 +11,12 @@ module Tipi
     # @param connection [String, nil] a Connection field to send unless the app sent one:
     #   "close" when the connection ends after this response, "keep-alive" for an HTTP/1.0
     #   client that asked for it
-    # @return [Integer] the bytes written
-    def write(conn, status, headers, body, head_request: false, connection: nil)
+    # @param http10 [Boolean] the client speaks HTTP/1.0, which has no chunked coding: a body
+    #   of unknown length is sent as it comes and ended by closing the connection
+    # @return [Boolean] whether the body ends with the connection (the caller closes it)
+    def write(conn, status, headers, body, head_request: false, connection: nil, http10: false)
       # An Array body (the common case) is written by H1P in one go.
-      written = H1P.send_rack_response(conn, status, headers, body, head_request, connection)
-      return written if written
+      return false if H1P.send_rack_response(conn, status, headers, body, head_request, connection)
 
       fields = { ':status' => status }
       headers.each do |name, value|
@@ -23,22 +24,26 @@ module Tipi
         fields[name] = value.is_a?(String) && value.include?("\n") ? value.split("\n") : value
       end
       fields['Connection'] = connection if connection && !field?(fields, 'connection')
-      return H1P.send_response(conn, fields) if head_request || [204, 304].include?(status.to_i) || status.to_i < 200
-
-      if body.respond_to?(:to_ary)
+      if head_request || [204, 304].include?(status.to_i) || status.to_i < 200
+        H1P.send_response(conn, fields)
+      elsif body.respond_to?(:to_ary)
         H1P.send_response(conn, fields, body.to_ary.join)
       elsif body.respond_to?(:to_path) && field?(fields, 'content-length')
         # A file: its bytes go from the file to the socket in the kernel (through TLS, by
         # pieces).
-        written = H1P.send_response(conn, fields)
+        H1P.send_response(conn, fields)
         File.open(body.to_path, 'rb') do |file|
-          written + (conn.is_a?(IO) ? IO.double_splice(file, conn) : IO.copy_stream(file, conn))
+          conn.is_a?(IO) ? IO.double_splice(file, conn) : IO.copy_stream(file, conn)
         end
       elsif field?(fields, 'content-length') || field?(fields, 'transfer-encoding')
         # The app framed the body itself (Rack::Chunked chunks it): sent as it comes.
-        written = H1P.send_response(conn, fields)
-        body.each { |chunk| written += conn.write(chunk) }
-        written
+        H1P.send_response(conn, fields)
+        body.each { |chunk| conn.write(chunk) }
+      elsif http10
+        write_head(conn, status, headers.reject { |name, _| name.casecmp('connection')&.zero? }
+                                        .merge('Connection' => 'close'))
+        body.each { |chunk| conn.write(chunk) }
+        return true
       elsif body.respond_to?(:trailers)
         write_with_trailers(conn, fields, body)
       else
@@ -49,6 +54,7 @@ module Tipi
           nil
         end
       end
+      false
     end
 
     # A chunked body ending with the fields its `trailers` gives after iteration (Rack 3's
@@ -68,7 +74,7 @@ module Tipi
       headers.each do |name, value|
         raise H1P::Error, "invalid header name #{name.inspect}" unless name.match?(TOKEN)
 
-        value.to_s.split("\n").each do |line|
+        Array(value).flat_map { |v| v.to_s.split("\n") }.each do |line|
           raise H1P::Error, "header #{name} has CR or NUL in its value" if line.match?(/[\r\0]/)
 
           head << name << ': ' << line << "\r\n"

@@ -34,6 +34,12 @@ RSpec.describe 'tipi with a Tipi-native handler' do
     expect(out).to eq("chunk 0\nchunk 1\nchunk 2\n")
     response = raw("GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     expect(response).to include("Transfer-Encoding: chunked\r\n")
+    # To HTTP/1.0 (no chunked coding): as it comes, and the connection's end ends it.
+    head, body = raw("GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /hello HTTP/1.0\r\n\r\n")
+                 .split("\r\n\r\n", 2)
+    expect(head).to include("\r\nConnection: close")
+    expect(head).not_to include('Transfer-Encoding', 'Content-Length')
+    expect(body).to eq("chunk 0\nchunk 1\nchunk 2\n")
     expect(raw("HEAD /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
       .to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 7\r\n\r\n")
   end

@@ -56,10 +56,18 @@ RSpec.describe 'tipi' do
     expect(socket.read).to end_with("first|3|14|\"\"")
   end
 
-  it 'streams a body of unknown length chunked' do
+  it 'streams a body of unknown length chunked, and to an HTTP/1.0 client as it comes, then closes' do
     head = raw("GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     expect(head).to include("Transfer-Encoding: chunked\r\n")
     expect(curl(url('/stream'))).to eq("part 0\npart 1\npart 2\n")
+    # HTTP/1.0 has no chunked coding: the end of the connection ends the body, also for a
+    # client that asked to keep it alive (the second request gets no answer).
+    response = raw("GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /a HTTP/1.0\r\n\r\n")
+    head, body = response.split("\r\n\r\n", 2)
+    expect(head).to include("\r\nConnection: close")
+    expect(head).not_to include('Transfer-Encoding', 'Content-Length', 'keep-alive')
+    expect(body).to eq("part 0\npart 1\npart 2\n")
+    expect(curl('--http1.0', url('/stream'))).to eq("part 0\npart 1\npart 2\n")
   end
 
   it 'keeps connections alive and answers pipelined requests in order' do
