@@ -106,8 +106,8 @@ module Tipi
     # follow.
     def send_headers(headers = {})
       fields = begin_response(headers, :streaming)
-      return H1P.send_response(@socket, fields.merge('Transfer-Encoding' => 'chunked')) unless head? || http10?
-      return H1P.send_response(@socket, fields) if head?
+      # (HEAD too: the framing a GET gets, not the Content-Length: 0 H1P would add.)
+      return H1P.send_response(@socket, fields.merge('Transfer-Encoding' => 'chunked')) unless http10?
 
       @close = true
       fields.delete_if { |name, _| name.start_with?(':') || name.casecmp('connection')&.zero? }

@@ -24,7 +24,9 @@ module Tipi
         fields[name] = value.is_a?(String) && value.include?("\n") ? value.split("\n") : value
       end
       fields['Connection'] = connection if connection && !field?(fields, 'connection')
-      if head_request || [204, 304].include?(status.to_i) || status.to_i < 200
+      if head_request && !field?(fields, 'content-length') && !field?(fields, 'transfer-encoding')
+        write_head_of_stream(conn, status, headers, fields, http10)
+      elsif head_request || [204, 304].include?(status.to_i) || status.to_i < 200
         H1P.send_response(conn, fields)
       elsif body.respond_to?(:to_ary)
         H1P.send_response(conn, fields, body.to_ary.join)
@@ -55,6 +57,15 @@ module Tipi
         end
       end
       false
+    end
+
+    # A HEAD answer for a body of unknown length: the framing a GET would get (chunked; none
+    # for HTTP/1.0), not the `Content-Length: 0` H1P would add.
+    def write_head_of_stream(conn, status, headers, fields, http10)
+      return H1P.send_response(conn, fields.merge('Transfer-Encoding' => 'chunked')) unless http10
+
+      connection = fields.find { |name, _| name.is_a?(String) && name.casecmp('connection')&.zero? }
+      write_head(conn, status, connection ? headers.merge(connection[0] => connection[1]) : headers)
     end
 
     # A chunked body ending with the fields its `trailers` gives after iteration (Rack 3's

@@ -40,6 +40,9 @@ RSpec.describe 'tipi with a Tipi-native handler' do
     expect(head).to include("\r\nConnection: close")
     expect(head).not_to include('Transfer-Encoding', 'Content-Length')
     expect(body).to eq("chunk 0\nchunk 1\nchunk 2\n")
+    head = raw("HEAD /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    expect(head).to include("Transfer-Encoding: chunked\r\n").and end_with("\r\n\r\n")
+    expect(head).not_to include('Content-Length', 'chunk 0')
     expect(raw("HEAD /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
       .to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 7\r\n\r\n")
   end

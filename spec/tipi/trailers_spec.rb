@@ -56,6 +56,15 @@ RSpec.describe 'tipi and trailer fields' do
     expect(out.scan(/recv \(stream_id=\d+\) x-many: (\w)/).flatten).to eq(%w[a b])
   end
 
+  it 'answers HEAD for a body of unknown length with the framing a GET gets, not Content-Length: 0' do
+    head = @tipi.raw("HEAD /trailers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    expect(head).to include("Transfer-Encoding: chunked\r\n").and end_with("\r\n\r\n")
+    expect(head).not_to include('Content-Length')
+    head = @tipi.raw("HEAD /trailers HTTP/1.0\r\n\r\n")
+    expect(head).to include("Connection: close\r\n").and end_with("\r\n\r\n")
+    expect(head).not_to include('Content-Length', 'Transfer-Encoding')
+  end
+
   it 'sends a body Rack::Chunked encoded as it is over HTTP/1.1, and decoded over HTTP/2' do
     response = @tipi.raw("GET /rack_chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     expect(response).to end_with("\r\n\r\n6\r\nHello \r\n6\r\nWorld\n\r\n0\r\nExpires: tomorrow\r\n\r\n")
