@@ -169,6 +169,17 @@ int polyphony_h1p_parser_parse_headers(struct polyphony_h1p_parser *parser,
 ptrdiff_t polyphony_h1p_parser_read_body_chunk(struct polyphony_h1p_parser *parser,
                                                const char **data);
 
+// The current message's trailer fields (a chunked body's) once its body has been read to
+// the end (`read_body_chunk` returned 0), names lower-cased. On entry `*num_headers` is the
+// capacity of `headers`; on return, the number of fields written. They stay valid until
+// the next `parse_headers`. Returns 0, or -1 for a NULL argument.
+//
+// # Safety
+// `parser` must be a live parser, `headers` writable for `*num_headers` elements.
+int polyphony_h1p_parser_trailers(const struct polyphony_h1p_parser *parser,
+                                  struct polyphony_h1p_header *headers,
+                                  size_t *num_headers);
+
 // Why the parser's last call failed ("" if it did not). Valid until the next call.
 //
 // # Safety

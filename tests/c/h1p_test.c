@@ -73,7 +73,7 @@ static void pull_parser(void) {
   CHECK(pipe(fds) == 0);
   const char *input =
       "POST /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+      "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 42\r\n\r\n"
       "GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
   CHECK(write(fds[1], input, strlen(input)) == (ssize_t)strlen(input));
   close(fds[1]);
@@ -98,11 +98,19 @@ static void pull_parser(void) {
   }
   CHECK(n == 0);
   CHECK(eq(body, body_len, "hello world"));
+  polyphony_h1p_header trailers[2];
+  size_t num_trailers = 2;
+  CHECK(polyphony_h1p_parser_trailers(parser, trailers, &num_trailers) == 0);
+  CHECK(num_trailers == 1);
+  CHECK(eq(trailers[0].name, trailers[0].name_len, "x-checksum"));
+  CHECK(eq(trailers[0].value, trailers[0].value_len, "42"));
 
   num_headers = 8;
   CHECK(polyphony_h1p_parser_parse_headers(parser, &message, headers, &num_headers) == 1);
   CHECK(eq(message.path, message.path_len, "/next"));
   CHECK(message.body == POLYPHONY_H1P_BODY_NONE && num_headers == 1);
+  num_trailers = 2;
+  CHECK(polyphony_h1p_parser_trailers(parser, trailers, &num_trailers) == 0 && num_trailers == 0);
   num_headers = 8;
   CHECK(polyphony_h1p_parser_parse_headers(parser, &message, headers, &num_headers) == 0);
   polyphony_h1p_parser_free(parser);

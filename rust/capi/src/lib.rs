@@ -426,6 +426,40 @@ pub unsafe extern "C" fn polyphony_h1p_parser_read_body_chunk(
     }
 }
 
+/// The current message's trailer fields (a chunked body's) once its body has been read to
+/// the end (`read_body_chunk` returned 0), names lower-cased. On entry `*num_headers` is the
+/// capacity of `headers`; on return, the number of fields written. They stay valid until
+/// the next `parse_headers`. Returns 0, or -1 for a NULL argument.
+///
+/// # Safety
+/// `parser` must be a live parser, `headers` writable for `*num_headers` elements.
+#[no_mangle]
+pub unsafe extern "C" fn polyphony_h1p_parser_trailers(
+    parser: *const polyphony_h1p_parser,
+    headers: *mut polyphony_h1p_header,
+    num_headers: *mut usize,
+) -> c_int {
+    if parser.is_null() || headers.is_null() || num_headers.is_null() {
+        return -1;
+    }
+    // SAFETY: checked non-NULL; the caller guarantees a live parser and a readable count.
+    let (parser, capacity) = unsafe { (&*parser, *num_headers) };
+    let trailers = parser.inner.trailers();
+    for (i, (name, value)) in trailers.iter().take(capacity).enumerate() {
+        let header = polyphony_h1p_header {
+            name: name.as_ptr().cast(),
+            name_len: name.len(),
+            value: value.as_ptr().cast(),
+            value_len: value.len(),
+        };
+        // SAFETY: `i < capacity`, which the caller guarantees is writable.
+        unsafe { headers.add(i).write(header) };
+    }
+    // SAFETY: checked non-NULL, writable per the contract.
+    unsafe { *num_headers = trailers.len().min(capacity) };
+    0
+}
+
 /// Why the parser's last call failed ("" if it did not). Valid until the next call.
 ///
 /// # Safety
