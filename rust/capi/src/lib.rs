@@ -135,8 +135,25 @@ unsafe fn write_headers(
     headers: *mut polyphony_h1p_header,
     capacity: usize,
 ) -> usize {
-    for (i, field) in head.fields.iter().take(capacity).enumerate() {
-        let (name, value) = (field.name.of(bytes), field.value.of(bytes));
+    let fields = head
+        .fields
+        .iter()
+        .map(|f| (f.name.of(bytes), f.value.of(bytes)));
+    // SAFETY: passed on from the caller.
+    unsafe { write_fields(fields, head.fields.len(), headers, capacity) }
+}
+
+/// Writes at most `capacity` of the `count` fields into `headers`; returns how many.
+///
+/// # Safety
+/// `headers` must point to `capacity` writable elements.
+unsafe fn write_fields<'a>(
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    count: usize,
+    headers: *mut polyphony_h1p_header,
+    capacity: usize,
+) -> usize {
+    for (i, (name, value)) in fields.take(capacity).enumerate() {
         let header = polyphony_h1p_header {
             name: name.as_ptr().cast(),
             name_len: name.len(),
@@ -146,7 +163,7 @@ unsafe fn write_headers(
         // SAFETY: `i < capacity`, which the caller guarantees is writable.
         unsafe { headers.add(i).write(header) };
     }
-    head.fields.len().min(capacity)
+    count.min(capacity)
 }
 
 /// Parses the request head at the start of `buf[0..len]`, without copying: `method`, `path`
@@ -445,18 +462,10 @@ pub unsafe extern "C" fn polyphony_h1p_parser_trailers(
     // SAFETY: checked non-NULL; the caller guarantees a live parser and a readable count.
     let (parser, capacity) = unsafe { (&*parser, *num_headers) };
     let trailers = parser.inner.trailers();
-    for (i, (name, value)) in trailers.iter().take(capacity).enumerate() {
-        let header = polyphony_h1p_header {
-            name: name.as_ptr().cast(),
-            name_len: name.len(),
-            value: value.as_ptr().cast(),
-            value_len: value.len(),
-        };
-        // SAFETY: `i < capacity`, which the caller guarantees is writable.
-        unsafe { headers.add(i).write(header) };
-    }
-    // SAFETY: checked non-NULL, writable per the contract.
-    unsafe { *num_headers = trailers.len().min(capacity) };
+    let fields = trailers.iter().map(|(n, v)| (&n[..], &v[..]));
+    // SAFETY: `headers` holds `capacity` writable elements, and `num_headers` is writable,
+    // per the contract.
+    unsafe { *num_headers = write_fields(fields, trailers.len(), headers, capacity) };
     0
 }
 

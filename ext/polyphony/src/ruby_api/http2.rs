@@ -60,27 +60,10 @@ fn h1p_headers(
     if let Some(protocol) = protocol {
         hash.aset(":connect_protocol", protocol)?;
     }
-    for name in headers.keys() {
-        let values = headers.get_all(name);
-        match values.iter().count() {
-            1 => {
-                let value = values
-                    .iter()
-                    .next()
-                    .map(|v| v.as_bytes())
-                    .unwrap_or_default();
-                hash.aset(name.as_str(), ruby.str_from_slice(value))?;
-            }
-            count => {
-                // Made first and filled in place: each new String is held as it is made.
-                let all = ruby.ary_new_capa(count);
-                hash.aset(name.as_str(), all)?;
-                for value in values.iter() {
-                    all.push(ruby.str_from_slice(value.as_bytes()))?;
-                }
-            }
-        }
-    }
+    let fields = headers
+        .iter()
+        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+    super::h1p::parser::add_fields(ruby, hash, fields)?;
     Ok(hash)
 }
 

@@ -710,8 +710,20 @@ pub(crate) fn fields_hash<'a>(
     fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
 ) -> Result<RHash, Error> {
     let hash = ruby.hash_new();
+    add_fields(ruby, hash, fields)?;
+    Ok(hash)
+}
+
+/// Adds fields to `hash` as [`fields_hash`] makes them.
+pub(crate) fn add_fields<'a>(
+    ruby: &Ruby,
+    hash: RHash,
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<(), Error> {
     for (name, value) in fields {
-        let key = ruby.str_from_slice(name);
+        // Names are tokens, so ASCII: UTF-8 keys, as H1P's headers have.
+        let key = std::str::from_utf8(name)
+            .map_or_else(|_| ruby.str_from_slice(name), |n| ruby.str_new(n));
         let value = ruby.str_from_slice(value);
         match hash.get(key) {
             None => hash.aset(key, value)?,
@@ -721,7 +733,7 @@ pub(crate) fn fields_hash<'a>(
             },
         }
     }
-    Ok(hash)
+    Ok(())
 }
 
 fn is_keep_alive(rb_self: &H1PParser) -> Result<bool, Error> {
