@@ -87,17 +87,15 @@ fn status_code(status_value: Value) -> Result<u16, Error> {
     if status_value.is_nil() {
         return Ok(200);
     }
-    if let Some(status) = magnus::Fixnum::from_value(status_value) {
+    let status = match magnus::Fixnum::from_value(status_value) {
         // The common case, with no String made.
-        return u16::try_from(status.to_i64())
-            .ok()
-            .filter(|s| (100..=999).contains(s))
-            .ok_or_else(|| error(format!("invalid :status {}", status_value.inspect())));
-    }
-    let text = String::from_utf8_lossy(&text(status_value)?).into_owned();
-    text.trim()
-        .get(..3)
-        .and_then(|digits| digits.parse::<u16>().ok())
+        Some(status) => u16::try_from(status.to_i64()).ok(),
+        None => String::from_utf8_lossy(&text(status_value)?)
+            .trim()
+            .get(..3)
+            .and_then(|digits| digits.parse::<u16>().ok()),
+    };
+    status
         .filter(|s| (100..=999).contains(s))
         .ok_or_else(|| error(format!("invalid :status {}", status_value.inspect())))
 }
@@ -122,6 +120,17 @@ impl Head {
         Self {
             head,
             status,
+            has_length: false,
+            has_encoding: false,
+            has_connection: false,
+        }
+    }
+
+    /// A chunked body's end: the last chunk, then trailer fields (added as a head's are).
+    fn last_chunk() -> Self {
+        Self {
+            head: b"0\r\n".to_vec(),
+            status: 200, // (not sent; 200 has a body, so nothing is left out)
             has_length: false,
             has_encoding: false,
             has_connection: false,
@@ -238,24 +247,18 @@ fn send_rack_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     let bodiless = head.bodiless();
     let send_body = !head_request.to_bool() && !bodiless;
     let mut body_bytes = Vec::new();
-    // A HEAD request's Content-Length is the body's that a GET would get (not 0).
+    // Counted for HEAD too: its Content-Length is the one a GET would get (not 0).
     let mut body_len = 0;
     if !bodiless {
         for part in parts.into_iter() {
             let part = RString::try_convert(part)?;
+            body_len += part.len();
             if send_body {
                 // SAFETY: copied at once, with no Ruby call in between.
                 body_bytes.extend_from_slice(unsafe { part.as_slice() });
-            } else {
-                body_len += part.len();
             }
         }
     }
-    let body_len = if send_body {
-        body_bytes.len()
-    } else {
-        body_len
-    };
     let mut info = head.finish((!bodiless).then_some(body_len), false);
     info.head.extend_from_slice(&body_bytes);
     write_out(ruby, *io, info.head, None)
@@ -317,8 +320,6 @@ fn send_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
 /// Writes `head` (then `body`) to `io` and returns the byte count: through the backend with
 /// no Ruby method call when `io` is an IO with nothing in Ruby's write buffer, or a
 /// Polyphony::TLS::Socket; otherwise with `io.write`.
-/// Writes `head` (and `body`) to `io`: through the backend for a plain IO or a TLS socket,
-/// else by `io.write`. Returns the bytes written (an Integer).
 pub(crate) fn write_out(
     ruby: &Ruby,
     io: Value,
@@ -412,13 +413,7 @@ fn send_body_chunk(ruby: &Ruby, args: &[Value]) -> Result<u64, Error> {
     let chunk = chunk.filter(|c| !c.is_empty());
     match trailers {
         Some(trailers) if chunk.is_none() => {
-            let mut last = Head {
-                head: b"0\r\n".to_vec(),
-                status: 200,
-                has_length: false,
-                has_encoding: false,
-                has_connection: false,
-            };
+            let mut last = Head::last_chunk();
             trailers.foreach(|key: Value, value: Value| {
                 last.field(key, value, false)?;
                 Ok(magnus::r_hash::ForEach::Continue)
