@@ -110,8 +110,7 @@ module Tipi
       return H1P.send_response(@socket, fields.merge('Transfer-Encoding' => 'chunked')) unless http10?
 
       @close = true
-      fields.delete_if { |name, _| name.start_with?(':') || name.casecmp('connection')&.zero? }
-      Response.write_head(@socket, @status, fields.merge('Connection' => 'close'))
+      Response.write_head_until_close(@socket, @status, fields)
     end
 
     # Sends one chunk of a streamed response (the head first if not sent); `done: true` ends it.

@@ -25,7 +25,7 @@ module Tipi
       end
       fields['Connection'] = connection if connection && !field?(fields, 'connection')
       if head_request && !field?(fields, 'content-length') && !field?(fields, 'transfer-encoding')
-        write_head_of_stream(conn, status, headers, fields, http10)
+        write_head_of_stream(conn, status, fields, http10)
       elsif head_request || [204, 304].include?(status.to_i) || status.to_i < 200
         H1P.send_response(conn, fields)
       elsif body.respond_to?(:to_ary)
@@ -42,8 +42,7 @@ module Tipi
         H1P.send_response(conn, fields)
         body.each { |chunk| conn.write(chunk) }
       elsif http10
-        write_head(conn, status, headers.reject { |name, _| name.casecmp('connection')&.zero? }
-                                        .merge('Connection' => 'close'))
+        write_head_until_close(conn, status, headers)
         body.each { |chunk| conn.write(chunk) }
         return true
       elsif body.respond_to?(:trailers)
@@ -61,21 +60,26 @@ module Tipi
 
     # A HEAD answer for a body of unknown length: the framing a GET would get (chunked; none
     # for HTTP/1.0), not the `Content-Length: 0` H1P would add.
-    def write_head_of_stream(conn, status, headers, fields, http10)
+    def write_head_of_stream(conn, status, fields, http10)
       return H1P.send_response(conn, fields.merge('Transfer-Encoding' => 'chunked')) unless http10
 
-      connection = fields.find { |name, _| name.is_a?(String) && name.casecmp('connection')&.zero? }
-      write_head(conn, status, connection ? headers.merge(connection[0] => connection[1]) : headers)
+      write_head(conn, status, fields.reject { |name, _| name == ':status' })
+    end
+
+    # The head of a body that the end of the connection ends (HTTP/1.0 has no chunked coding):
+    # as given, with Connection: close in place of any Connection field or pseudo-field.
+    def write_head_until_close(conn, status, headers)
+      headers = headers.reject { |name, _| name.start_with?(':') || name.casecmp('connection')&.zero? }
+      write_head(conn, status, headers.merge('Connection' => 'close'))
     end
 
     # A chunked body ending with the fields its `trailers` gives after iteration (Rack 3's
     # convention; HTTP/2 sends them too).
     def write_with_trailers(conn, fields, body)
-      fields['Transfer-Encoding'] = 'chunked' unless field?(fields, 'transfer-encoding')
-      written = H1P.send_response(conn, fields)
-      body.each { |chunk| written += H1P.send_body_chunk(conn, chunk.to_s) }
+      H1P.send_response(conn, fields.merge('Transfer-Encoding' => 'chunked'))
+      body.each { |chunk| H1P.send_body_chunk(conn, chunk.to_s) }
       trailers = body.trailers
-      written + H1P.send_body_chunk(conn, nil, trailers.nil? || trailers.empty? ? nil : trailers)
+      H1P.send_body_chunk(conn, nil, trailers.nil? || trailers.empty? ? nil : trailers)
     end
 
     # The status line and fields alone, as given (a partial hijack's head: the app's callable
