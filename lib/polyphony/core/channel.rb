@@ -23,11 +23,9 @@ module Polyphony
 
     # The next item; nil once the channel is closed and drained.
     def shift
-      while empty?
-        return nil if @closed
+      @shifters.wait_while { empty? && !@closed }
+      return nil if empty? # closed and drained
 
-        @shifters.wait
-      end
       super
     end
     alias receive shift

@@ -23,12 +23,11 @@ module Polyphony
 
     # Waits for the signal; returns its value.
     def await
-      if @signaled
-        @signaled = false
-        return @value
-      end
+      value = @waiters.wait_unless { @signaled }
+      return value unless value.equal?(WaitList::READY)
 
-      @waiters.wait
+      @signaled = false
+      @value
     end
   end
 end

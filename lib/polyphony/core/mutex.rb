@@ -22,7 +22,7 @@ module Polyphony
       fiber = Fiber.current
       raise ThreadError, 'deadlock; lock already owned by this fiber' if @owner.equal?(fiber)
 
-      @waiters.wait while @owner
+      @waiters.wait_while { @owner }
       @owner = fiber
       self
     end

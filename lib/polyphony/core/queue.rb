@@ -15,7 +15,7 @@ module Polyphony
     # Adds an item, waiting for room when the queue is capped and full.
     # @return [self]
     def push(item)
-      @pushers.wait while @capacity && @items.size >= @capacity
+      @pushers.wait_while { @capacity && @items.size >= @capacity }
       @items << item
       @shifters.wake_first
       self
@@ -31,7 +31,7 @@ module Polyphony
 
     # Removes and returns the first item, waiting for one if the queue is empty.
     def shift
-      @shifters.wait while @items.empty?
+      @shifters.wait_while { @items.empty? }
       item = @items.shift
       @pushers.wake_first if @capacity
       @shifters.wake_first unless @items.empty?

@@ -209,19 +209,29 @@ module Polyphony
 
     # Sends a message to the fiber's mailbox.
     def <<(message)
-      (@mailbox ||= Polyphony::Queue.new) << message
+      __mailbox__ << message
       self
     end
     alias send <<
 
     # Waits for a message in the current fiber's mailbox.
     def receive
-      (@mailbox ||= Polyphony::Queue.new).shift
+      __mailbox__.shift
     end
 
     # All messages waiting in the mailbox, without waiting.
     def receive_all_pending
       @mailbox ? @mailbox.shift_all : []
+    end
+
+    # @api private
+    # The mailbox, made on first use. Made before it is stored: a trap handler sending to this
+    # fiber while `Queue.new` runs must not have its message replaced by an empty queue.
+    def __mailbox__
+      return @mailbox if @mailbox
+
+      mailbox = Polyphony::Queue.new
+      @mailbox ||= mailbox
     end
 
     def inspect
