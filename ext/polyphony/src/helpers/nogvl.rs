@@ -2,6 +2,7 @@
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{fence, Ordering};
 
 use magnus::rb_sys::protect;
 use polyphony_runtime::Waker;
@@ -14,15 +15,31 @@ use super::fiber::QNIL;
 /// If an interrupt is already pending, `func` is not called at all. Pending interrupts are
 /// not run here: the caller runs them (`rb_thread_check_ints`) once it holds no borrow, since
 /// a trap handler may call back into the backend.
+///
+/// Ruby checks for interrupts (RB_NOGVL_INTR_FAIL) a few instructions before it installs the
+/// unblock function; a signal that lands in between sets the interrupt flag but finds no unblock
+/// function to call, and `func` would then wait for good with a trap handler pending. So the
+/// flag is looked at once more here, where the unblock function is in place: a signal before
+/// this look is seen by it, one after it wakes `waker`.
 pub(crate) fn without_gvl<F: FnOnce()>(waker: &Waker, func: F) {
     struct Call<F> {
         func: Option<F>,
+        thread: rb_sys::VALUE,
         panicked: bool,
     }
 
     unsafe extern "C" fn trampoline<F: FnOnce()>(data: *mut c_void) -> *mut c_void {
         // SAFETY: `data` is the `Call<F>` below, alive for the whole blocking region.
         let call = unsafe { &mut *(data as *mut Call<F>) };
+        // Orders the unblock function's installation before the flag's read, against a signal
+        // handler running on another OS thread.
+        fence(Ordering::SeqCst);
+        // SAFETY: `thread` is the calling Ruby thread, referenced from this machine stack (which
+        // the GC scans, so it stays put); rb_thread_interrupted only reads its interrupt flag and
+        // mask, which is what the unblock protocol has signal handlers write without the GVL.
+        if unsafe { rb_sys::rb_thread_interrupted(call.thread) } != 0 {
+            return std::ptr::null_mut();
+        }
         if let Some(func) = call.func.take() {
             call.panicked = catch_unwind(AssertUnwindSafe(func)).is_err();
         }
@@ -36,6 +53,8 @@ pub(crate) fn without_gvl<F: FnOnce()>(waker: &Waker, func: F) {
 
     let mut call = Call {
         func: Some(func),
+        // SAFETY: called with the GVL held, as every caller of without_gvl is.
+        thread: unsafe { rb_sys::rb_thread_current() },
         panicked: false,
     };
     // Without RB_NOGVL_INTR_FAIL's interrupt check nothing here can raise.
