@@ -44,6 +44,9 @@ impl Kind {
 
 struct RubySource {
     pub(crate) kind: Kind,
+    /// The buffer the backend reads into, kept from one read to the next (an interrupted read
+    /// leaves it to the kernel, and the next read makes another).
+    spare: Vec<u8>,
 }
 
 impl Source for RubySource {
@@ -53,7 +56,7 @@ impl Source for RubySource {
         let ruby = Ruby::get().expect("called from Ruby");
         let object = self.kind.object();
         if let Kind::ReadPartial(raw) = self.kind {
-            if let Some(n) = read_through_backend(raw, buf, max)? {
+            if let Some(n) = read_through_backend(raw, buf, max, &mut self.spare)? {
                 return Ok(n);
             }
             if let Some(n) = super::super::tls::read_for_parser(object, buf, max)? {
@@ -94,7 +97,12 @@ impl Source for RubySource {
 /// The fast path: an IO on a thread that runs Polyphony fibers, with nothing in Ruby's own
 /// read buffer, is read by the backend (io_uring) straight from its descriptor, with no Ruby
 /// method call and no String; other fibers run meanwhile. `None`: take the Ruby path.
-fn read_through_backend(io: VALUE, buf: &mut Vec<u8>, max: usize) -> Result<Option<usize>, Error> {
+fn read_through_backend(
+    io: VALUE,
+    buf: &mut Vec<u8>,
+    max: usize,
+    spare: &mut Vec<u8>,
+) -> Result<Option<usize>, Error> {
     let Some(backend) = Backend::existing() else {
         return Ok(None);
     };
@@ -115,9 +123,13 @@ fn read_through_backend(io: VALUE, buf: &mut Vec<u8>, max: usize) -> Result<Opti
     if pending {
         return Ok(None);
     }
-    match backend.await_op(fd, Read::new(fd, Vec::with_capacity(max), u64::MAX))? {
+    let mut data = std::mem::take(spare);
+    data.clear();
+    data.reserve(max);
+    match backend.await_op(fd, Read::new(fd, data, u64::MAX))? {
         Awaited::Done((Ok(n), data)) => {
             buf.extend_from_slice(&data);
+            *spare = data;
             Ok(Some(n))
         }
         // Not readable this way (a directory, a mode the kernel refuses): the Ruby path.
@@ -203,7 +215,14 @@ fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
     };
     let limits = limits(ruby, options)?;
     let held = source.object().as_raw();
-    let parser = Parser::new(RubySource { kind: source }, mode, limits);
+    let parser = Parser::new(
+        RubySource {
+            kind: source,
+            spare: Vec::new(),
+        },
+        mode,
+        limits,
+    );
     Ok(ruby.obj_wrap(H1PParser {
         inner: RefCell::new(parser),
         source: held,

@@ -71,6 +71,21 @@ fn text(value: Value) -> Result<Vec<u8>, Error> {
     Ok(unsafe { string.as_slice() }.to_vec())
 }
 
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 fn is_token(name: &[u8]) -> bool {
     !name.is_empty()
         && name
@@ -113,7 +128,7 @@ impl Head {
     fn new(status: u16) -> Self {
         let mut head = Vec::with_capacity(256);
         head.extend_from_slice(b"HTTP/1.1 ");
-        head.extend_from_slice(status.to_string().as_bytes());
+        push_decimal(&mut head, status.into());
         head.push(b' ');
         head.extend_from_slice(reason(status).as_bytes());
         head.extend_from_slice(b"\r\n");
@@ -141,31 +156,45 @@ impl Head {
     /// String value's "\n"-separated lines are fields of their own (Rack's convention);
     /// otherwise CR, LF or NUL in a value is an error.
     fn field(&mut self, key: Value, value: Value, split_lines: bool) -> Result<(), Error> {
-        let name = text(key)?;
-        if !is_token(&name) {
-            return Err(error(format!("invalid header name {}", key.inspect())));
+        if let (Some(name), Some(value)) = (RString::from_value(key), RString::from_value(value)) {
+            // The common case, a String and a String: read in place, nothing copied.
+            // SAFETY: no Ruby code runs while the slices are in use (an error's message is
+            // formatted from them before the exception is made).
+            let (name, value) = unsafe { (name.as_slice(), value.as_slice()) };
+            self.name(key, name)?;
+            return self.value(name, value, split_lines);
         }
-        self.has_length |= name.eq_ignore_ascii_case(b"content-length");
-        self.has_encoding |= name.eq_ignore_ascii_case(b"transfer-encoding");
-        self.has_connection |= name.eq_ignore_ascii_case(b"connection");
+        let name = text(key)?;
+        self.name(key, &name)?;
         match RArray::from_value(value) {
             Some(values) => {
                 for value in values.into_iter() {
                     self.line(&name, &text(value)?)?;
                 }
+                Ok(())
             }
-            None => {
-                let value = text(value)?;
-                if split_lines {
-                    for line in value.split(|&b| b == b'\n') {
-                        self.line(&name, line)?;
-                    }
-                } else {
-                    self.line(&name, &value)?;
-                }
-            }
+            None => self.value(&name, &text(value)?, split_lines),
         }
+    }
+
+    /// Checks a field name and notes the framing fields among them.
+    fn name(&mut self, key: Value, name: &[u8]) -> Result<(), Error> {
+        if !is_token(name) {
+            return Err(error(format!("invalid header name {}", key.inspect())));
+        }
+        self.has_length |= name.eq_ignore_ascii_case(b"content-length");
+        self.has_encoding |= name.eq_ignore_ascii_case(b"transfer-encoding");
+        self.has_connection |= name.eq_ignore_ascii_case(b"connection");
         Ok(())
+    }
+
+    fn value(&mut self, name: &[u8], value: &[u8], split_lines: bool) -> Result<(), Error> {
+        if !split_lines {
+            return self.line(name, value);
+        }
+        value
+            .split(|&b| b == b'\n')
+            .try_for_each(|line| self.line(name, line))
     }
 
     fn line(&mut self, name: &[u8], value: &[u8]) -> Result<(), Error> {
@@ -193,9 +222,9 @@ impl Head {
             self.head
                 .extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         } else if !chunked && !self.has_length && !self.has_encoding && !self.bodiless() {
-            let len = body_len.unwrap_or(0);
-            self.head
-                .extend_from_slice(format!("Content-Length: {len}\r\n").as_bytes());
+            self.head.extend_from_slice(b"Content-Length: ");
+            push_decimal(&mut self.head, body_len.unwrap_or(0));
+            self.head.extend_from_slice(b"\r\n");
         }
         self.head.extend_from_slice(b"\r\n");
         HeadInfo { head: self.head }
@@ -233,7 +262,13 @@ fn send_rack_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
             "wrong number of arguments (expected 6)",
         ));
     };
-    let Some(parts) = RArray::from_value(*body) else {
+    // An Array of Strings; anything else (an Array holding objects that convert to Strings
+    // too) takes the Ruby path.
+    let Some(parts) = RArray::from_value(*body).filter(|parts| {
+        parts
+            .into_iter()
+            .all(|part| RString::from_value(part).is_some())
+    }) else {
         return Ok(ruby.qnil().as_value());
     };
     let mut head = Head::new(status_code(*status)?);
@@ -242,25 +277,28 @@ fn send_rack_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
         Ok(magnus::r_hash::ForEach::Continue)
     })?;
     if !connection.is_nil() && !head.has_connection {
-        head.line(b"Connection", &text(*connection)?)?;
+        match RString::from_value(*connection) {
+            // SAFETY: copied at once, with no Ruby call in between.
+            Some(value) => head.line(b"Connection", unsafe { value.as_slice() })?,
+            None => head.line(b"Connection", &text(*connection)?)?,
+        }
     }
     let bodiless = head.bodiless();
-    let send_body = !head_request.to_bool() && !bodiless;
-    let mut body_bytes = Vec::new();
     // Counted for HEAD too: its Content-Length is the one a GET would get (not 0).
     let mut body_len = 0;
     if !bodiless {
-        for part in parts.into_iter() {
-            let part = RString::try_convert(part)?;
+        for part in parts.into_iter().filter_map(RString::from_value) {
             body_len += part.len();
-            if send_body {
-                // SAFETY: copied at once, with no Ruby call in between.
-                body_bytes.extend_from_slice(unsafe { part.as_slice() });
-            }
         }
     }
     let mut info = head.finish((!bodiless).then_some(body_len), false);
-    info.head.extend_from_slice(&body_bytes);
+    if !head_request.to_bool() && !bodiless {
+        info.head.reserve(body_len);
+        for part in parts.into_iter().filter_map(RString::from_value) {
+            // SAFETY: copied at once; no Ruby code has run since the lengths were summed.
+            info.head.extend_from_slice(unsafe { part.as_slice() });
+        }
+    }
     write_out(ruby, *io, info.head, None)
 }
 
@@ -326,30 +364,38 @@ pub(crate) fn write_out(
     head: Vec<u8>,
     body: Option<RString>,
 ) -> Result<Value, Error> {
-    if let Some(written) = write_fast(io, &head, body)? {
-        return Ok(ruby.integer_from_u64(written as u64).as_value());
-    }
+    let head = match write_fast(io, head, body)? {
+        Ok(written) => return Ok(ruby.integer_from_u64(written as u64).as_value()),
+        Err(head) => head,
+    };
     match body {
         Some(body) => io.funcall("write", (ruby.str_from_slice(&head), body)),
         None => io.funcall("write", (ruby.str_from_slice(&head),)),
     }
 }
 
-fn write_fast(io: Value, head: &[u8], body: Option<RString>) -> Result<Option<usize>, Error> {
+/// Writes through the backend when it can; otherwise hands `head` back.
+fn write_fast(
+    io: Value,
+    head: Vec<u8>,
+    body: Option<RString>,
+) -> Result<Result<usize, Vec<u8>>, Error> {
     let Some(fd) = plain_io_fd(io) else {
         if body.is_none() {
-            return crate::ruby_api::tls::write_for_writer(io, head);
+            if let Some(written) = crate::ruby_api::tls::write_for_writer(io, &head)? {
+                return Ok(Ok(written));
+            }
         }
-        return Ok(None);
+        return Ok(Err(head));
     };
-    let mut data = head.to_vec();
+    let mut data = head;
     if let Some(body) = body {
         // SAFETY: the bytes are copied at once, before any Ruby code runs.
         data.extend_from_slice(unsafe { body.as_slice() });
     }
     let total = data.len();
     match write_all(fd, data)? {
-        Awaited::Done(()) => Ok(Some(total)),
+        Awaited::Done(()) => Ok(Ok(total)),
         Awaited::Interrupted(_) => Err(error("the response write was interrupted")),
     }
 }
