@@ -216,18 +216,28 @@ module Tipi
         return false
       end
 
-      keep_alive = keep_alive? && !Response.close_requested?(response_headers)
       begin
-        protocol = env['SERVER_PROTOCOL']
-        ends_with_connection = Response.write(@socket, status, response_headers, response_body,
-                                              head_request: env['REQUEST_METHOD'] == 'HEAD',
-                                              connection: connection_field(protocol, keep_alive),
-                                              http10: protocol == 'HTTP/1.0')
+        # The common case, an Array of Strings, is written by H1P, which knows the request's
+        # method, version and keep-alive; anything else is written here.
+        keep_alive = @parser.send_rack_response(@socket, status, response_headers, response_body, @owner&.stopping?)
+        keep_alive = write_response(env, status, response_headers, response_body) if keep_alive.nil?
       ensure
         response_body.close if response_body.respond_to?(:close)
         input.close
       end
       @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
+      keep_alive
+    end
+
+    # A response whose body is no Array of Strings (streamed, a file, chunked...).
+    # @return [Boolean] whether the connection goes on
+    def write_response(env, status, headers, body)
+      keep_alive = keep_alive? && !Response.close_requested?(headers)
+      protocol = env['SERVER_PROTOCOL']
+      ends_with_connection = Response.write(@socket, status, headers, body,
+                                            head_request: env['REQUEST_METHOD'] == 'HEAD',
+                                            connection: connection_field(protocol, keep_alive),
+                                            http10: protocol == 'HTTP/1.0')
       keep_alive && !ends_with_connection
     end
 

@@ -54,6 +54,32 @@ RSpec.describe 'H1P response writers' do
     expect { H1P.send_rack_response(io, 200, { 'X-A' => "1\r\n" }, [], false, nil) }.to raise_error(H1P::Error, /CR, LF/)
   end
 
+  it "Parser#send_rack_response answers the parsed request with the Connection field it calls for" do
+    # Each request in turn; returns [what was written, whether the connection goes on].
+    answer = lambda do |request, headers = {}, body = %w[hel lo], closing: false|
+      parser = H1P::Parser.new(StringIO.new(request))
+      parser.parse_rack_env({})
+      out = StringIO.new
+      keep_alive = parser.send_rack_response(out, 200, headers, body, closing)
+      [out.string, keep_alive]
+    end
+    ok = "HTTP/1.1 200 OK\r\n"
+    expect(answer.call("GET / HTTP/1.1\r\nHost: a\r\n\r\n")).to eq(["#{ok}Content-Length: 5\r\n\r\nhello", true])
+    expect(answer.call("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"))
+      .to eq(["#{ok}Connection: close\r\nContent-Length: 5\r\n\r\nhello", false])
+    expect(answer.call("GET / HTTP/1.1\r\n\r\n", { 'Connection' => 'Close' }))
+      .to eq(["#{ok}Connection: Close\r\nContent-Length: 5\r\n\r\nhello", false])
+    expect(answer.call("GET / HTTP/1.1\r\n\r\n", closing: true))
+      .to eq(["#{ok}Connection: close\r\nContent-Length: 5\r\n\r\nhello", false])
+    expect(answer.call("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"))
+      .to eq(["#{ok}Connection: keep-alive\r\nContent-Length: 5\r\n\r\nhello", true])
+    expect(answer.call("GET / HTTP/1.0\r\n\r\n")).to eq(["#{ok}Connection: close\r\nContent-Length: 5\r\n\r\nhello", false])
+    expect(answer.call("HEAD / HTTP/1.1\r\n\r\n")).to eq(["#{ok}Content-Length: 5\r\n\r\n", true])
+    # Not an Array of Strings: nothing written, for the caller to write.
+    expect(answer.call("GET / HTTP/1.1\r\n\r\n", {}, [:sym])).to eq(['', nil])
+    expect(answer.call("GET / HTTP/1.1\r\n\r\n", {}, Enumerator.new { |y| y << 'x' })).to eq(['', nil])
+  end
+
   it 'send_chunked_response sends what the block returns until nil, then the last chunk' do
     chunks = ['abc', '', 'defgh']
     H1P.send_chunked_response(io, { 'Content-Type' => 'text/plain' }) { chunks.shift }

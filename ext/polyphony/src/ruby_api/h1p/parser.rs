@@ -4,7 +4,7 @@
 //! `readpartial` (an IO, a socket, a StringIO). Bytes are copied once, into the parser's
 //! buffer; the header hash is built straight from spans of it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use h1p::pull::{Message, Parser, PullError, Source};
 use h1p::{Limits, Mode, Version};
@@ -155,6 +155,8 @@ pub(crate) struct H1PParser {
     inner: RefCell<Parser<RubySource>>,
     /// The source object, for the GC (the source holds it too).
     source: VALUE,
+    /// The last request head's method and version, as its response needs them.
+    request: Cell<RequestFacts>,
 }
 
 impl DataTypeFunctions for H1PParser {
@@ -226,6 +228,7 @@ fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
     Ok(ruby.obj_wrap(H1PParser {
         inner: RefCell::new(parser),
         source: held,
+        request: Cell::new(RequestFacts::default()),
     }))
 }
 
@@ -304,12 +307,33 @@ fn convert<E: Into<Error>>(e: PullError<E>) -> Error {
     }
 }
 
+/// What a response needs to know of the request it answers.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct RequestFacts {
+    /// A HEAD request: the response has no body (but the framing a GET would get).
+    pub(crate) head: bool,
+    /// HTTP/1.0 (or `HTTP/1`): a kept-alive connection says so in a Connection field.
+    pub(crate) http10: bool,
+}
+
+impl RequestFacts {
+    fn of(message: &Message<'_>) -> Self {
+        Self {
+            head: message.get(message.head.method) == b"HEAD",
+            http10: message.head.version != Version::Http11,
+        }
+    }
+}
+
 fn parse_headers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Error> {
     rb_self.with(|parser| {
         let mode = parser.mode();
         match parser.parse_headers().map_err(convert)? {
             None => Ok(None),
-            Some(message) => build_hash(ruby, &message, mode).map(Some),
+            Some(message) => {
+                rb_self.request.set(RequestFacts::of(&message));
+                build_hash(ruby, &message, mode).map(Some)
+            }
         }
     })
 }
@@ -327,7 +351,10 @@ fn parse_rack_env(ruby: &Ruby, rb_self: &H1PParser, base: RHash) -> Result<Optio
         }
         match parser.parse_headers().map_err(convert)? {
             None => Ok(None),
-            Some(message) => super::rack::build_env(ruby, &message, base).map(Some),
+            Some(message) => {
+                rb_self.request.set(RequestFacts::of(&message));
+                super::rack::build_env(ruby, &message, base).map(Some)
+            }
         }
     })
 }
@@ -759,6 +786,32 @@ fn is_keep_alive(rb_self: &H1PParser) -> Result<bool, Error> {
     rb_self.with(|parser| Ok(parser.keep_alive()))
 }
 
+/// `parser.send_rack_response(io, status, headers, body, closing)`: answers the last request
+/// with a Rack response whose body is an Array of Strings, in one write (see
+/// `H1P.send_rack_response`), with the Connection field the request and the response call
+/// for: "close" when the connection ends after it (the request or the app's Connection field
+/// asks for it, or `closing`: the server stops), "keep-alive" for an HTTP/1.0 client that
+/// keeps it. Returns whether the connection goes on,
+/// or nil (nothing written) when the body is no Array of Strings.
+fn send_rack_response(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value, Error> {
+    let [io, status, headers, body, closing] = args else {
+        return Err(magnus::Error::new(
+            ruby.exception_arg_error(),
+            "wrong number of arguments (expected 5)",
+        ));
+    };
+    let facts = rb_self.request.get();
+    let reusable = !closing.to_bool() && rb_self.with(|parser| Ok(parser.keep_alive()))?;
+    let framing = super::response::Framing::Decide {
+        reusable,
+        http10: facts.http10,
+    };
+    match super::response::write_rack(ruby, *io, *status, *headers, *body, facts.head, framing)? {
+        Some((_, keep_alive)) => Ok(ruby.into_value(keep_alive)),
+        None => Ok(ruby.qnil().as_value()),
+    }
+}
+
 pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     let _ = ruby.get_inner(&ERROR);
     let class = h1p.define_class("Parser", ruby.class_object())?;
@@ -771,6 +824,7 @@ pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     class.define_method("splice_body_to", method!(splice_body_to, 1))?;
     class.define_method("complete?", method!(is_complete, 0))?;
     class.define_method("keep_alive?", method!(is_keep_alive, 0))?;
+    class.define_method("send_rack_response", method!(send_rack_response, -1))?;
     class.define_method("buffered", method!(buffered, 0))?;
     class.define_method("trailers", method!(trailers, 0))?;
     Ok(())

@@ -122,6 +122,8 @@ struct Head {
     has_length: bool,
     has_encoding: bool,
     has_connection: bool,
+    /// A Connection field among them says "close".
+    asks_close: bool,
 }
 
 impl Head {
@@ -138,6 +140,7 @@ impl Head {
             has_length: false,
             has_encoding: false,
             has_connection: false,
+            asks_close: false,
         }
     }
 
@@ -149,6 +152,7 @@ impl Head {
             has_length: false,
             has_encoding: false,
             has_connection: false,
+            asks_close: false,
         }
     }
 
@@ -204,6 +208,11 @@ impl Head {
                 String::from_utf8_lossy(name)
             )));
         }
+        if name.eq_ignore_ascii_case(b"connection") {
+            self.asks_close |= value
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
         self.head.extend_from_slice(name);
         self.head.extend_from_slice(b": ");
         self.head.extend_from_slice(value);
@@ -254,7 +263,7 @@ fn build_head(headers: RHash, body_len: Option<usize>, chunked: bool) -> Result<
 /// (none for HEAD, 1xx, 204, 304), "\n"-joined header values as repeated fields, a
 /// Content-Length unless the app gave one, and `connection` ("close", "keep-alive") as the
 /// Connection field unless the app gave one. Returns the bytes written, or nil (nothing
-/// written) when the body is not an Array.
+/// written) when the body is not an Array of Strings.
 fn send_rack_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     let [io, status, headers, body, head_request, connection] = args else {
         return Err(Error::new(
@@ -262,27 +271,79 @@ fn send_rack_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
             "wrong number of arguments (expected 6)",
         ));
     };
+    let framing = Framing::Given(Some(*connection).filter(|c| !c.is_nil()));
+    match write_rack(
+        ruby,
+        *io,
+        *status,
+        *headers,
+        *body,
+        head_request.to_bool(),
+        framing,
+    )? {
+        Some((written, _)) => Ok(written),
+        None => Ok(ruby.qnil().as_value()),
+    }
+}
+
+/// Where a Rack response's Connection field comes from (an app's own one always wins).
+pub(crate) enum Framing {
+    /// The caller's value ("close", "keep-alive"), if any.
+    Given(Option<Value>),
+    /// Decided here: "close" unless the connection is `reusable` and the app's fields do not
+    /// ask to close it; "keep-alive" for an `http10` client whose connection goes on.
+    Decide { reusable: bool, http10: bool },
+}
+
+/// Writes a Rack response whose body is an Array of Strings (see `H1P.send_rack_response`).
+/// Returns the bytes written (an Integer) and whether the connection goes on (always true
+/// with `Framing::Given`), or None (nothing written) for any other body.
+pub(crate) fn write_rack(
+    ruby: &Ruby,
+    io: Value,
+    status: Value,
+    headers: Value,
+    body: Value,
+    head_request: bool,
+    framing: Framing,
+) -> Result<Option<(Value, bool)>, Error> {
     // An Array of Strings; anything else (an Array holding objects that convert to Strings
     // too) takes the Ruby path.
-    let Some(parts) = RArray::from_value(*body).filter(|parts| {
+    let Some(parts) = RArray::from_value(body).filter(|parts| {
         parts
             .into_iter()
             .all(|part| RString::from_value(part).is_some())
     }) else {
-        return Ok(ruby.qnil().as_value());
+        return Ok(None);
     };
-    let mut head = Head::new(status_code(*status)?);
-    RHash::try_convert(*headers)?.foreach(|key: Value, value: Value| {
+    let mut head = Head::new(status_code(status)?);
+    RHash::try_convert(headers)?.foreach(|key: Value, value: Value| {
         head.field(key, value, true)?;
         Ok(magnus::r_hash::ForEach::Continue)
     })?;
-    if !connection.is_nil() && !head.has_connection {
-        match RString::from_value(*connection) {
-            // SAFETY: copied at once, with no Ruby call in between.
-            Some(value) => head.line(b"Connection", unsafe { value.as_slice() })?,
-            None => head.line(b"Connection", &text(*connection)?)?,
+    let keep_alive = match framing {
+        Framing::Given(connection) => {
+            if let Some(connection) = connection.filter(|_| !head.has_connection) {
+                match RString::from_value(connection) {
+                    // SAFETY: copied at once, with no Ruby call in between.
+                    Some(value) => head.line(b"Connection", unsafe { value.as_slice() })?,
+                    None => head.line(b"Connection", &text(connection)?)?,
+                }
+            }
+            true
         }
-    }
+        Framing::Decide { reusable, http10 } => {
+            let keep_alive = reusable && !head.asks_close;
+            if !head.has_connection {
+                if !keep_alive {
+                    head.line(b"Connection", b"close")?;
+                } else if http10 {
+                    head.line(b"Connection", b"keep-alive")?;
+                }
+            }
+            keep_alive
+        }
+    };
     let bodiless = head.bodiless();
     // Counted for HEAD too: its Content-Length is the one a GET would get (not 0).
     let mut body_len = 0;
@@ -292,14 +353,14 @@ fn send_rack_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
         }
     }
     let mut info = head.finish((!bodiless).then_some(body_len), false);
-    if !head_request.to_bool() && !bodiless {
+    if !head_request && !bodiless {
         info.head.reserve(body_len);
         for part in parts.into_iter().filter_map(RString::from_value) {
             // SAFETY: copied at once; no Ruby code has run since the lengths were summed.
             info.head.extend_from_slice(unsafe { part.as_slice() });
         }
     }
-    write_out(ruby, *io, info.head, None)
+    Ok(Some((write_out(ruby, io, info.head, None)?, keep_alive)))
 }
 
 /// `H1P.connection_close?(headers)`: whether response fields (a Hash, as a Rack app gives

@@ -1,0 +1,62 @@
+# frozen_string_literal: true
+
+require 'socket'
+
+# Array-bodied responses (the common case, written by H1P with the Connection field the request
+# and the app call for): the connection goes on, or ends, as the response says.
+RSpec.describe 'tipi keep-alive' do
+  before(:all) do
+    @tipi = TipiProcess.new('-q', '-l', '127.0.0.1:0', File.join(ROOT, 'spec', 'fixtures', 'tipi', 'plain.ru'))
+  end
+
+  after(:all) do
+    @tipi.stop
+  end
+
+  # Sends `requests` on a new connection, its sending side left open; returns what came back
+  # and whether the server closed the connection (within `wait` seconds of the last byte).
+  def exchange(requests, wait: 0.3)
+    socket = TCPSocket.new('127.0.0.1', @tipi.port)
+    socket.write(requests)
+    received = +''
+    while IO.select([socket], nil, nil, wait)
+      chunk = socket.read_nonblock(65_536, exception: false)
+      return [received, true] if chunk.nil?
+
+      received << chunk unless chunk == :wait_readable
+    end
+    [received, false]
+  ensure
+    socket&.close
+  end
+
+  it 'answers pipelined requests in order and keeps the connection' do
+    response, closed = exchange("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    expect(response).to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nGET /a" \
+                           "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nGET /b")
+    expect(closed).to be(false)
+  end
+
+  it 'closes after a request that asks for it, or an app that does' do
+    response, closed = exchange("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n", wait: 5)
+    expect(response).to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 6\r\n\r\nGET /a")
+    expect(closed).to be(true)
+    response, closed = exchange("GET /close HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\n\r\n", wait: 5)
+    expect(response).to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye")
+    expect(closed).to be(true)
+  end
+
+  it 'keeps an HTTP/1.0 connection only when asked, and says so' do
+    response, closed = exchange("GET /a HTTP/1.0\r\n\r\n", wait: 5)
+    expect(response).to include("\r\nConnection: close\r\n")
+    expect(closed).to be(true)
+    response, closed = exchange("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    expect(response).to include("\r\nConnection: keep-alive\r\n").and end_with("\r\n\r\nGET /a")
+    expect(closed).to be(false)
+  end
+
+  it "answers HEAD with the length a GET would get, and no body" do
+    response, = exchange("HEAD /abc HTTP/1.1\r\nHost: x\r\n\r\n")
+    expect(response).to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\n")
+  end
+end
