@@ -206,7 +206,8 @@ module Tipi
     # @return [Boolean] whether the connection goes on
     def serve_request(env)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC) if @logger
-      input = env['rack.input'] = @parser.complete? ? Input::EMPTY : Input.new(@parser, @timeout, env)
+      # (The base env has rack.input: Input::EMPTY.)
+      input = @parser.complete? ? Input::EMPTY : (env['rack.input'] = Input.new(@parser, @timeout, env))
       @hijack.env = env # (env['rack.hijack'] is in the base)
       status, response_headers, response_body = call_app(env)
       return false unless status # the body was too large or too slow: answered, or cut

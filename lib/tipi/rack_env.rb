@@ -7,7 +7,7 @@ module Tipi
   # QUERY_STRING, SERVER_PROTOCOL, CONTENT_TYPE, CONTENT_LENGTH and HTTP_* (repeated fields
   # joined with ", ", cookies with "; "), SERVER_NAME from the Host header (else the
   # listener's), and for a Unix socket SERVER_PORT from Host (else 80). The connection adds
-  # rack.input and rack.hijack.
+  # rack.hijack, and a rack.input of its own for a request with a body.
   module RackEnv
     EMPTY = ''.b.freeze
     VERSION = [1, 3].freeze
@@ -28,7 +28,10 @@ module Tipi
         'rack.multithread' => false,
         'rack.multiprocess' => false,
         'rack.run_once' => false,
-        'rack.hijack?' => true
+        'rack.hijack?' => true,
+        # A request with a body gets its own; a copy that already has the key needs no room
+        # made for it (adding a key to a copied Hash can mean rebuilding its table).
+        'rack.input' => Input::EMPTY
       }.freeze
     end
 
