@@ -38,16 +38,16 @@ module Tipi
       @native = options[:native]
       @max_body = options[:max_body]
       @idle = false # until a first request is served: a new connection's request is on its way
+      @reads = 0
     end
 
     # Raised in a connection's fiber by the server's sweeper when its request head is late.
     class Expired < StandardError; end
 
-    # Whether it has waited longer than the timeout for a request head (the server's sweeper
-    # then raises Expired in its fiber).
-    def expired?(now)
-      @deadline && now > @deadline
-    end
+    # Which read of a request head is under way (a number that changes with each request), or
+    # nil between them: the server's sweeper raises Expired in the fiber of a connection it
+    # finds on the same read for longer than the timeout.
+    attr_reader :reading
 
     # Whether it waits, between requests, for one that has not begun to arrive: a graceful
     # stop closes such a keep-alive connection at once (clients retry a request on a reused
@@ -177,15 +177,15 @@ module Tipi
 
     # The next request (a Rack env, or for a native handler H1P's headers), or nil when the
     # client closes, or sends nothing (or not all of a head) within the timeout: a slow or
-    # idle client is cut (by the server's sweeper, see #expired?: a timer per request would
-    # cost more than the rest of the request's handling).
+    # idle client is cut (by the server's sweeper, see #reading: a timer, or even a look at
+    # the clock, per request would cost more than much of the rest of the request's handling).
     def read_request
-      @deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + @timeout if @timeout
+      @reading = (@reads += 1)
       next_request
     rescue Expired
       nil
     ensure
-      @deadline = nil
+      @reading = nil
     end
 
     def next_request

@@ -84,11 +84,26 @@ module Tipi
     # Cuts connections whose request head is late, a few times per timeout (one timer for all
     # connections rather than one per request).
     def sweep
-      interval = [@options[:timeout] / 4.0, 1.0].min
+      timeout = @options[:timeout]
+      interval = [timeout / 4.0, 1.0].min
+      seen = {}.compare_by_identity # connection => [the read it was on, when first seen on it]
       loop do
         sleep interval
         now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-        @live.each { |fiber, connection| fiber.raise(Connection::Expired) if connection.expired?(now) }
+        seen = sweep_reads(seen, now, timeout)
+      end
+    end
+
+    # Raises Expired in each connection found on the same read of a request head for longer
+    # than `timeout` (so cut between `timeout` and `timeout` plus two sweeps after the read
+    # began); returns what was seen this time.
+    def sweep_reads(seen, now, timeout)
+      @live.each_with_object({}.compare_by_identity) do |(fiber, connection), found|
+        next unless (read = connection.reading)
+
+        earlier = seen[connection]
+        found[connection] = earlier && earlier[0] == read ? earlier : [read, now]
+        fiber.raise(Connection::Expired) if now - found[connection][1] > timeout
       end
     end
 
