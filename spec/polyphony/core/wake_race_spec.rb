@@ -31,33 +31,30 @@ RSpec.describe 'A wake-up between a check and the parking' do
     event.await == :timer
   end
 
+  # What the block (a wait, given 1 s) returns with `action` interjected in it (see
+  # #interject); checks that the wake-up was not left over for the fiber's next wait.
+  def interjected(event, method_id, action, **filter, &wait)
+    value = interject(event, method_id, action, **filter) { move_on_after(1, &wait) }
+    expect(next_wait_waits?).to be(true)
+    value
+  end
+
   it 'reaches a Queue#shift that had found the queue empty and was not listed yet' do
     queue = Polyphony::Queue.new
     items = queue.instance_variable_get(:@items)
-    item = interject(:c_return, :empty?, -> { queue << :item }, receiver: items) do
-      move_on_after(1) { queue.shift }
-    end
-    expect(item).to eq(:item)
-    expect(next_wait_waits?).to be(true)
+    expect(interjected(:c_return, :empty?, -> { queue << :item }, receiver: items) { queue.shift }).to eq(:item)
   end
 
   it 'reaches a Queue#shift that was listed and had not parked yet' do
     queue = Polyphony::Queue.new
     waiters = queue.instance_variable_get(:@shifters).instance_variable_get(:@fibers)
-    item = interject(:c_return, :[]=, -> { queue << :item }, receiver: waiters) do
-      move_on_after(1) { queue.shift }
-    end
-    expect(item).to eq(:item)
-    expect(next_wait_waits?).to be(true)
+    expect(interjected(:c_return, :[]=, -> { queue << :item }, receiver: waiters) { queue.shift }).to eq(:item)
   end
 
   it 'reaches an Event#await that had found no signal yet' do
     event = Polyphony::Event.new
-    value = interject(:c_return, :current, -> { event.signal(:signalled) }, path: 'wait_list.rb') do
-      move_on_after(1) { event.await }
-    end
-    expect(value).to eq(:signalled)
-    expect(next_wait_waits?).to be(true)
+    signal = -> { event.signal(:signalled) }
+    expect(interjected(:c_return, :current, signal, path: 'wait_list.rb') { event.await }).to eq(:signalled)
   end
 
   it 'reaches a receive whose mailbox was being made' do
