@@ -1,7 +1,8 @@
 # frozen_string_literal: true
 
 module Polyphony
-  # Fibers parked until another fiber wakes them, woken in the order they came.
+  # Fibers parked until another fiber wakes them, woken in the order they came. A fiber
+  # interrupted while it waits (stopped, timed out) leaves the list. O(1) per wait and wake.
   #
   # A trap handler runs at any point of Ruby code in the main thread, so it may wake a list
   # between a fiber's look at its condition and that fiber's parking. The condition is therefore
