@@ -64,7 +64,10 @@ module Tipi
       return serve_http2 if @server[:tls] && @socket.alpn_protocol == 'h2'
 
       @parser = @max_body ? H1P::Parser.new(@socket, max_body: @max_body) : H1P::Parser.new(@socket)
-      while (request = read_request)
+      # Without an access log, a Rack app's common requests are served by H1P in Rust (see
+      # #serve_in_rust); the others come here.
+      in_rust = !@native && !@logger
+      while (request = in_rust ? serve_in_rust : read_request)
         @idle = false
         @served = true
         return upgrade_to_http2(request) if h2c_upgrade?(request)
@@ -188,6 +191,18 @@ module Tipi
       @reading = nil
     end
 
+    # Serves requests in H1P's loop (H1P::Parser#serve_rack: no body, no Upgrade field, an
+    # Array of Strings for a body, no hijack, as #serve_request would), until the connection
+    # ends (false), the client leaves (nil), or a request needs the Ruby path: its env (the
+    # app's response in @pending if the app was called). A late head is cut as in
+    # #read_request (the loop numbers its reads in @reading).
+    def serve_in_rust
+      base = (@base_env ||= base_env)
+      @parser.serve_rack(self, @socket, base, @hijack, @owner)
+    rescue Expired
+      nil
+    end
+
     def next_request
       return @parser.parse_headers if @native
 
@@ -209,7 +224,9 @@ module Tipi
       # (The base env has rack.input: Input::EMPTY.)
       input = @parser.complete? ? Input::EMPTY : (env['rack.input'] = Input.new(@parser, @timeout, env))
       @hijack.env = env # (env['rack.hijack'] is in the base)
-      status, response_headers, response_body = call_app(env)
+      pending = @pending # the app's response, when H1P's loop called the app (#serve_in_rust)
+      @pending = nil
+      status, response_headers, response_body = pending || call_app(env)
       return false unless status # the body was too large or too slow: answered, or cut
       if @hijack.hijacked? || hijack_response(status, response_headers)
         @hijacked = true

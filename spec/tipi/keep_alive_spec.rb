@@ -2,11 +2,14 @@
 
 require 'socket'
 
-# Array-bodied responses (the common case, written by H1P with the Connection field the request
-# and the app call for): the connection goes on, or ends, as the response says.
+# Array-bodied responses (the common case, served in H1P's loop with the Connection field the
+# request and the app call for): the connection goes on, or ends, as the response says; what
+# the loop cannot serve goes to Tipi's Ruby path and back.
 RSpec.describe 'tipi keep-alive' do
+  PLAIN_APP = File.join(ROOT, 'spec', 'fixtures', 'tipi', 'plain.ru')
+
   before(:all) do
-    @tipi = TipiProcess.new('-q', '-l', '127.0.0.1:0', File.join(ROOT, 'spec', 'fixtures', 'tipi', 'plain.ru'))
+    @tipi = TipiProcess.new('-q', '--timeout', '1', '-l', '127.0.0.1:0', PLAIN_APP)
   end
 
   after(:all) do
@@ -15,8 +18,8 @@ RSpec.describe 'tipi keep-alive' do
 
   # Sends `requests` on a new connection, its sending side left open; returns what came back
   # and whether the server closed the connection (within `wait` seconds of the last byte).
-  def exchange(requests, wait: 0.3)
-    socket = TCPSocket.new('127.0.0.1', @tipi.port)
+  def exchange(requests, wait: 0.3, port: @tipi.port)
+    socket = TCPSocket.new('127.0.0.1', port)
     socket.write(requests)
     received = +''
     while IO.select([socket], nil, nil, wait)
@@ -58,5 +61,37 @@ RSpec.describe 'tipi keep-alive' do
   it "answers HEAD with the length a GET would get, and no body" do
     response, = exchange("HEAD /abc HTTP/1.1\r\nHost: x\r\n\r\n")
     expect(response).to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\n")
+  end
+
+  it 'hands a request with a body, or a streamed response, to the Ruby path and goes on' do
+    response, closed = exchange("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbodyGET /a HTTP/1.1\r\n\r\n" \
+                                "GET /stream HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+    expect(response).to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nbody" \
+                           "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nGET /a" \
+                           "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n" \
+                           "1\r\na\r\n1\r\nb\r\n0\r\n\r\n" \
+                           "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nGET /b")
+    expect(closed).to be(false)
+  end
+
+  it 'cuts a head that does not arrive within the timeout, first or between requests' do
+    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    response, closed = exchange("GET /a HTTP/1.1\r\nHo", wait: 5)
+    expect([response, closed]).to eq(['', true])
+    expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be_between(0.9, 3)
+    response, closed = exchange("GET /a HTTP/1.1\r\n\r\n", wait: 5)
+    expect(response).to end_with('GET /a')
+    expect(closed).to be(true) # idle after its request
+  end
+
+  it 'closes an idle connection at a graceful stop, and the server exits' do
+    tipi = TipiProcess.new('-q', '-l', '127.0.0.1:0', PLAIN_APP)
+    socket = TCPSocket.new('127.0.0.1', tipi.port)
+    socket.write("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    expect(socket.readpartial(1000)).to end_with('GET /a')
+    expect(tipi.stop.success?).to be(true)
+    expect(IO.select([socket], nil, nil, 5) && socket.read).to eq('')
+  ensure
+    socket&.close
   end
 end

@@ -12,8 +12,8 @@ use magnus::rb_sys::AsRawValue;
 use magnus::typed_data::{DataTypeFunctions, Obj};
 use magnus::value::{LazyId, ReprValue};
 use magnus::{
-    function, gc, method, prelude::*, Error, RHash, RModule, RString, Ruby, Symbol, TryConvert,
-    Value,
+    function, gc, method, prelude::*, Error, RArray, RHash, RModule, RObject, RString, Ruby,
+    Symbol, TryConvert, Value,
 };
 use rb_sys::VALUE;
 
@@ -157,6 +157,8 @@ pub(crate) struct H1PParser {
     source: VALUE,
     /// The last request head's method and version, as its response needs them.
     request: Cell<RequestFacts>,
+    /// Heads read by `serve_rack`, to number its reads for the sweeper.
+    reads: Cell<i64>,
 }
 
 impl DataTypeFunctions for H1PParser {
@@ -229,6 +231,7 @@ fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
         inner: RefCell::new(parser),
         source: held,
         request: Cell::new(RequestFacts::default()),
+        reads: Cell::new(0),
     }))
 }
 
@@ -314,6 +317,8 @@ pub(crate) struct RequestFacts {
     pub(crate) head: bool,
     /// HTTP/1.0 (or `HTTP/1`): a kept-alive connection says so in a Connection field.
     pub(crate) http10: bool,
+    /// An Upgrade field (h2c, WebSocket): the server decides what to do with it.
+    pub(crate) upgrade: bool,
 }
 
 impl RequestFacts {
@@ -321,6 +326,9 @@ impl RequestFacts {
         Self {
             head: message.get(message.head.method) == b"HEAD",
             http10: message.head.version != Version::Http11,
+            upgrade: message
+                .fields()
+                .any(|(name, _)| name.eq_ignore_ascii_case(b"upgrade")),
         }
     }
 }
@@ -825,7 +833,101 @@ pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     class.define_method("complete?", method!(is_complete, 0))?;
     class.define_method("keep_alive?", method!(is_keep_alive, 0))?;
     class.define_method("send_rack_response", method!(send_rack_response, -1))?;
+    class.define_method("serve_rack", method!(serve_rack, -1))?;
     class.define_method("buffered", method!(buffered, 0))?;
     class.define_method("trailers", method!(trailers, 0))?;
     Ok(())
+}
+
+static READING: LazyId = LazyId::new("@reading");
+static IDLE: LazyId = LazyId::new("@idle");
+static SERVED: LazyId = LazyId::new("@served");
+static PENDING: LazyId = LazyId::new("@pending");
+static ENV: LazyId = LazyId::new("@env");
+static HIJACKED: LazyId = LazyId::new("@hijacked");
+static CALL_APP: LazyId = LazyId::new("call_app");
+static STOPPING: LazyId = LazyId::new("stopping?");
+static CLOSE: LazyId = LazyId::new("close");
+
+/// `parser.serve_rack(connection, io, base, hijack, owner)`: Tipi's keep-alive loop for the
+/// common request, with no Ruby between requests: each request without a body or an Upgrade
+/// field is parsed into a copy of `base`, given to `connection.call_app(env)`, and answered as
+/// `send_rack_response` does when the app returns an Array of Strings with no hijack, until
+/// the connection ends (false), the client closes it between requests (nil), or a request
+/// needs the connection's Ruby path: that request's env is returned, with the app's response
+/// in the connection's `@pending` if the app was called. The connection's `@reading` numbers
+/// each read of a head (negative numbers: its Ruby path counts upward from 1) for the
+/// server's sweeper, `@idle` and `@served` say what they say on the Ruby path; `hijack` gets
+/// each env (`@env`) and says when the app took the socket (`@hijacked`); `owner` (a
+/// Tipi::Server, or nil) is asked `stopping?` before each response.
+fn serve_rack(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value, Error> {
+    let [connection, io, base, hijack, owner] = args else {
+        return Err(Error::new(
+            ruby.exception_arg_error(),
+            "wrong number of arguments (expected 5)",
+        ));
+    };
+    let connection = RObject::try_convert(*connection)?;
+    let hijack = RObject::try_convert(*hijack)?;
+    let base = RHash::try_convert(*base)?;
+    loop {
+        let read = rb_self.reads.get() + 1;
+        rb_self.reads.set(read);
+        connection.ivar_set(*READING, -read)?;
+        let parsed = parse_rack_env(ruby, rb_self, base);
+        connection.ivar_set(*READING, ruby.qnil())?;
+        let Some(env) = parsed? else {
+            return Ok(ruby.qnil().as_value());
+        };
+        connection.ivar_set(*IDLE, false)?;
+        connection.ivar_set(*SERVED, true)?;
+        let facts = rb_self.request.get();
+        if facts.upgrade || !rb_self.with(|parser| Ok(parser.is_complete()))? {
+            return Ok(env.as_value());
+        }
+        hijack.ivar_set(*ENV, env)?;
+        let response: Value = connection.funcall(*CALL_APP, (env,))?;
+        if response.is_nil() {
+            return Ok(ruby.qfalse().as_value()); // answered already, or cut (call_app says)
+        }
+        let triple = RArray::from_value(response).filter(|r| r.len() == 3);
+        let hijacked = hijack.ivar_get::<_, Value>(*HIJACKED)?.to_bool();
+        let Some(triple) = triple.filter(|_| !hijacked) else {
+            connection.ivar_set(*PENDING, response)?;
+            return Ok(env.as_value());
+        };
+        let (status, headers, body): (Value, Value, Value) =
+            (triple.entry(0)?, triple.entry(1)?, triple.entry(2)?);
+        if !status.to_bool() {
+            return Ok(ruby.qfalse().as_value());
+        }
+        let stopping = !owner.is_nil() && owner.funcall::<_, _, Value>(*STOPPING, ())?.to_bool();
+        let reusable = !stopping && rb_self.with(|parser| Ok(parser.keep_alive()))?;
+        let framing = super::response::Framing::Decide {
+            reusable,
+            http10: facts.http10,
+        };
+        let keep_alive = match super::response::write_rack(
+            ruby, *io, status, headers, body, facts.head, framing,
+        ) {
+            Ok(None) => {
+                connection.ivar_set(*PENDING, response)?;
+                return Ok(env.as_value());
+            }
+            Ok(Some((_, keep_alive))) => Ok(keep_alive),
+            Err(e) => Err(e),
+        };
+        // Rack's contract: a body that answers close is closed, even when the write failed (a
+        // plain Array does not: no call for it).
+        // SAFETY: the class of a live object is a live class.
+        let plain_array =
+            unsafe { rb_sys::rb_obj_class(body.as_raw()) } == unsafe { rb_sys::rb_cArray };
+        if !plain_array && body.respond_to(*CLOSE, false)? {
+            body.funcall::<_, _, Value>(*CLOSE, ())?;
+        }
+        if !keep_alive? {
+            return Ok(ruby.qfalse().as_value());
+        }
+        connection.ivar_set(*IDLE, true)?;
+    }
 }

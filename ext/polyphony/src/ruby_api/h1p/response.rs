@@ -263,7 +263,7 @@ fn build_head(headers: RHash, body_len: Option<usize>, chunked: bool) -> Result<
 /// (none for HEAD, 1xx, 204, 304), "\n"-joined header values as repeated fields, a
 /// Content-Length unless the app gave one, and `connection` ("close", "keep-alive") as the
 /// Connection field unless the app gave one. Returns the bytes written, or nil (nothing
-/// written) when the body is not an Array of Strings.
+/// written) when the body is not an Array of Strings or the fields hold `rack.hijack`.
 fn send_rack_response(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     let [io, status, headers, body, head_request, connection] = args else {
         return Err(Error::new(
@@ -297,7 +297,8 @@ pub(crate) enum Framing {
 
 /// Writes a Rack response whose body is an Array of Strings (see `H1P.send_rack_response`).
 /// Returns the bytes written (an Integer) and whether the connection goes on (always true
-/// with `Framing::Given`), or None (nothing written) for any other body.
+/// with `Framing::Given`), or None (nothing written) for any other body, or a partial hijack
+/// (a `rack.hijack` field).
 pub(crate) fn write_rack(
     ruby: &Ruby,
     io: Value,
@@ -317,10 +318,21 @@ pub(crate) fn write_rack(
         return Ok(None);
     };
     let mut head = Head::new(status_code(status)?);
+    let mut hijack = false;
     RHash::try_convert(headers)?.foreach(|key: Value, value: Value| {
+        // A partial hijack (the app writes the body to the socket) is the caller's to do.
+        // SAFETY: compared at once, with no Ruby call in between.
+        hijack =
+            RString::from_value(key).is_some_and(|k| unsafe { k.as_slice() } == b"rack.hijack");
+        if hijack {
+            return Ok(magnus::r_hash::ForEach::Stop);
+        }
         head.field(key, value, true)?;
         Ok(magnus::r_hash::ForEach::Continue)
     })?;
+    if hijack {
+        return Ok(None);
+    }
     let keep_alive = match framing {
         Framing::Given(connection) => {
             if let Some(connection) = connection.filter(|_| !head.has_connection) {
