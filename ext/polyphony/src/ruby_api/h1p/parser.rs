@@ -799,11 +799,11 @@ fn is_keep_alive(rb_self: &H1PParser) -> Result<bool, Error> {
 /// `H1P.send_rack_response`), with the Connection field the request and the response call
 /// for: "close" when the connection ends after it (the request or the app's Connection field
 /// asks for it, or `closing`: the server stops), "keep-alive" for an HTTP/1.0 client that
-/// keeps it. Returns whether the connection goes on,
-/// or nil (nothing written) when the body is no Array of Strings.
+/// keeps it. Returns whether the connection goes on, or nil (nothing written) when the body is
+/// no Array of Strings or the fields hold `rack.hijack`.
 fn send_rack_response(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value, Error> {
     let [io, status, headers, body, closing] = args else {
-        return Err(magnus::Error::new(
+        return Err(Error::new(
             ruby.exception_arg_error(),
             "wrong number of arguments (expected 5)",
         ));
@@ -919,7 +919,7 @@ fn serve_rack(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value,
         };
         // Rack's contract: a body that answers close is closed, even when the write failed (a
         // plain Array does not: no call for it).
-        // SAFETY: the class of a live object is a live class.
+        // SAFETY: the GVL is held; `body` is a live object and rb_cArray is set once Ruby runs.
         let plain_array =
             unsafe { rb_sys::rb_obj_class(body.as_raw()) } == unsafe { rb_sys::rb_cArray };
         if !plain_array && body.respond_to(*CLOSE, false)? {
