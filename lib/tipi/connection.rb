@@ -64,10 +64,9 @@ module Tipi
       return serve_http2 if @server[:tls] && @socket.alpn_protocol == 'h2'
 
       @parser = @max_body ? H1P::Parser.new(@socket, max_body: @max_body) : H1P::Parser.new(@socket)
-      # Without an access log, a Rack app's common requests are served by H1P in Rust (see
-      # #serve_in_rust); the others come here.
-      in_rust = !@native && !@logger
-      while (request = in_rust ? serve_in_rust : read_request)
+      # A Rack app's common requests are served by H1P in Rust (see #serve_in_rust); the
+      # others come here.
+      while (request = @native ? read_request : serve_in_rust)
         @idle = false
         @served = true
         return upgrade_to_http2(request) if h2c_upgrade?(request)
@@ -198,7 +197,7 @@ module Tipi
     # #read_request (the loop numbers its reads in @reading).
     def serve_in_rust
       base = (@base_env ||= base_env)
-      @parser.serve_rack(self, @socket, base, @hijack, @owner)
+      @parser.serve_rack(self, @socket, base, @hijack, @owner, @logger)
     rescue Expired
       nil
     end

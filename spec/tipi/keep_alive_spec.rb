@@ -84,6 +84,16 @@ RSpec.describe 'tipi keep-alive' do
     expect(closed).to be(true) # idle after its request
   end
 
+  it 'writes the access log line of each request it serves' do
+    tipi = TipiProcess.new('-l', '127.0.0.1:0', PLAIN_APP)
+    response, = exchange("GET /logged?x=1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\n\r\n", port: tipi.port)
+    expect(response).to include('GET /logged')
+    expect(tipi.read_until(/logged/)).to match(%r{\A127\.0\.0\.1 "GET /logged\?x=1 HTTP/1\.1" 200 \d+\.\d{4}s\n\z})
+    expect(tipi.read_until(/HEAD/)).to start_with('127.0.0.1 "HEAD /b HTTP/1.1" 200 ')
+  ensure
+    tipi&.stop
+  end
+
   it 'closes an idle connection at a graceful stop, and the server exits' do
     tipi = TipiProcess.new('-q', '-l', '127.0.0.1:0', PLAIN_APP)
     socket = TCPSocket.new('127.0.0.1', tipi.port)

@@ -849,7 +849,7 @@ static CALL_APP: LazyId = LazyId::new("call_app");
 static STOPPING: LazyId = LazyId::new("stopping?");
 static CLOSE: LazyId = LazyId::new("close");
 
-/// `parser.serve_rack(connection, io, base, hijack, owner)`: Tipi's keep-alive loop for the
+/// `parser.serve_rack(connection, io, base, hijack, owner, logger)`: Tipi's keep-alive loop for the
 /// common request, with no Ruby between requests: each request without a body or an Upgrade
 /// field is parsed into a copy of `base`, given to `connection.call_app(env)`, and answered as
 /// `send_rack_response` does when the app returns an Array of Strings with no hijack, until
@@ -859,12 +859,13 @@ static CLOSE: LazyId = LazyId::new("close");
 /// each read of a head (negative numbers: its Ruby path counts upward from 1) for the
 /// server's sweeper, `@idle` and `@served` say what they say on the Ruby path; `hijack` gets
 /// each env (`@env`) and says when the app took the socket (`@hijacked`); `owner` (a
-/// Tipi::Server, or nil) is asked `stopping?` before each response.
+/// Tipi::Server, or nil) is asked `stopping?` before each response; `logger` (or nil) is called
+/// with (env, status, seconds) after each response, as on the Ruby path.
 fn serve_rack(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value, Error> {
-    let [connection, io, base, hijack, owner] = args else {
+    let [connection, io, base, hijack, owner, logger] = args else {
         return Err(Error::new(
             ruby.exception_arg_error(),
-            "wrong number of arguments (expected 5)",
+            "wrong number of arguments (expected 6)",
         ));
     };
     let connection = RObject::try_convert(*connection)?;
@@ -886,6 +887,7 @@ fn serve_rack(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value,
             return Ok(env.as_value());
         }
         hijack.ivar_set(*ENV, env)?;
+        let started = (!logger.is_nil()).then(std::time::Instant::now);
         let response: Value = connection.funcall(*CALL_APP, (env,))?;
         if response.is_nil() {
             return Ok(ruby.qfalse().as_value()); // answered already, or cut (call_app says)
@@ -925,7 +927,12 @@ fn serve_rack(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value,
         if !plain_array && body.respond_to(*CLOSE, false)? {
             body.funcall::<_, _, Value>(*CLOSE, ())?;
         }
-        if !keep_alive? {
+        let keep_alive = keep_alive?;
+        if let Some(started) = started {
+            let seconds = started.elapsed().as_secs_f64();
+            logger.funcall::<_, _, Value>(*CALL, (env, status, seconds))?;
+        }
+        if !keep_alive {
             return Ok(ruby.qfalse().as_value());
         }
         connection.ivar_set(*IDLE, true)?;
