@@ -38,8 +38,8 @@ RSpec.describe Polyphony::ACME do
     expect(log).to include('ordering a certificate for acme.test (http-01)', 'serving the http-01 challenge for acme.test')
     # Other fibers ran all along while the order was in progress (an order takes from tens of
     # milliseconds to seconds, depending on when Pebble has validated; a 1 ms ticker that is never
-    # starved ticks nearly once per millisecond, a quarter of that is asked).
-    expect(others).to be >= [(elapsed * 1000 / 4).floor, 1].max
+    # starved ticks nearly once per millisecond; a tenth of that is asked, for a busy machine).
+    expect(others).to be >= [(elapsed * 1000 / 10).floor, 1].max
     expect(Dir.children(dir)).to be_empty # the challenge response was withdrawn
   ensure
     ticker&.stop
