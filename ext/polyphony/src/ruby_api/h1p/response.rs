@@ -71,6 +71,13 @@ fn text(value: Value) -> Result<Vec<u8>, Error> {
     Ok(unsafe { string.as_slice() }.to_vec())
 }
 
+/// Whether a Connection field's value has the `close` token (any case, among others).
+fn says_close(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
 /// Appends `n` in decimal.
 fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
     let mut digits = [0u8; 20];
@@ -134,21 +141,19 @@ impl Head {
         head.push(b' ');
         head.extend_from_slice(reason(status).as_bytes());
         head.extend_from_slice(b"\r\n");
-        Self {
-            head,
-            status,
-            has_length: false,
-            has_encoding: false,
-            has_connection: false,
-            asks_close: false,
-        }
+        Self::starting_with(head, status)
     }
 
     /// A chunked body's end: the last chunk, then trailer fields (added as a head's are).
     fn last_chunk() -> Self {
+        // (The status is not sent; 200 has a body, so nothing is left out.)
+        Self::starting_with(b"0\r\n".to_vec(), 200)
+    }
+
+    fn starting_with(head: Vec<u8>, status: u16) -> Self {
         Self {
-            head: b"0\r\n".to_vec(),
-            status: 200, // (not sent; 200 has a body, so nothing is left out)
+            head,
+            status,
             has_length: false,
             has_encoding: false,
             has_connection: false,
@@ -209,9 +214,7 @@ impl Head {
             )));
         }
         if name.eq_ignore_ascii_case(b"connection") {
-            self.asks_close |= value
-                .split(|&b| b == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+            self.asks_close |= says_close(value);
         }
         self.head.extend_from_slice(name);
         self.head.extend_from_slice(b": ");
@@ -390,9 +393,7 @@ fn connection_close(headers: RHash) -> Result<bool, Error> {
         if let Some(value) = RString::from_value(value) {
             // SAFETY: read at once, with no Ruby call in between.
             let value = unsafe { value.as_slice() };
-            close = value
-                .split(|&b| b == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+            close = says_close(value);
         }
         Ok(magnus::r_hash::ForEach::Stop)
     })?;
