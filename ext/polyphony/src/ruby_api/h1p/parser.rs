@@ -808,16 +808,40 @@ fn send_rack_response(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Resul
             "wrong number of arguments (expected 5)",
         ));
     };
+    match answer(
+        ruby,
+        rb_self,
+        *io,
+        *status,
+        *headers,
+        *body,
+        closing.to_bool(),
+    )? {
+        Some(keep_alive) => Ok(ruby.into_value(keep_alive)),
+        None => Ok(ruby.qnil().as_value()),
+    }
+}
+
+/// Writes the last request's answer as `send_rack_response` does: whether the connection goes
+/// on, or None (nothing written).
+fn answer(
+    ruby: &Ruby,
+    rb_self: &H1PParser,
+    io: Value,
+    status: Value,
+    headers: Value,
+    body: Value,
+    closing: bool,
+) -> Result<Option<bool>, Error> {
     let facts = rb_self.request.get();
-    let reusable = !closing.to_bool() && rb_self.with(|parser| Ok(parser.keep_alive()))?;
+    let reusable = !closing && rb_self.with(|parser| Ok(parser.keep_alive()))?;
     let framing = super::response::Framing::Decide {
         reusable,
         http10: facts.http10,
     };
-    match super::response::write_rack(ruby, *io, *status, *headers, *body, facts.head, framing)? {
-        Some((_, keep_alive)) => Ok(ruby.into_value(keep_alive)),
-        None => Ok(ruby.qnil().as_value()),
-    }
+    let written =
+        super::response::write_rack(ruby, io, status, headers, body, facts.head, framing)?;
+    Ok(written.map(|(_, keep_alive)| keep_alive))
 }
 
 pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
@@ -871,6 +895,7 @@ fn serve_rack(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value,
     let connection = RObject::try_convert(*connection)?;
     let hijack = RObject::try_convert(*hijack)?;
     let base = RHash::try_convert(*base)?;
+    let mut served = false;
     loop {
         let read = rb_self.reads.get() + 1;
         rb_self.reads.set(read);
@@ -881,7 +906,10 @@ fn serve_rack(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value,
             return Ok(ruby.qnil().as_value());
         };
         connection.ivar_set(*IDLE, false)?;
-        connection.ivar_set(*SERVED, true)?;
+        if !served {
+            connection.ivar_set(*SERVED, true)?;
+            served = true;
+        }
         let facts = rb_self.request.get();
         if facts.upgrade || !rb_self.with(|parser| Ok(parser.is_complete()))? {
             return Ok(env.as_value());
@@ -904,19 +932,12 @@ fn serve_rack(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value,
             return Ok(ruby.qfalse().as_value());
         }
         let stopping = !owner.is_nil() && owner.funcall::<_, _, Value>(*STOPPING, ())?.to_bool();
-        let reusable = !stopping && rb_self.with(|parser| Ok(parser.keep_alive()))?;
-        let framing = super::response::Framing::Decide {
-            reusable,
-            http10: facts.http10,
-        };
-        let keep_alive = match super::response::write_rack(
-            ruby, *io, status, headers, body, facts.head, framing,
-        ) {
+        let keep_alive = match answer(ruby, rb_self, *io, status, headers, body, stopping) {
             Ok(None) => {
                 connection.ivar_set(*PENDING, response)?;
                 return Ok(env.as_value());
             }
-            Ok(Some((_, keep_alive))) => Ok(keep_alive),
+            Ok(Some(keep_alive)) => Ok(keep_alive),
             Err(e) => Err(e),
         };
         // Rack's contract: a body that answers close is closed, even when the write failed (a
