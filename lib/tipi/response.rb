@@ -1,8 +1,10 @@
 # frozen_string_literal: true
 
 module Tipi
-  # Writes a Rack response through H1P: a body of known size (an Array, or a Content-Length
-  # from the app) in one write with its head; anything else chunked, as it is iterated.
+  # Writes the Rack responses H1P's parser does not write on its own (an Array of Strings is
+  # written by H1P::Parser#send_rack_response before it comes to this): an Array of other
+  # objects joined, a file by splice, a body the app framed as it comes, anything else chunked
+  # as it is iterated (to HTTP/1.0, as it comes until the connection closes).
   module Response
     TOKEN = /\A[!#$%&'*+\-.^_`|~0-9A-Za-z]+\z/.freeze
 
@@ -15,9 +17,6 @@ module Tipi
     #   of unknown length is sent as it comes and ended by closing the connection
     # @return [Boolean] whether the body ends with the connection (the caller closes it)
     def write(conn, status, headers, body, head_request: false, connection: nil, http10: false)
-      # An Array body (the common case) is written by H1P in one go.
-      return false if H1P.send_rack_response(conn, status, headers, body, head_request, connection)
-
       fields = { ':status' => status }
       headers.each do |name, value|
         # Rack's "\n"-joined values are repeated fields.
