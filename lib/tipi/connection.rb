@@ -177,13 +177,13 @@ module Tipi
       false
     end
 
-    # The next request (a Rack env, or for a native handler H1P's headers), or nil when the
-    # client closes, or sends nothing (or not all of a head) within the timeout: a slow or
-    # idle client is cut (by the server's sweeper, see #reading: a timer, or even a look at
-    # the clock, per request would cost more than much of the rest of the request's handling).
+    # A native handler's next request (H1P's headers), or nil when the client closes, or sends
+    # nothing (or not all of a head) within the timeout: a slow or idle client is cut (by the
+    # server's sweeper, see #reading: a timer, or even a look at the clock, per request would
+    # cost more than much of the rest of the request's handling).
     def read_request
       @reading = (@reads += 1)
-      next_request
+      @parser.parse_headers
     rescue Expired
       nil
     ensure
@@ -196,16 +196,9 @@ module Tipi
     # app's response in @pending if the app was called). A late head is cut as in
     # #read_request (the loop numbers its reads in @reading).
     def serve_in_rust
-      base = (@base_env ||= base_env)
-      @parser.serve_rack(self, @socket, base, @hijack, @owner, @logger)
+      @parser.serve_rack(self, @socket, @base_env ||= base_env, @hijack, @owner, @logger)
     rescue Expired
       nil
-    end
-
-    def next_request
-      return @parser.parse_headers if @native
-
-      @parser.parse_rack_env(@base_env ||= base_env)
     end
 
     # The connection's constant part of each request's env, rack.hijack included.
