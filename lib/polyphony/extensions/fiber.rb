@@ -246,7 +246,9 @@ module Polyphony
 
     # @api private
     def __prepare__(tag, block, parent, thread)
-      @tag = tag
+      # (A Fiber's instance variables live outside the object, in a table where each one
+      # written costs a lookup and a resize: those a fiber does not need are left unset.)
+      @tag = tag if tag
       @block = block
       @parent = parent
       @thread = thread
@@ -256,34 +258,40 @@ module Polyphony
     # next (its launcher, or the root fiber), which then carries on switching.
     # @api private
     def __run__(first_value)
-      uncaught = __execute__(first_value)
-      __finalize__(@result, uncaught)
+      result = __execute__(first_value)
+      if UNCAUGHT.equal?(result)
+        __finalize__(@uncaught, true)
+      else
+        __finalize__(result, false)
+      end
       Polyphony::FIBER_DONE
     end
 
-    # Runs the block (again after a restart); leaves its result in @result and returns
-    # whether it ended with an uncaught exception.
+    # Runs the block (again after a restart); returns its result, or UNCAUGHT when it ended
+    # with an uncaught exception (then in @uncaught).
     # @api private
     def __execute__(value)
-      loop do
+      while true # (not Kernel#loop: one block call less per fiber)
         begin
           Kernel.raise value if value.is_a?(::Exception)
 
-          @result = @block.call(value)
-          return false
+          return @block.call(value)
         rescue Polyphony::Restart => e
           value = e.value
           __shutdown_children__
           @mailbox = nil
         rescue Polyphony::Interrupt, Polyphony::Terminate => e
-          @result = e.value
-          return false
+          return e.value
         rescue ::Exception => e
-          @result = e
-          return true
+          @uncaught = e
+          return UNCAUGHT
         end
       end
     end
+
+    # What __execute__ returns for a block that raised.
+    UNCAUGHT = Object.new.freeze
+    private_constant :UNCAUGHT
 
     # @api private
     def __finalize__(result, uncaught)
@@ -318,9 +326,9 @@ module Polyphony
 
     # @api private
     def __inform__(result, uncaught)
+      # (The groups stay set: a dead fiber gets no more, and each group is told only once.)
       group = @await_group
       groups = @waiters
-      @await_group = @waiters = nil
       group&.__done__(result)
       groups&.each_key { |g| g.__done__(result) }
       @monitors&.each_key { |monitor| monitor.monitor_mailbox << [self, result] }
