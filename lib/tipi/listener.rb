@@ -107,6 +107,16 @@ module Tipi
       @url = url
       @socket = socket
       @tls = tls
+      # Responses written in pieces (streamed bodies) go out at once, not after the client's
+      # delayed ACK (40 ms). Linux gives accepted sockets the listener's TCP_NODELAY, which
+      # spares a system call per connection (see #nodelay_inherited?).
+      socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) unless unix?
+    end
+
+    # Whether `socket`, accepted here, has TCP_NODELAY from the listener (asked of a first
+    # connection; where it does not, each connection sets it).
+    def nodelay_inherited?(socket)
+      unix? || socket.getsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY).int != 0
     end
 
     def unix?

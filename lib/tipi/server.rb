@@ -139,13 +139,13 @@ module Tipi
       info = { host: listener.host, port: listener.port, scheme: listener.tls ? 'https' : 'http', tls: listener.tls,
                acme: listener.acme&.on_demand? ? listener.acme : nil }
       info[:base_env] = RackEnv.listener_base(info)
+      set_nodelay = nil # known from the first connection: see Listener#nodelay_inherited?
       loop do
         @slot_freed.await while @max_connections && @connections >= @max_connections
         defer_to_other_workers if @balance
         socket = listener.socket.poly_accept(polled: true)
-        # Responses written in pieces (streamed bodies) go out at once, not after the
-        # client's delayed ACK (40 ms).
-        socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) unless listener.unix?
+        set_nodelay = !listener.nodelay_inherited?(socket) if set_nodelay.nil?
+        socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) if set_nodelay
         @connections += 1
         publish_load
         connection = Connection.new(socket, listener.app || @app, info, @logger, options)

@@ -75,6 +75,14 @@ RSpec.describe 'tipi keep-alive' do
     expect(closed).to be(false)
   end
 
+  it 'sends what it writes at once: connections have TCP_NODELAY (no wait for a delayed ACK)' do
+    # (Tipi sets it on the listener and checks on a first connection that it carries over.)
+    2.times do
+      response, closed = exchange("GET /nodelay HTTP/1.1\r\nHost: x\r\n\r\n")
+      expect([response.split("\r\n\r\n", 2).last, closed]).to eq(['1', true])
+    end
+  end
+
   it 'cuts a head that does not arrive within the timeout, first or between requests' do
     started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
     response, closed = exchange("GET /a HTTP/1.1\r\nHo", wait: 5)
