@@ -202,9 +202,10 @@ fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
                 ))
             }
         };
-        let kind = if io.respond_to("readpartial", false)? {
+        // (The IDs are interned once: interning a name costs more than the rest of `new`.)
+        let kind = if io.respond_to(*READPARTIAL, false)? {
             Kind::ReadPartial(io.as_raw())
-        } else if io.respond_to("call", false)? {
+        } else if io.respond_to(*CALL, false)? {
             Kind::Call(io.as_raw())
         } else {
             return Err(Error::new(
