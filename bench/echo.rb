@@ -6,6 +6,9 @@
 # (cheap enough not to set the pace itself). Prints messages/s and the server's peak RSS for
 # each, then the RSS of a Polyphony server holding 10,000 idle connections.
 # Goal: at least 3x the threaded server's throughput at no more than 1/3 of its memory.
+# A third server sets the ceiling of this machine: examples/c/echo_server.c, callbacks in C on
+# the same event loop, no Ruby at all, against the same clients. (On a 2-core machine the
+# clients and the kernel's loopback TCP take most of the CPU, whoever serves.)
 #
 # Usage: ruby bench/echo.rb [seconds] [clients]   (default 5, 1000)
 require 'rbconfig'
@@ -40,13 +43,16 @@ SERVERS = {
   RUBY
 }.freeze
 
-# Builds the C client against the release library.
-def client_binary
+C_SERVER = 'C on the same loop (ceiling)'
+
+# Builds a C program (the client, or the C server) against the release library.
+def c_binary(source, name)
   root = File.expand_path('..', __dir__)
   system('cargo', 'build', '--release', '--locked', '-q', '-p', 'polyphony-capi', chdir: root, exception: true)
-  binary = File.join(Dir.tmpdir, "polyphony_echo_client_#{Process.pid}")
-  system('cc', '-O2', '-std=c11', '-D_DEFAULT_SOURCE', "-I#{root}/include", "#{root}/bench/echo_client.c",
+  binary = File.join(Dir.tmpdir, "polyphony_#{name}_#{Process.pid}")
+  system('cc', '-O2', '-std=c11', '-D_DEFAULT_SOURCE', "-I#{root}/include", File.join(root, source),
          "#{root}/target/release/libpolyphony_capi.a", '-lpthread', '-ldl', '-lm', '-o', binary, exception: true)
+  at_exit { File.delete(binary) if File.exist?(binary) }
   binary
 end
 
@@ -54,8 +60,10 @@ def limit_files
   Process.setrlimit(:NOFILE, Process.getrlimit(:NOFILE)[1])
 end
 
+# Starts a server (a Ruby script, or a command), which prints its port first.
 def start_server(script)
-  io = IO.popen([RbConfig.ruby, '-I', LIB, '-e', "Process.setrlimit(:NOFILE, Process.getrlimit(:NOFILE)[1]); #{script}"])
+  command = script.is_a?(Array) ? script : [RbConfig.ruby, '-I', LIB, '-e', script]
+  io = IO.popen(command)
   [io, io.gets.to_i]
 end
 
@@ -68,9 +76,9 @@ def rss_mb(pid)
 end
 
 limit_files
-client = client_binary
-at_exit { File.delete(client) if File.exist?(client) }
-results = SERVERS.to_h do |name, script|
+client = c_binary('bench/echo_client.c', 'echo_client')
+servers = SERVERS.merge(C_SERVER => [c_binary('examples/c/echo_server.c', 'echo_server')])
+results = servers.to_h do |name, script|
   server, port = start_server(script)
   count = IO.popen([client, port.to_s, CLIENTS.to_s, SECONDS.to_s], &:read).to_i
   rss = peak_rss_mb(server.pid)
@@ -80,9 +88,31 @@ results = SERVERS.to_h do |name, script|
 end
 
 puts "echo, #{CLIENTS} concurrent clients, 64-byte messages, #{SECONDS} s (#{RUBY_DESCRIPTION})"
-results.each { |name, (rate, rss)| puts format('  %-22s %10.0f messages/s   peak RSS %7.1f MB', name, rate, rss) }
-(ours_rate, ours_rss), (theirs_rate, theirs_rss) = results.values
+results.each { |name, (rate, rss)| puts format('  %-28s %10.0f messages/s   peak RSS %7.1f MB', name, rate, rss) }
+(ours_rate, ours_rss), (theirs_rate, theirs_rss), (ceiling_rate, _) = results.values
 puts format('  Polyphony: %.2fx the throughput at %.2fx the memory', ours_rate / theirs_rate, ours_rss / theirs_rss)
+puts format('  ceiling (C, same loop): %.2fx the threaded server\'s throughput', ceiling_rate / theirs_rate)
+
+# The memory floor: what 1,000 parked plain Ruby fibers and 1,000 plain Ruby threads blocked in
+# a read cost, each in a fresh process (no Polyphony): the least a fiber per connection can take.
+FLOOR = <<~RUBY
+  def rss = File.read('/proc/self/status')[/VmRSS:\\s+(\\d+)/, 1].to_i
+  GC.start
+  before = rss
+  keep = Array.new(1000) do
+    reader, _writer = IO.pipe
+    if ARGV[0] == 'fibers' then Fiber.new { Fiber.yield; reader.read(1) }.tap(&:resume)
+    else Thread.new { reader.read(1) }.tap { Thread.pass }
+    end
+  end
+  sleep 0.5
+  GC.start
+  puts format('%.1f', (rss - before) / 1000.0)
+  keep.size
+RUBY
+floor = %w[fibers threads].to_h { |kind| [kind, IO.popen([RbConfig.ruby, '-e', FLOOR, kind], &:read).to_f] }
+puts format('memory floor, plain Ruby: a parked fiber %.1f KB, a thread blocked in a read %.1f KB',
+            floor['fibers'], floor['threads'])
 
 # 10,000 idle connections held by one Polyphony server.
 server, port = start_server(SERVERS['Polyphony (fibers)'])
