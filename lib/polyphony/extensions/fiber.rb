@@ -248,7 +248,7 @@ module Polyphony
     def __prepare__(tag, block, parent, thread)
       # (A Fiber's instance variables live outside the object, in a table where each one
       # written costs a lookup and a resize: those a fiber does not need are left unset.)
-      @tag = tag if tag
+      @tag = tag unless tag.nil?
       @block = block
       @parent = parent
       @thread = thread

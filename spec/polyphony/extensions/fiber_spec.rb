@@ -47,8 +47,13 @@ RSpec.describe Fiber do
       expect(finished).to be_empty
     end
 
-    it 'passes the tag' do
+    it 'passes the tag (nil when none is given, false kept as given)' do
       expect(spin(:worker) { Fiber.current.tag }.await).to eq(:worker)
+      expect(spin { Fiber.current.tag }.await).to be_nil
+      expect(spin(false) { Fiber.current.tag }.await).to be(false)
+      fiber = spin { :done }
+      fiber.tag = :renamed
+      expect(fiber.await && fiber.tag).to eq(:renamed)
     end
 
     it 'requires a block' do
