@@ -305,7 +305,16 @@ fn validate(
         };
         hooks.install(&response).map_err(Error::fatal)?;
         installed.push(response);
-        block_on(challenge.set_ready())?;
+        if let Err(e) = block_on(challenge.set_ready()) {
+            // A CA may validate before it answers (Pebble does when the validation fails
+            // at once): the challenge then comes back with the validator's error, which is
+            // told the same way as one found by polling.
+            let e = Error::from(e);
+            if !e.retryable && block_on(order.refresh())?.status == OrderStatus::Invalid {
+                return Err(Error::fatal(validation_failure(order)));
+            }
+            return Err(e);
+        }
     }
 
     let started = Instant::now();

@@ -1,7 +1,7 @@
 //! The order flow's failure handling, over a transport that fails as networks and CAs do.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,4 +122,109 @@ fn a_bad_saved_account_is_not_retried() {
         "{error}"
     );
     assert!(hooks.sleeps.borrow().is_empty());
+}
+
+/// A CA whose validator cannot reach the name: it answers the challenge's `ready` with the
+/// validation already failed (`at_once`), or with the challenge still processing, the failure
+/// showing on the next look at the order.
+struct Unreachable {
+    at_once: bool,
+    failed: AtomicBool,
+}
+
+impl Unreachable {
+    fn challenge(&self) -> String {
+        let failed = self.failed.load(Ordering::Relaxed);
+        format!(
+            r#"{{"type":"http-01","url":"https://ca.test/chall/1","token":"tok","status":"{}"{}}}"#,
+            if failed { "invalid" } else { "pending" },
+            if failed {
+                r#","error":{"type":"urn:ietf:params:acme:error:connection","detail":"127.0.0.1: Connection refused"}"#
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn status(&self) -> &'static str {
+        if self.failed.load(Ordering::Relaxed) {
+            "invalid"
+        } else {
+            "pending"
+        }
+    }
+}
+
+impl Transport for Unreachable {
+    fn send(&self, request: HttpRequest) -> Result<HttpResponse, String> {
+        let path = request.url.trim_start_matches("https://ca.test");
+        let mut headers = vec![
+            ("replay-nonce".to_string(), "n".to_string()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        let (status, body) = match path {
+            "/dir" => (
+                200,
+                r#"{"newNonce":"https://ca.test/nonce","newAccount":"https://ca.test/account","newOrder":"https://ca.test/order"}"#.to_string(),
+            ),
+            "/nonce" => (200, String::new()),
+            "/account" => {
+                headers.push(("location".into(), "https://ca.test/acct/1".into()));
+                (201, r#"{"status":"valid"}"#.to_string())
+            }
+            "/order" | "/order/1" => {
+                headers.push(("location".into(), "https://ca.test/order/1".into()));
+                let status = if path == "/order" { 201 } else { 200 };
+                (
+                    status,
+                    format!(
+                        r#"{{"status":"{}","authorizations":["https://ca.test/authz/1"],"finalize":"https://ca.test/finalize/1"}}"#,
+                        self.status()
+                    ),
+                )
+            }
+            "/authz/1" => (
+                200,
+                format!(
+                    r#"{{"identifier":{{"type":"dns","value":"a.test"}},"status":"{}","challenges":[{}]}}"#,
+                    self.status(),
+                    self.challenge()
+                ),
+            ),
+            "/chall/1" => {
+                if self.at_once {
+                    self.failed.store(true, Ordering::Relaxed);
+                    (200, self.challenge())
+                } else {
+                    let processing = self.challenge().replace("pending", "processing");
+                    self.failed.store(true, Ordering::Relaxed);
+                    (200, processing)
+                }
+            }
+            other => return Err(format!("unexpected request for {other}")),
+        };
+        Ok(HttpResponse {
+            status,
+            headers,
+            body: body.into(),
+        })
+    }
+}
+
+#[test]
+fn a_failed_validation_says_why_whether_the_ca_answers_ready_with_it_or_later() {
+    for at_once in [true, false] {
+        let hooks = Recorder::default();
+        let transport = Arc::new(Unreachable {
+            at_once,
+            failed: AtomicBool::new(false),
+        });
+        let error = obtain(transport, &request(3), &hooks).unwrap_err();
+        assert_eq!(
+            error.message, "validation failed: a.test: 127.0.0.1: Connection refused",
+            "at once: {at_once}"
+        );
+        assert!(!error.retryable);
+        assert!(hooks.sleeps.borrow().is_empty(), "{:?}", hooks.log.borrow());
+    }
 }
