@@ -53,6 +53,11 @@ module Tipi
     # stop closes such a keep-alive connection at once (clients retry a request on a reused
     # connection closed this way). A new connection's first request and a request on its way
     # are served first.
+    # Whether the app took the socket (full or partial hijack): it is the app's now.
+    def hijacked?
+      @hijacked
+    end
+
     def idle?
       @idle && !IO.select([@socket], nil, nil, 0)
     rescue IOError

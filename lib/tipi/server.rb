@@ -23,6 +23,7 @@ module Tipi
       @connections = 0
       @slot_freed = Polyphony::Event.new
       @live = {}.compare_by_identity # (Fiber#hash is a method call; identity is not)
+      @spare = [] # connection fibers waiting for a next connection
     end
 
     # Forked workers sharing the listeners see each other's connection counts here
@@ -44,10 +45,14 @@ module Tipi
     # Serves until #shutdown (or until the fiber is stopped).
     def run
       runner = Fiber.current
+      @accepting = true
       @acceptors = @listeners.map { |listener| spin { accept_loop(listener, runner) } }
       publish_load # counted by the other workers from now on, not while this one was starting
       sweeper = spin { sweep } if @options[:timeout]
       @acceptors.each(&:await)
+      @accepting = false
+      @spare.each { |fiber| fiber.schedule(nil) } # (they end)
+      @spare.clear
       # Stopped accepting: the connections are this fiber's children; they finish first.
       Fiber.await(*@live.keys) until @live.empty?
       sweeper&.stop
@@ -80,6 +85,37 @@ module Tipi
     end
 
     private
+
+    # A connection fiber's life: it serves `connection`, then waits as a spare for the next one
+    # the accept loop hands it. (Spinning a fiber costs more than a whole keep-alive request;
+    # a server of short connections, `Connection: close`, spun one for each.)
+    def serve_connections(connection)
+      fiber = Fiber.current
+      while connection
+        begin
+          connection.serve
+          # (Fibers the app spun and left running end with its connection, as they would with
+          # a fiber of its own.)
+          fiber.shutdown_all_children
+        ensure
+          @connections -= 1
+          publish_load
+          @live.delete(fiber)
+          @slot_freed.signal
+        end
+        return if connection.hijacked? || !@accepting || @spare.size >= SPARES
+
+        # Like a thread of Puma's, the next connection's code finds what was set on the
+        # fiber by the last; its fiber-local variables, though, start empty as in a new one.
+        locals = Thread.current.keys
+        locals.each { |key| Thread.current[key] = nil } unless locals.empty?
+        @spare << fiber
+        connection = Polyphony.__switch__
+      end
+    end
+
+    SPARES = 128 # connection fibers kept waiting for the next connection, at most
+    private_constant :SPARES
 
     # Cuts connections whose request head is late, a few times per timeout (one timer for all
     # connections rather than one per request).
@@ -149,13 +185,12 @@ module Tipi
         @connections += 1
         publish_load
         connection = Connection.new(socket, listener.app || @app, info, @logger, options)
-        fiber = runner.spin do
-          connection.serve
-        ensure
-          @connections -= 1
-          publish_load
-          @live.delete(Fiber.current)
-          @slot_freed.signal
+        fiber = @spare.pop
+        fiber = @spare.pop while fiber&.dead? # (stopped while it waited)
+        if fiber
+          fiber.schedule(connection)
+        else
+          fiber = runner.spin { serve_connections(connection) }
         end
         @live[fiber] = connection
       end

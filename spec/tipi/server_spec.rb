@@ -78,6 +78,16 @@ RSpec.describe 'tipi' do
     expect(response.index('"/a"')).to be < response.index('"/c"')
   end
 
+  it 'serves a new connection on a spare fiber with nothing left of the last one but its ivars' do
+    seen = Array.new(4) { JSON.parse(curl('-H', 'Connection: close', url('/fiber'))) }
+    # Each connection's fiber is free for the next once it closes (curl starts well after that).
+    expect(seen.map { |s| s['fiber'] }.uniq.size).to be < seen.size
+    # Its fiber-local variables start empty; fibers the app spun and left running ended with
+    # their connection.
+    expect(seen.map { |s| s['local'] }).to all(be_nil)
+    expect(seen.map { |s| s['left_running'] }).to all(eq(0))
+  end
+
   it 'says Connection: close when it will close, and keep-alive to an HTTP/1.0 client that asked' do
     expect(raw("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).to include("\r\nConnection: close\r\n")
     expect(raw("GET /a HTTP/1.0\r\n\r\n")).to include("\r\nConnection: close\r\n")
