@@ -9,7 +9,7 @@
 
 use memchr::memchr;
 
-use crate::scan::{find_special, is_ows, is_tchar};
+use crate::scan::{eq_ignore_case, find_special, is_ows, is_tchar};
 use crate::{Error, Limit, Limits, Mode};
 
 /// Empty lines accepted before a start line (RFC 9112 2.2 asks for at least one).
@@ -465,25 +465,25 @@ impl HeadParser {
 impl Framing {
     fn note(&mut self, name: &[u8], value: &[u8]) -> Result<(), Error> {
         match name.len() {
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            14 if eq_ignore_case(name, b"content-length") => {
                 if self.content_length.is_some() {
                     return Err(Error::RepeatedContentLength);
                 }
                 self.content_length = Some(content_length(value)?);
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            17 if eq_ignore_case(name, b"transfer-encoding") => {
                 self.transfer_encoding = true;
                 for coding in list(value) {
-                    let chunked = coding.eq_ignore_ascii_case(b"chunked");
+                    let chunked = eq_ignore_case(coding, b"chunked");
                     self.chunked += u32::from(chunked);
                     self.other_coding |= !chunked;
                     self.last_is_chunked = chunked;
                 }
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            10 if eq_ignore_case(name, b"connection") => {
                 for option in list(value) {
-                    self.close |= option.eq_ignore_ascii_case(b"close");
-                    self.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                    self.close |= eq_ignore_case(option, b"close");
+                    self.keep_alive |= eq_ignore_case(option, b"keep-alive");
                 }
             }
             _ => {}
@@ -552,7 +552,7 @@ fn check_text(bytes: &[u8], invalid: Error) -> Result<(), Error> {
 
 /// `HTTP/1.1`, `HTTP/1.0` or `HTTP/1`, in any case.
 fn version(bytes: &[u8]) -> Result<Version, Error> {
-    if bytes.len() < 6 || !bytes[..6].eq_ignore_ascii_case(b"http/1") {
+    if bytes.len() < 6 || !eq_ignore_case(&bytes[..6], b"http/1") {
         return Err(Error::InvalidProtocol);
     }
     match &bytes[6..] {

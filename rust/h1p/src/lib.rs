@@ -22,6 +22,7 @@ mod scan;
 pub use chunked::{ChunkedDecoder, Step, MAX_CHUNK_LINE};
 pub use error::{Error, Limit};
 pub use head::{Body, Field, Head, HeadParser, Span, Version};
+pub use scan::eq_ignore_case;
 
 /// Which side of the connection is parsed: requests (a server) or responses (a client).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

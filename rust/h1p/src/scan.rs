@@ -36,6 +36,18 @@ pub(crate) fn is_tchar(b: u8) -> bool {
     TCHAR[b as usize]
 }
 
+/// Whether `bytes` is `lower` (lower-case ASCII: a field name, a token) in any case. Cheaper
+/// than `eq_ignore_ascii_case`, which lower-cases both sides: a byte of `bytes` matches when
+/// it is the byte of `lower`, or that letter's upper case.
+#[inline]
+pub fn eq_ignore_case(bytes: &[u8], lower: &[u8]) -> bool {
+    bytes.len() == lower.len()
+        && bytes
+            .iter()
+            .zip(lower)
+            .all(|(&a, &b)| a == b || (a | 0x20 == b && b.is_ascii_lowercase()))
+}
+
 #[inline(always)]
 fn special(b: u8, n: u8) -> bool {
     b < n || b == 0x7f
@@ -97,6 +109,18 @@ mod tests {
             v[pos] = b'\r';
             assert_eq!(find_special(&v, 0, 0x20), Some(pos));
         }
+    }
+
+    #[test]
+    fn eq_ignore_case_matches_either_case_and_nothing_else() {
+        assert!(eq_ignore_case(b"Content-Length", b"content-length"));
+        assert!(eq_ignore_case(b"CONNECTION", b"connection"));
+        assert!(!eq_ignore_case(b"connectioN ", b"connection"));
+        // '-' | 0x20 is '-', and CR | 0x20 is '-' too: only the byte itself matches a non-letter.
+        assert!(!eq_ignore_case(b"content\rlength", b"content-length"));
+        assert!(!eq_ignore_case(b"\x10", b"0")); // DLE | 0x20 is '0'
+        assert!(!eq_ignore_case(b"[", b"{"));
+        assert!(!eq_ignore_case(b"hosts", b"host"));
     }
 
     #[test]
