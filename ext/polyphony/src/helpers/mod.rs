@@ -1,3 +1,4 @@
 pub(crate) mod fiber;
+pub(crate) mod hash;
 pub(crate) mod nogvl;
 pub(crate) mod runqueue;

@@ -1,8 +1,6 @@
 //! Frozen strings made once: hash keys (`":method"`, common header names), methods and
 //! protocols. A request's hash then allocates only what is specific to it.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use magnus::{Error, Ruby};
@@ -81,8 +79,10 @@ const METHODS: &[&str] = &[
 ];
 
 pub(crate) struct Names {
-    headers: Table,
-    methods: Table,
+    /// HEADERS' interned strings, in the same order.
+    headers: Vec<VALUE>,
+    /// METHODS' interned strings, in the same order.
+    methods: Vec<VALUE>,
     pub method: VALUE,
     pub path: VALUE,
     pub protocol: VALUE,
@@ -112,39 +112,50 @@ pub(crate) fn frozen(_ruby: &Ruby, s: &str) -> VALUE {
     value
 }
 
-/// FNV-1a: names are short, and SipHash costs more than the rest of a lookup.
-#[derive(Default)]
-pub(crate) struct Fnv(u64);
+/// The longest name in HEADERS, and then some.
+const LONGEST: usize = 32;
 
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// HEADERS' positions by the length and the first letter of the name: a lookup compares the
+/// one name (rarely two or three) of that length and initial, ignoring case. (Cheaper than
+/// lower-casing the name and hashing it.)
+static BUCKETS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
 
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
+fn bucket(len: usize, first: u8) -> usize {
+    len * 32 + usize::from(first & 31) // a letter's code in either case, and the digits
 }
 
-type Table = HashMap<&'static [u8], VALUE, BuildHasherDefault<Fnv>>;
+/// The position in HEADERS of a field name, in any case.
+pub(crate) fn header_index(name: &[u8]) -> Option<usize> {
+    let &first = name.first()?;
+    if name.len() > LONGEST {
+        return None;
+    }
+    let buckets = BUCKETS.get_or_init(|| {
+        let mut buckets = vec![Vec::new(); bucket(LONGEST + 1, 0)];
+        for (i, name) in HEADERS.iter().enumerate() {
+            assert!(name.len() <= LONGEST && HEADERS.len() <= 256);
+            buckets[bucket(name.len(), name.as_bytes()[0])].push(i as u8);
+        }
+        buckets
+    });
+    buckets[bucket(name.len(), first)]
+        .iter()
+        .map(|&i| usize::from(i))
+        .find(|&i| h1p::eq_ignore_case(name, HEADERS[i].as_bytes()))
+}
 
 impl Names {
-    /// The interned string for a lower-case header name, if it is a common one.
-    pub fn header(&self, lower: &[u8]) -> Option<VALUE> {
-        self.headers.get(lower).copied()
+    /// The interned lower-case string for a header name (in any case), if it is a common one.
+    pub fn header(&self, name: &[u8]) -> Option<VALUE> {
+        header_index(name).map(|i| self.headers[i])
     }
 
     /// The interned string for an upper-case method, if it is a common one.
     pub fn method(&self, upper: &[u8]) -> Option<VALUE> {
-        self.methods.get(upper).copied()
+        METHODS
+            .iter()
+            .position(|m| m.as_bytes() == upper)
+            .map(|i| self.methods[i])
     }
 }
 
@@ -153,14 +164,8 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
         return Ok(());
     }
     let names = Names {
-        headers: HEADERS
-            .iter()
-            .map(|h| (h.as_bytes(), frozen(ruby, h)))
-            .collect(),
-        methods: METHODS
-            .iter()
-            .map(|m| (m.as_bytes(), frozen(ruby, m)))
-            .collect(),
+        headers: HEADERS.iter().map(|h| frozen(ruby, h)).collect(),
+        methods: METHODS.iter().map(|m| frozen(ruby, m)).collect(),
         method: frozen(ruby, ":method"),
         path: frozen(ruby, ":path"),
         protocol: frozen(ruby, ":protocol"),

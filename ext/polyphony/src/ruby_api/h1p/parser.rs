@@ -329,7 +329,7 @@ impl RequestFacts {
             http10: message.head.version != Version::Http11,
             upgrade: message
                 .fields()
-                .any(|(name, _)| name.eq_ignore_ascii_case(b"upgrade")),
+                .any(|(name, _)| h1p::eq_ignore_case(name, b"upgrade")),
         }
     }
 }
@@ -372,25 +372,24 @@ fn str_value(ruby: &Ruby, bytes: &[u8]) -> VALUE {
     ruby.str_from_slice(bytes).as_raw()
 }
 
-/// Values longer than Ruby's embedded strings are made as substrings sharing one frozen copy
-/// of the head: one malloc per request instead of one per long value.
-pub(crate) struct Values {
-    head: VALUE,
+/// A message's values as new binary Strings, as H1P makes them. (Not as substrings of one copy
+/// of the head: Ruby shares a substring's bytes only when it ends where its string ends and
+/// copies the others, so each long value was copied twice, and its encoding copied too.)
+pub(crate) struct Values<'a> {
+    bytes: &'a [u8],
 }
 
-impl Values {
-    pub(crate) fn new(ruby: &Ruby, message: &Message<'_>) -> Self {
-        let head = ruby.str_from_slice(&message.bytes[..message.head.len]);
-        head.freeze();
+impl<'a> Values<'a> {
+    pub(crate) fn new(message: &Message<'a>) -> Self {
         Values {
-            head: head.as_raw(),
+            bytes: message.bytes,
         }
     }
 
     pub(crate) fn get(&self, span: h1p::Span) -> VALUE {
-        // SAFETY: `head` is a live frozen String (referenced from this stack frame, which the
-        // GC scans) and the span lies within it: spans index the head's own bytes.
-        unsafe { rb_sys::rb_str_subseq(self.head, span.start as _, span.len() as _) }
+        let bytes = span.of(self.bytes);
+        // SAFETY: the GVL is held; `bytes` is valid for its length, and Ruby copies it.
+        unsafe { rb_sys::rb_str_new(bytes.as_ptr().cast(), bytes.len() as _) }
     }
 }
 
@@ -407,7 +406,7 @@ fn build_hash(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHash, E
         return build_hash_slow(ruby, message, mode);
     }
     let n = names();
-    let values = Values::new(ruby, message);
+    let values = Values::new(message);
     let mut pairs = [QNIL; 2 * (STACK_FIELDS + 4)];
     let mut len = 0;
     let mut push = |pairs: &mut [VALUE], key: VALUE, value: VALUE| {
@@ -432,20 +431,31 @@ fn build_hash(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHash, E
             push(&mut pairs, n.status_message, values.get(head.reason));
         }
     }
-    // Where each field's key sits in `pairs`, and whether its value is an Array already.
+    // Where each field's key sits in `pairs`, whether its value is an Array already, and
+    // whether its key is interned (the one key of its name: compared as a reference).
     let mut slots = [0u16; STACK_FIELDS];
     let mut arrays = [false; STACK_FIELDS];
+    let mut interned = [false; STACK_FIELDS];
     for (i, field) in fields.iter().enumerate() {
         let name = message.get(field.name);
         let value = values.get(field.value);
-        let earlier = fields[..i]
-            .iter()
-            .position(|e| message.get(e.name).eq_ignore_ascii_case(name));
+        let (key, known) = match n.header(name) {
+            Some(key) => (key, true),
+            None => (new_header_key(ruby, name), false),
+        };
+        let earlier = (0..i).find(|&j| {
+            if known {
+                interned[j] && pairs[slots[j] as usize] == key
+            } else {
+                !interned[j] && message.get(fields[j].name).eq_ignore_ascii_case(name)
+            }
+        });
         let Some(j) = earlier else {
-            slots[i] = push(&mut pairs, header_key(ruby, name), value) as u16;
+            slots[i] = push(&mut pairs, key, value) as u16;
+            interned[i] = known;
             continue;
         };
-        // `j` is the name's first field: `position` finds the earliest.
+        // `j` is the name's first field: `find` finds the earliest.
         let slot = slots[j] as usize;
         if arrays[j] {
             // SAFETY: the slot holds an Array we made; `value` is a live String.
@@ -462,10 +472,12 @@ fn build_hash(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHash, E
         n.rx,
         ruby.integer_from_u64(head.len as u64).as_raw(),
     );
-    let hash = ruby.hash_new();
+    let hash = crate::helpers::hash::with_capacity(len / 2);
     // SAFETY: `pairs[..len]` holds live keys and values, in pairs; `hash` is a new Hash.
-    unsafe { rb_sys::rb_hash_bulk_insert(len as _, pairs.as_ptr(), hash.as_raw()) };
-    Ok(hash)
+    unsafe { rb_sys::rb_hash_bulk_insert(len as _, pairs.as_ptr(), hash) };
+    // SAFETY: a live Hash, just made.
+    let hash: Value = unsafe { magnus::rb_sys::FromRawValue::from_raw(hash) };
+    RHash::from_value(hash).ok_or_else(|| Error::new(ruby.exception_type_error(), "not a Hash"))
 }
 
 fn protocol_value(version: Version) -> VALUE {
@@ -493,25 +505,24 @@ pub(crate) fn method_value(ruby: &Ruby, method: &[u8]) -> VALUE {
 
 /// The lower-cased name as a hash key, interned when common.
 fn header_key(ruby: &Ruby, name: &[u8]) -> VALUE {
-    let mut lower = [0u8; 128];
-    if name.len() > lower.len() {
-        return ruby.str_from_slice(&name.to_ascii_lowercase()).as_raw();
-    }
-    let lower = &mut lower[..name.len()];
-    lower.copy_from_slice(name);
-    lower.make_ascii_lowercase();
-    names().header(lower).unwrap_or_else(|| {
-        // Field names are tokens: ASCII.
-        ruby.str_new(std::str::from_utf8(lower).unwrap_or_default())
-            .as_raw()
-    })
+    names()
+        .header(name)
+        .unwrap_or_else(|| new_header_key(ruby, name))
+}
+
+/// A new String for a name that is not interned: lower-cased.
+fn new_header_key(ruby: &Ruby, name: &[u8]) -> VALUE {
+    // Field names are tokens: ASCII.
+    let lower = name.to_ascii_lowercase();
+    ruby.str_new(std::str::from_utf8(&lower).unwrap_or_default())
+        .as_raw()
 }
 
 /// The general case (more fields than fit on the stack): one `aset` per field.
 fn build_hash_slow(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHash, Error> {
     let n = names();
     let head = message.head;
-    let values = Values::new(ruby, message);
+    let values = Values::new(message);
     let hash = ruby.hash_new();
     let h = hash.as_raw();
     let aset = |key: VALUE, value: VALUE| {
@@ -552,18 +563,7 @@ fn build_hash_slow(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHa
     for (i, field) in fields.iter().enumerate() {
         let name = message.get(field.name);
         let value = values.get(field.value);
-        let mut lower = [0u8; 128];
-        let key = if name.len() <= lower.len() {
-            let lower = &mut lower[..name.len()];
-            lower.copy_from_slice(name);
-            lower.make_ascii_lowercase();
-            n.header(lower).unwrap_or_else(|| {
-                ruby.str_new(std::str::from_utf8(lower).unwrap_or_default())
-                    .as_raw()
-            })
-        } else {
-            ruby.str_from_slice(&name.to_ascii_lowercase()).as_raw()
-        };
+        let key = header_key(ruby, name);
         let repeated = fields[..i]
             .iter()
             .any(|earlier| message.get(earlier.name).eq_ignore_ascii_case(name));

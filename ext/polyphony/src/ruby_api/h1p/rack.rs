@@ -1,7 +1,6 @@
 //! `H1P::Parser#parse_rack_env(base)`: the next request as a Rack env, built here in one go
 //! (Tipi's hot path): no headers Hash in between, keys interned once.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use h1p::pull::Message;
@@ -10,7 +9,7 @@ use magnus::rb_sys::AsRawValue;
 use magnus::{prelude::*, Error, RHash, Ruby};
 use rb_sys::VALUE;
 
-use super::names::{frozen, Fnv};
+use super::names::{frozen, header_index};
 use super::parser::{method_value, Values};
 
 struct Keys {
@@ -20,15 +19,17 @@ struct Keys {
     server_protocol: VALUE,
     server_name: VALUE,
     server_port: VALUE,
-    content_type: VALUE,
-    content_length: VALUE,
     http10: VALUE,
     http11: VALUE,
     http1: VALUE,
     empty: VALUE,
     port80: VALUE,
-    /// "HTTP_USER_AGENT" for "user-agent", for the common names.
-    http: HashMap<Vec<u8>, VALUE, std::hash::BuildHasherDefault<Fnv>>,
+    /// "HTTP_USER_AGENT" for "user-agent", for the common names (in HEADERS' order);
+    /// CONTENT_TYPE and CONTENT_LENGTH (no HTTP_ prefix) for theirs.
+    http: Vec<VALUE>,
+    /// The positions of "host" and "cookie" in HEADERS.
+    host: usize,
+    cookie: usize,
 }
 
 static KEYS: OnceLock<Keys> = OnceLock::new();
@@ -41,8 +42,6 @@ fn keys(ruby: &Ruby) -> &'static Keys {
         server_protocol: frozen(ruby, "SERVER_PROTOCOL"),
         server_name: frozen(ruby, "SERVER_NAME"),
         server_port: frozen(ruby, "SERVER_PORT"),
-        content_type: frozen(ruby, "CONTENT_TYPE"),
-        content_length: frozen(ruby, "CONTENT_LENGTH"),
         http10: frozen(ruby, "HTTP/1.0"),
         http11: frozen(ruby, "HTTP/1.1"),
         http1: frozen(ruby, "HTTP/1"),
@@ -57,12 +56,17 @@ fn keys(ruby: &Ruby) -> &'static Keys {
         port80: frozen(ruby, "80"),
         http: super::names::HEADERS
             .iter()
-            .map(|name| {
-                let key = env_key_bytes(name.as_bytes());
-                let value = frozen(ruby, std::str::from_utf8(&key).unwrap_or_default());
-                (name.as_bytes().to_vec(), value)
+            .map(|&name| match name {
+                "content-type" => frozen(ruby, "CONTENT_TYPE"),
+                "content-length" => frozen(ruby, "CONTENT_LENGTH"),
+                name => {
+                    let key = env_key_bytes(name.as_bytes());
+                    frozen(ruby, std::str::from_utf8(&key).unwrap_or_default())
+                }
             })
             .collect(),
+        host: header_index(b"host").expect("host is a common name"),
+        cookie: header_index(b"cookie").expect("cookie is a common name"),
     })
 }
 
@@ -77,26 +81,14 @@ fn env_key_bytes(name: &[u8]) -> Vec<u8> {
     key
 }
 
-/// The env key of a header field (CONTENT_TYPE and CONTENT_LENGTH have no HTTP_ prefix).
-fn env_key(ruby: &Ruby, keys: &Keys, name: &[u8]) -> VALUE {
-    if name.eq_ignore_ascii_case(b"content-type") {
-        return keys.content_type;
-    }
-    if name.eq_ignore_ascii_case(b"content-length") {
-        return keys.content_length;
-    }
-    let mut lower = [0u8; 64];
-    if name.len() <= lower.len() {
-        let lower = &mut lower[..name.len()];
-        lower.copy_from_slice(name);
-        lower.make_ascii_lowercase();
-        if let Some(key) = keys.http.get(&lower[..]) {
-            return *key;
-        }
+/// The env key of a header field (CONTENT_TYPE and CONTENT_LENGTH have no HTTP_ prefix), from
+/// its position in HEADERS when it is a common one.
+fn env_key(keys: &Keys, name: &[u8], common: Option<usize>) -> VALUE {
+    if let Some(i) = common {
+        return keys.http[i];
     }
     let key = env_key_bytes(name);
-    let _ = ruby; // the GVL is held
-                  // SAFETY: the GVL is held; `key` is valid for its length (ASCII: field names are tokens).
+    // SAFETY: the GVL is held; `key` is valid for its length (ASCII: field names are tokens).
     unsafe {
         rb_sys::rb_enc_interned_str(
             key.as_ptr().cast(),
@@ -167,7 +159,7 @@ impl EnvBuilder {
 pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Result<RHash, Error> {
     let keys = keys(ruby);
     let head = message.head;
-    let values = Values::new(ruby, message);
+    let values = Values::new(message);
     let mut env = EnvBuilder::new(base);
     env.set(
         keys.request_method,
@@ -212,16 +204,17 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
     for field in head.fields.iter() {
         let name = message.get(field.name);
         let value = message.get(field.value);
-        if name.eq_ignore_ascii_case(b"host") && host.is_none() {
+        let common = header_index(name);
+        if common == Some(keys.host) && host.is_none() {
             host = Some(value);
         }
-        if seen.join(name, value, |a, b| a.eq_ignore_ascii_case(b)) {
+        if seen.join(name, common, value, common == Some(keys.cookie)) {
             continue;
         }
-        let key = env_key(ruby, keys, name);
+        let key = env_key(keys, name, common);
         let value = values.get(field.value);
         env.set(key, value);
-        seen.add(name, value);
+        seen.add(name, common, value);
     }
     let listener_port = env.base_has(keys.server_port);
     let (name, port) = host.map_or((None, None), |host| {
@@ -243,27 +236,59 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
 
 /// The fields set so far and their values (Strings made here, held by the env or its
 /// builder), to join a repeated field's values into the first one's: ", " between them,
-/// "; " for cookies.
+/// "; " for cookies. A common name is told by its position in HEADERS, another by its bytes.
+/// The first few are kept on the machine stack (no allocation for a usual request).
 #[derive(Default)]
-struct Fields<'a>(Vec<(&'a [u8], VALUE)>);
+struct Fields<'a> {
+    first: [Option<SetField<'a>>; FIELDS_ON_STACK],
+    len: usize,
+    more: Vec<SetField<'a>>,
+}
+
+#[derive(Clone, Copy)]
+struct SetField<'a> {
+    name: &'a [u8],
+    common: Option<usize>,
+    value: VALUE,
+}
+
+const FIELDS_ON_STACK: usize = 32;
 
 impl<'a> Fields<'a> {
-    fn add(&mut self, name: &'a [u8], value: VALUE) {
-        self.0.push((name, value));
+    fn add(&mut self, name: &'a [u8], common: Option<usize>, value: VALUE) {
+        let field = SetField {
+            name,
+            common,
+            value,
+        };
+        match self.first.get_mut(self.len) {
+            Some(slot) => *slot = Some(field),
+            None => self.more.push(field),
+        }
+        self.len += 1;
     }
 
-    /// Appends `value` to an earlier field named `name`; false when there is none.
-    fn join(&self, name: &[u8], value: &[u8], same: impl Fn(&[u8], &[u8]) -> bool) -> bool {
-        let Some((_, earlier)) = self.0.iter().find(|(n, _)| same(n, name)) else {
+    /// Appends `value` to an earlier field of the same name; false when there is none.
+    fn join(&self, name: &[u8], common: Option<usize>, value: &[u8], cookie: bool) -> bool {
+        let same = |f: &&SetField<'_>| match common {
+            Some(_) => f.common == common,
+            None => f.common.is_none() && f.name.eq_ignore_ascii_case(name),
+        };
+        let earlier = self.first[..self.len.min(FIELDS_ON_STACK)]
+            .iter()
+            .flatten()
+            .chain(&self.more)
+            .find(same);
+        let Some(earlier) = earlier else {
             return false;
         };
-        let separator: &[u8] = if same(name, b"cookie") { b"; " } else { b", " };
+        let separator: &[u8] = if cookie { b"; " } else { b", " };
         let mut joined = Vec::with_capacity(separator.len() + value.len());
         joined.extend_from_slice(separator);
         joined.extend_from_slice(value);
-        // SAFETY: `earlier` is a live String made by the env's builder (not shared with the
-        // base); the env or the builder's stack array holds it.
-        unsafe { rb_sys::rb_str_cat(*earlier, joined.as_ptr().cast(), joined.len() as _) };
+        // SAFETY: `earlier.value` is a live String made by the env's builder (not shared with
+        // the base); the env or the builder's stack array holds it.
+        unsafe { rb_sys::rb_str_cat(earlier.value, joined.as_ptr().cast(), joined.len() as _) };
         true
     }
 }
@@ -313,21 +338,19 @@ pub(crate) fn build_h2_env<'a>(
     let mut host = None;
     for (name, value) in headers {
         // (Names are lower-case: h2 checks.)
-        if name == b"host" && host.is_none() {
+        let common = header_index(name);
+        if common == Some(keys.host) && host.is_none() {
             host = Some(value);
         }
-        if seen.join(name, value, |a, b| a == b) {
+        if seen.join(name, common, value, common == Some(keys.cookie)) {
             continue;
         }
         let value = ruby.str_from_slice(value).as_raw();
-        env.set(env_key(ruby, keys, name), value);
-        seen.add(name, value);
+        env.set(env_key(keys, name, common), value);
+        seen.add(name, common, value);
     }
     if let Some(authority) = authority.filter(|_| host.is_none()) {
-        env.set(
-            env_key(ruby, keys, b"host"),
-            ruby.str_new(authority).as_raw(),
-        );
+        env.set(keys.http[keys.host], ruby.str_new(authority).as_raw());
         host = Some(authority.as_bytes());
     }
     if let Some(host) = host {

@@ -75,7 +75,7 @@ fn text(value: Value) -> Result<Vec<u8>, Error> {
 fn says_close(value: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+        .any(|token| h1p::eq_ignore_case(token.trim_ascii(), b"close"))
 }
 
 /// Appends `n` in decimal.
@@ -191,9 +191,9 @@ impl Head {
         if !is_token(name) {
             return Err(error(format!("invalid header name {}", key.inspect())));
         }
-        self.has_length |= name.eq_ignore_ascii_case(b"content-length");
-        self.has_encoding |= name.eq_ignore_ascii_case(b"transfer-encoding");
-        self.has_connection |= name.eq_ignore_ascii_case(b"connection");
+        self.has_length |= h1p::eq_ignore_case(name, b"content-length");
+        self.has_encoding |= h1p::eq_ignore_case(name, b"transfer-encoding");
+        self.has_connection |= h1p::eq_ignore_case(name, b"connection");
         Ok(())
     }
 
@@ -213,7 +213,7 @@ impl Head {
                 String::from_utf8_lossy(name)
             )));
         }
-        if name.eq_ignore_ascii_case(b"connection") {
+        if h1p::eq_ignore_case(name, b"connection") {
             self.asks_close |= says_close(value);
         }
         self.head.extend_from_slice(name);
