@@ -114,11 +114,46 @@ pub(crate) fn frozen(_ruby: &Ruby, s: &str) -> VALUE {
 
 /// The longest name in HEADERS, and then some.
 const LONGEST: usize = 32;
+const WORDS: usize = LONGEST / 8;
 
-/// HEADERS' positions by the length and the first letter of the name: a lookup compares the
-/// one name (rarely two or three) of that length and initial, ignoring case. (Cheaper than
-/// lower-casing the name and hashing it.)
-static BUCKETS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+/// A name of HEADERS as 8-byte words, zero-padded, with a mask of its letters' case bit: a
+/// name matches when each of its words, with the case bits set, is the candidate's word.
+/// (Exact for any bytes: setting bit 5 turns only a letter's upper case into the letter, and
+/// is not done where the candidate has no letter.)
+struct Candidate {
+    lower: [u64; WORDS],
+    letters: [u64; WORDS],
+    index: u8,
+}
+
+impl Candidate {
+    fn new(index: usize, name: &str) -> Self {
+        let mut lower = [0u8; LONGEST];
+        lower[..name.len()].copy_from_slice(name.as_bytes());
+        let mut letters = [0u8; LONGEST];
+        for (bit, &b) in letters.iter_mut().zip(name.as_bytes()) {
+            *bit = if b.is_ascii_lowercase() { 0x20 } else { 0 };
+        }
+        Candidate {
+            lower: words(&lower),
+            letters: words(&letters),
+            index: index as u8,
+        }
+    }
+}
+
+fn words(bytes: &[u8; LONGEST]) -> [u64; WORDS] {
+    std::array::from_fn(|i| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(word)
+    })
+}
+
+/// HEADERS by the length and the first letter of the name: a lookup compares the one name
+/// (rarely two) of that length and initial. (Cheaper than lower-casing the name and hashing
+/// it, or comparing byte by byte.)
+static BUCKETS: OnceLock<Vec<Vec<Candidate>>> = OnceLock::new();
 
 fn bucket(len: usize, first: u8) -> usize {
     len * 32 + usize::from(first & 31) // a letter's code in either case, and the digits
@@ -131,17 +166,27 @@ pub(crate) fn header_index(name: &[u8]) -> Option<usize> {
         return None;
     }
     let buckets = BUCKETS.get_or_init(|| {
-        let mut buckets = vec![Vec::new(); bucket(LONGEST + 1, 0)];
+        assert!(HEADERS.len() <= 256);
+        let mut buckets: Vec<Vec<Candidate>> = Vec::new();
+        buckets.resize_with(bucket(LONGEST + 1, 0), Vec::new);
         for (i, name) in HEADERS.iter().enumerate() {
-            assert!(name.len() <= LONGEST && HEADERS.len() <= 256);
-            buckets[bucket(name.len(), name.as_bytes()[0])].push(i as u8);
+            assert!(name.len() <= LONGEST);
+            buckets[bucket(name.len(), name.as_bytes()[0])].push(Candidate::new(i, name));
         }
         buckets
     });
-    buckets[bucket(name.len(), first)]
+    let candidates = &buckets[bucket(name.len(), first)];
+    if candidates.is_empty() {
+        return None;
+    }
+    let used = name.len().div_ceil(8);
+    let mut padded = [0u8; LONGEST];
+    padded[..name.len()].copy_from_slice(name);
+    let name = words(&padded);
+    candidates
         .iter()
-        .map(|&i| usize::from(i))
-        .find(|&i| h1p::eq_ignore_case(name, HEADERS[i].as_bytes()))
+        .find(|c| (0..used).all(|i| name[i] | c.letters[i] == c.lower[i]))
+        .map(|c| usize::from(c.index))
 }
 
 impl Names {
@@ -178,4 +223,32 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
     };
     let _ = NAMES.set(names);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_every_common_name_in_any_case_and_nothing_near_it() {
+        for (i, name) in HEADERS.iter().enumerate() {
+            assert_eq!(header_index(name.as_bytes()), Some(i), "{name}");
+            assert_eq!(
+                header_index(name.to_uppercase().as_bytes()),
+                Some(i),
+                "{name}"
+            );
+            let mut near = name.as_bytes().to_vec();
+            // A dash turned into CR (CR | 0x20 is '-'), a letter into a non-letter.
+            for (j, b) in name.bytes().enumerate() {
+                near[j] = if b == b'-' { b'\r' } else { b ^ 0x40 };
+                assert_eq!(header_index(&near), None, "{near:?}");
+                near[j] = b;
+            }
+            near.push(b'x');
+            assert_eq!(header_index(&near), None);
+        }
+        assert_eq!(header_index(b""), None);
+        assert_eq!(header_index(&[b'a'; 100]), None);
+    }
 }
