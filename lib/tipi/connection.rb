@@ -27,11 +27,12 @@ module Tipi
     #   Tipi::Request), :server (the Tipi::Server)
     # @param server_info [Hash] :host, :port, :scheme, :tls (a Polyphony::TLS::ServerContext:
     #   the connection speaks HTTPS), :acme (a Tipi::ACME getting certificates on demand)
-    def initialize(socket, app, server_info, logger, options = {})
+    # @param remote_addr [String, nil] the peer's IP address, when the accept gave it
+    def initialize(socket, app, server_info, logger, options = {}, remote_addr = nil)
       @socket = socket
       @app = app
       @server = server_info
-      @remote_addr = remote_addr(socket)
+      @remote_addr = remote_addr || remote_addr(socket)
       @logger = logger
       @timeout = options[:timeout]
       @owner = options[:server]

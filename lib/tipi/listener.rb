@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require 'io/nonblock'
 require 'json'
 require 'socket'
 require 'uri'
@@ -111,6 +112,20 @@ module Tipi
       # delayed ACK (40 ms). Linux gives accepted sockets the listener's TCP_NODELAY, which
       # spares a system call per connection (see #nodelay_inherited?).
       socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) unless unix?
+      # #accept calls accept4(2) at once, polling only when no connection is pending: the
+      # socket must not block (Ruby makes its own sockets so; an inherited one is made so here).
+      socket.nonblock = true
+    end
+
+    # Accepts the next connection, letting other fibers run until one comes: the socket and
+    # the peer's IP address (nil on a Unix socket). Stopping the fiber never drops a connection
+    # (no accept is left in the kernel on its behalf: a graceful stop relies on it), and the
+    # address comes with the connection, not from a getpeername(2).
+    def accept
+      fd, ip = Polyphony.__io_accept_peer__(@socket.fileno)
+      socket = (unix? ? UNIXSocket : TCPSocket).for_fd(fd)
+      socket.sync = true
+      [socket, ip]
     end
 
     # Whether `socket`, accepted here, has TCP_NODELAY from the listener (asked of a first

@@ -179,12 +179,12 @@ module Tipi
       loop do
         @slot_freed.await while @max_connections && @connections >= @max_connections
         defer_to_other_workers if @balance
-        socket = listener.socket.poly_accept(polled: true)
+        socket, ip = listener.accept
         set_nodelay = !listener.nodelay_inherited?(socket) if set_nodelay.nil?
         socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) if set_nodelay
         @connections += 1
         publish_load
-        connection = Connection.new(socket, listener.app || @app, info, @logger, options)
+        connection = Connection.new(socket, listener.app || @app, info, @logger, options, ip)
         fiber = @spare.pop
         fiber = @spare.pop while fiber&.dead? # (stopped while it waited)
         if fiber

@@ -38,6 +38,12 @@ RSpec.describe 'tipi' do
       'REMOTE_ADDR' => '127.0.0.1', 'HTTP_HOST' => "127.0.0.1:#{@port}", 'HTTP_X_TEST' => 'yes',
       'rack.url_scheme' => 'http'
     )
+    # REMOTE_ADDR is the client's address (any of 127/8 reaches a loopback listener).
+    client = Socket.tcp('127.0.0.1', @port, '127.0.0.5')
+    client.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    expect(client.read).to include('"REMOTE_ADDR":"127.0.0.5"')
+  ensure
+    client&.close
   end
 
   it 'reads request bodies (Content-Length and chunked)' do

@@ -408,28 +408,76 @@ fn peer_ip(ruby: &Ruby, fd: i32) -> Option<RString> {
     if rc != 0 {
         return None;
     }
-    let ip = match i32::from(storage.ss_family) {
+    ip_of(&storage).map(|ip| ruby.str_new(&ip.to_string()))
+}
+
+/// The IP address in a socket address, if it is an IPv4 or IPv6 one.
+fn ip_of(storage: &libc::sockaddr_storage) -> Option<std::net::IpAddr> {
+    match i32::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin = unsafe {
-                &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()
-            };
-            std::net::IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes()) // (in network order)
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(std::net::IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes())) // (network order)
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
             let sin6 = unsafe {
-                &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
             };
-            std::net::IpAddr::from(sin6.sin6_addr.s6_addr)
+            Some(std::net::IpAddr::from(sin6.sin6_addr.s6_addr))
         }
-        _ => return None,
-    };
-    Some(ruby.str_new(&ip.to_string()))
+        _ => None,
+    }
+}
+
+/// `Polyphony.__io_accept_peer__(fd)`: accepts a connection on the listening `fd`, which must
+/// be non-blocking (Ruby makes its sockets so), waiting for readiness only when none is
+/// pending: `[new fd, the peer's IP as text or nil]`. Like `poly_accept(polled: true)`, no
+/// accept is ever in the kernel on the fiber's behalf; unlike it, no poll(2) comes first, and
+/// the address comes with the connection (no getpeername(2) for REMOTE_ADDR).
+fn io_accept_peer(ruby: &Ruby, fd: i32) -> Result<Value, Error> {
+    loop {
+        // SAFETY: sockaddr_storage is plain data, valid when zeroed.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+        // SAFETY: `storage` and `len` are valid for writes of the size given; the new
+        // descriptor is ours.
+        let conn = unsafe {
+            libc::accept4(
+                fd,
+                (&mut storage as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+                flags,
+            )
+        };
+        if conn >= 0 {
+            let ip = ip_of(&storage).map_or_else(
+                || ruby.qnil().as_value(),
+                |ip| ruby.str_new(&ip.to_string()).as_value(),
+            );
+            let fd = ruby.integer_from_i64(conn.into()).as_value();
+            return Ok(ruby.ary_new_from_values(&[fd, ip]).as_value());
+        }
+        let error = std::io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EAGAIN) => {
+                match Backend::current()?.await_op(fd, PollAdd::new(fd, libc::POLLIN as u32))? {
+                    Awaited::Done(Ok(_)) => {}
+                    Awaited::Done(Err(e)) => return Err(io_error(&e)),
+                    Awaited::Interrupted(value) => return Ok(val(value)),
+                }
+            }
+            _ => return Err(io_error(&error)),
+        }
+    }
 }
 
 pub(crate) fn init(_ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     polyphony.define_singleton_method("__peer_ip__", function!(peer_ip, 1))?;
+    polyphony.define_singleton_method("__io_accept_peer__", function!(io_accept_peer, 1))?;
     polyphony.define_singleton_method("__chain__", function!(chain, 1))?;
     polyphony.define_singleton_method("__io_closing__", function!(io_closing, 1))?;
     polyphony.define_singleton_method("__io_double_splice__", function!(io_double_splice, 2))?;
