@@ -160,6 +160,11 @@ RSpec.describe H1P::Parser do
     headers = described_class.new { raw }.parse_headers
     expect(headers).to include('accept' => %w[a b c], 'x-thing' => %w[1 2 3], 'x-other' => '4', 'x-thin' => '5')
     expect(headers.keys).to eq([':protocol', ':method', ':path', 'accept', 'x-thing', 'x-other', 'x-thin', ':rx'])
+    # The same with more fields than are gathered on the stack (another code path).
+    many = raw.sub("\r\n\r\n", "\r\n#{Array.new(100) { |i| "F-#{i}: #{i}\r\n" }.join}\r\n")
+    headers = described_class.new { many }.parse_headers
+    expect(headers).to include('accept' => %w[a b c], 'x-thing' => %w[1 2 3], 'x-other' => '4', 'f-99' => '99')
+    expect(headers.size).to eq(8 + 100)
   end
   it 'hands back the bytes it read and did not consume, those of a refused message included' do
     parser = H1P::Parser.new(StringIO.new("GET /a HTTP/1.1\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))

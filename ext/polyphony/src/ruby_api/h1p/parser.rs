@@ -394,7 +394,7 @@ impl<'a> Values<'a> {
 }
 
 /// Fields handled on the stack; a message with more goes through `build_hash_slow`.
-const STACK_FIELDS: usize = 256;
+const STACK_FIELDS: usize = 64;
 
 /// Builds the headers hash: key/value pairs are gathered in an array on the machine stack
 /// (which the GC scans, so the new strings in it are safe) and inserted at once, which sizes
