@@ -4,24 +4,6 @@ module Tipi
   # One client connection, served on its own fiber: requests one after the other (keep-alive,
   # pipelining) until the client closes, asks to close, or sends something malformed.
   class Connection
-    # Rack's full hijack: `env['rack.hijack'].call` hands the app the socket.
-    class Hijack
-      attr_writer :env
-
-      def initialize(socket)
-        @socket = socket
-      end
-
-      def call
-        @hijacked = true
-        @env['rack.hijack_io'] = @socket
-      end
-
-      def hijacked?
-        @hijacked
-      end
-    end
-
     # @param options [Hash] :timeout (seconds to receive a request head, or between two
     #   requests, or for a body, or a TLS handshake), :max_body (bytes), :native (the app takes
     #   Tipi::Request), :server (the Tipi::Server)
@@ -57,6 +39,13 @@ module Tipi
     # Whether the app took the socket (full or partial hijack): it is the app's now.
     def hijacked?
       @hijacked
+    end
+
+    # Rack's full hijack: the connection is each request's `env['rack.hijack']` (as Puma's
+    # client is: no object more per connection), and `call` hands the app the socket.
+    def call
+      @hijacked = true
+      @env['rack.hijack_io'] = @socket
     end
 
     def idle?
@@ -202,17 +191,16 @@ module Tipi
     # app's response in @pending if the app was called). A late head is cut as in
     # #read_request (the loop numbers its reads in @reading).
     def serve_in_rust
-      @parser.serve_rack(self, @socket, @base_env ||= base_env, @hijack, @owner, @logger)
+      @parser.serve_rack(self, @socket, @base_env ||= base_env, self, @owner, @logger)
     rescue Expired
       nil
     end
 
     # The connection's constant part of each request's env, rack.hijack included.
     def base_env
-      @hijack = Hijack.new(@socket)
       env = RackEnv.base(@server)
       env['REMOTE_ADDR'] = @remote_addr
-      env['rack.hijack'] = @hijack
+      env['rack.hijack'] = self
       env
     end
 
@@ -221,12 +209,12 @@ module Tipi
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC) if @logger
       # (The base env has rack.input: Input::EMPTY.)
       input = @parser.complete? ? Input::EMPTY : (env['rack.input'] = Input.new(@parser, @timeout, env))
-      @hijack.env = env # (env['rack.hijack'] is in the base)
+      @env = env # (for #call: env['rack.hijack'], in the base)
       pending = @pending # the app's response, when H1P's loop called the app (#serve_in_rust)
       @pending = nil
       status, response_headers, response_body = pending || call_app(env)
       return false unless status # the body was too large or too slow: answered, or cut
-      if @hijack.hijacked? || hijack_response(status, response_headers)
+      if @hijacked || hijack_response(status, response_headers)
         @hijacked = true
         @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
         return false

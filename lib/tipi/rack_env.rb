@@ -37,8 +37,9 @@ module Tipi
 
     # A connection's base env to add REMOTE_ADDR (and rack.hijack) to: a copy of the
     # listener's (`server[:base_env]`, else made now), made without rehashing its keys.
+    # (`Hash[]` copies in C; `dup` also calls `initialize_copy` through a method lookup.)
     def base(server)
-      (server[:base_env] || listener_base(server)).dup
+      Hash[server[:base_env] || listener_base(server)] # rubocop:disable Style/HashConversion
     end
   end
 end
