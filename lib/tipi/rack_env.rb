@@ -31,7 +31,11 @@ module Tipi
         'rack.hijack?' => true,
         # A request with a body gets its own; a copy that already has the key needs no room
         # made for it (adding a key to a copied Hash can mean rebuilding its table).
-        'rack.input' => Input::EMPTY
+        'rack.input' => Input::EMPTY,
+        # Set for each request: there already, they take no room in its copy, whose table
+        # then has room for the request's header fields (a copy is as large as what it
+        # copies, and outgrowing it means hashing every key again).
+        'REQUEST_METHOD' => nil, 'PATH_INFO' => nil, 'QUERY_STRING' => nil, 'SERVER_PROTOCOL' => nil
       }.freeze
     end
 
