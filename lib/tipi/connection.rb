@@ -32,10 +32,6 @@ module Tipi
     # finds on the same read for longer than the timeout.
     attr_reader :reading
 
-    # Whether it waits, between requests, for one that has not begun to arrive: a graceful
-    # stop closes such a keep-alive connection at once (clients retry a request on a reused
-    # connection closed this way). A new connection's first request and a request on its way
-    # are served first.
     # Whether the app took the socket (full or partial hijack): it is the app's now.
     def hijacked?
       @hijacked
@@ -48,6 +44,10 @@ module Tipi
       @env['rack.hijack_io'] = @socket
     end
 
+    # Whether it waits, between requests, for one that has not begun to arrive: a graceful
+    # stop closes such a keep-alive connection at once (clients retry a request on a reused
+    # connection closed this way). A new connection's first request and a request on its way
+    # are served first.
     def idle?
       @idle && !IO.select([@socket], nil, nil, 0)
     rescue IOError
