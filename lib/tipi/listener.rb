@@ -123,7 +123,7 @@ module Tipi
     # address comes with the connection, not from a getpeername(2).
     def accept
       fd, ip = Polyphony.__io_accept_peer__(@socket.fileno)
-      socket = (unix? ? UNIXSocket : TCPSocket).for_fd(fd)
+      socket = @socket.__socket_class__.for_fd(fd)
       socket.sync = true
       [socket, ip]
     end

@@ -107,8 +107,7 @@ module Tipi
 
         # Like a thread of Puma's, the next connection's code finds what was set on the
         # fiber by the last; its fiber-local variables, though, start empty as in a new one.
-        locals = Thread.current.keys
-        locals.each { |key| Thread.current[key] = nil } unless locals.empty?
+        Thread.current.keys.each { |key| Thread.current[key] = nil }
         @spare << fiber
         connection = Polyphony.__switch__
       end
