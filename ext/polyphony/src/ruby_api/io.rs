@@ -107,11 +107,19 @@ fn accept_when_ready(fd: i32) -> Result<Awaited<std::io::Result<std::os::fd::Own
         if let Attempt::Done(result) = op.attempt() {
             return Ok(Awaited::Done(op.complete(Completion { result, flags: 0 })));
         }
-        match Backend::current()?.await_op(fd, PollAdd::new(fd, libc::POLLIN as u32))? {
-            Awaited::Done(Ok(_)) => {}
-            Awaited::Done(Err(e)) => return Ok(Awaited::Done(Err(e))),
-            Awaited::Interrupted(value) => return Ok(Awaited::Interrupted(value)),
+        if let Some(value) = await_readable(fd)? {
+            return Ok(Awaited::Interrupted(value));
         }
+    }
+}
+
+/// Waits until the listening `fd` has a connection to accept: None then, or the value the
+/// fiber was resumed with instead.
+fn await_readable(fd: i32) -> Result<Option<rb_sys::VALUE>, Error> {
+    match Backend::current()?.await_op(fd, PollAdd::new(fd, libc::POLLIN as u32))? {
+        Awaited::Done(Ok(_)) => Ok(None),
+        Awaited::Done(Err(e)) => Err(io_error(&e)),
+        Awaited::Interrupted(value) => Ok(Some(value)),
     }
 }
 
@@ -464,10 +472,8 @@ fn io_accept_peer(ruby: &Ruby, fd: i32) -> Result<Value, Error> {
         match error.raw_os_error() {
             Some(libc::EINTR) => {}
             Some(libc::EAGAIN) => {
-                match Backend::current()?.await_op(fd, PollAdd::new(fd, libc::POLLIN as u32))? {
-                    Awaited::Done(Ok(_)) => {}
-                    Awaited::Done(Err(e)) => return Err(io_error(&e)),
-                    Awaited::Interrupted(value) => return Ok(val(value)),
+                if let Some(value) = await_readable(fd)? {
+                    return Ok(val(value));
                 }
             }
             _ => return Err(io_error(&error)),
