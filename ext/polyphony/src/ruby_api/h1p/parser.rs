@@ -477,7 +477,7 @@ fn build_hash(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHash, E
     unsafe { rb_sys::rb_hash_bulk_insert(len as _, pairs.as_ptr(), hash) };
     // SAFETY: a live Hash, just made.
     let hash: Value = unsafe { magnus::rb_sys::FromRawValue::from_raw(hash) };
-    RHash::from_value(hash).ok_or_else(|| Error::new(ruby.exception_type_error(), "not a Hash"))
+    RHash::try_convert(hash)
 }
 
 fn protocol_value(version: Version) -> VALUE {

@@ -240,12 +240,12 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
 /// The first few are kept on the machine stack (no allocation for a usual request).
 #[derive(Default)]
 struct Fields<'a> {
-    first: [Option<SetField<'a>>; FIELDS_ON_STACK],
+    first: [SetField<'a>; FIELDS_ON_STACK],
     len: usize,
     more: Vec<SetField<'a>>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct SetField<'a> {
     name: &'a [u8],
     common: Option<usize>,
@@ -262,7 +262,7 @@ impl<'a> Fields<'a> {
             value,
         };
         match self.first.get_mut(self.len) {
-            Some(slot) => *slot = Some(field),
+            Some(slot) => *slot = field,
             None => self.more.push(field),
         }
         self.len += 1;
@@ -276,7 +276,6 @@ impl<'a> Fields<'a> {
         };
         let earlier = self.first[..self.len.min(FIELDS_ON_STACK)]
             .iter()
-            .flatten()
             .chain(&self.more)
             .find(same);
         let Some(earlier) = earlier else {
