@@ -116,6 +116,20 @@ RSpec.describe H1P::Parser do
     expect { parser.parse_headers }.to raise_error(H1P::Error, 'header count exceeds the limit of 2')
   end
 
+  it 'starts over on another source with __renew__ (Tipi\'s connections), keeping its limits' do
+    first = "POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /next HTTP/1.1\r\n\r\n"
+    parser = described_class.new(StringIO.new(first), max_body: 4)
+    expect(parser.parse_headers[':path']).to eq('/a') # its body unread, the next head buffered
+    parser.__renew__(StringIO.new("POST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\n12345"))
+    expect(parser.buffered).to eq('')
+    expect(parser.parse_headers[':path']).to eq('/b')
+    expect { parser.read_body }.to raise_error(H1P::Error, 'body size exceeds the limit of 4')
+    parser.__renew__(StringIO.new("GET /c HTTP/1.1\r\n\r\n")) # a failed parser too
+    expect(parser.parse_headers[':path']).to eq('/c')
+    expect(parser.parse_headers).to be_nil
+    expect { parser.__renew__(42) }.to raise_error(TypeError, /needs an IO/)
+  end
+
   it 'raises H1P::Error for calls out of order and calls from its own source' do
     expect { described_class.new(StringIO.new('')).read_body }.to raise_error(H1P::Error, /parse_headers first/)
     parser = nil

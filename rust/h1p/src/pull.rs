@@ -84,7 +84,9 @@ impl<S: Source> Parser<S> {
         Parser {
             source,
             head: HeadParser::new(mode, limits),
-            buf: Vec::with_capacity(READ_SIZE),
+            // (A source's read reserves what it needs: a parser that never reads costs no
+            // buffer, and one whose source hands over its own read buffer, no second one.)
+            buf: Vec::new(),
             start: 0,
             head_start: 0,
             state: State::Idle,
@@ -95,6 +97,20 @@ impl<S: Source> Parser<S> {
 
     pub fn mode(&self) -> Mode {
         self.head.mode()
+    }
+
+    /// Starts over on another source (a server's next connection) as a new parser with the
+    /// same mode and limits would, keeping only the memory of its buffers; returns the old
+    /// source.
+    pub fn restart(&mut self, source: S) -> S {
+        self.head.reset();
+        self.buf.clear();
+        self.start = 0;
+        self.head_start = 0;
+        self.state = State::Idle;
+        self.eof = false;
+        self.trailers.clear();
+        std::mem::replace(&mut self.source, source)
     }
 
     pub fn source(&self) -> &S {

@@ -55,3 +55,28 @@ fn trailer_fields_belong_to_their_message_once_its_body_is_read() {
     parser.parse_headers().unwrap().unwrap();
     assert!(parser.trailers().is_empty());
 }
+
+#[test]
+fn a_restarted_parser_keeps_nothing_of_its_last_source_but_its_limits() {
+    let first = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+                  1\r\na\r\n0\r\nX-Checksum: 42\r\n\r\nGET /left HTTP/1.1\r\n\r\n"
+        .to_vec();
+    let limits = Limits {
+        headers: 1,
+        ..Limits::default()
+    };
+    let mut parser = Parser::new(Once(Some(first)), Mode::Server, limits);
+    parser.parse_headers().unwrap().unwrap();
+    parser.read_body().unwrap();
+    assert!(!parser.trailers().is_empty());
+    let old = parser.restart(Once(Some(
+        b"GET /b HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n".to_vec(),
+    )));
+    assert!(old.0.is_none());
+    assert!(parser.trailers().is_empty());
+    assert!(parser.parse_headers().is_err()); // two fields: over its limit of one
+    parser.restart(Once(Some(b"GET /c HTTP/1.1\r\nA: 1\r\n\r\n".to_vec())));
+    let message = parser.parse_headers().unwrap().unwrap();
+    assert_eq!(message.get(message.head.target), b"/c");
+    assert!(parser.parse_headers().unwrap().is_none());
+}

@@ -127,6 +127,12 @@ fn read_through_backend(
     data.clear();
     data.reserve(max);
     match backend.await_op(fd, Read::new(fd, data, u64::MAX))? {
+        // Into an empty buffer (the usual case: each read of a head or body begins with the
+        // last one consumed), the bytes are not copied: the read's buffer becomes the parser's.
+        Awaited::Done((Ok(n), data)) if buf.is_empty() => {
+            *spare = std::mem::replace(buf, data);
+            Ok(Some(n))
+        }
         Awaited::Done((Ok(n), data)) => {
             buf.extend_from_slice(&data);
             *spare = data;
@@ -154,7 +160,7 @@ static READPARTIAL: LazyId = LazyId::new("readpartial");
 pub(crate) struct H1PParser {
     inner: RefCell<Parser<RubySource>>,
     /// The source object, for the GC (the source holds it too).
-    source: VALUE,
+    source: Cell<VALUE>,
     /// The last request head's method and version, as its response needs them.
     request: Cell<RequestFacts>,
     /// Heads read by `serve_rack`, to number its reads for the sweeper.
@@ -164,7 +170,7 @@ pub(crate) struct H1PParser {
 impl DataTypeFunctions for H1PParser {
     fn mark(&self, _marker: &gc::Marker) {
         // SAFETY: called by the GC; `rb_gc_mark` also pins it, so the raw VALUE stays valid.
-        unsafe { rb_sys::rb_gc_mark(self.source) };
+        unsafe { rb_sys::rb_gc_mark(self.source.get()) };
     }
 }
 
@@ -202,21 +208,7 @@ fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
                 ))
             }
         };
-        // (The IDs are interned once: interning a name costs more than the rest of `new`.)
-        let kind = if io.respond_to(*READPARTIAL, false)? {
-            Kind::ReadPartial(io.as_raw())
-        } else if io.respond_to(*CALL, false)? {
-            Kind::Call(io.as_raw())
-        } else {
-            return Err(Error::new(
-                ruby.exception_type_error(),
-                format!(
-                    "H1P::Parser needs an IO, something answering readpartial or call, or a block; got {}",
-                    unsafe_class_name(io)
-                ),
-            ));
-        };
-        (kind, mode)
+        (io_kind(ruby, io)?, mode)
     };
     let limits = limits(ruby, options)?;
     let held = source.object().as_raw();
@@ -230,10 +222,47 @@ fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
     );
     Ok(ruby.obj_wrap(H1PParser {
         inner: RefCell::new(parser),
-        source: held,
+        source: Cell::new(held),
         request: Cell::new(RequestFacts::default()),
         reads: Cell::new(0),
     }))
+}
+
+/// How a source object given to `new` (not a block) is read.
+fn io_kind(ruby: &Ruby, io: Value) -> Result<Kind, Error> {
+    // (The IDs are interned once: interning a name costs more than the rest of `new`.)
+    if io.respond_to(*READPARTIAL, false)? {
+        Ok(Kind::ReadPartial(io.as_raw()))
+    } else if io.respond_to(*CALL, false)? {
+        Ok(Kind::Call(io.as_raw()))
+    } else {
+        Err(Error::new(
+            ruby.exception_type_error(),
+            format!(
+                "H1P::Parser needs an IO, something answering readpartial or call, or a block; got {}",
+                unsafe_class_name(io)
+            ),
+        ))
+    }
+}
+
+/// `parser.__renew__(io)`, for Tipi's connections that serve one socket after another: the
+/// parser starts over on `io` as `H1P::Parser.new(io)` with the same mode and limits would,
+/// keeping only its buffers' memory (a new parser costs about as much as a keep-alive
+/// request's parse).
+fn renew(ruby: &Ruby, rb_self: &H1PParser, io: Value) -> Result<(), Error> {
+    let kind = io_kind(ruby, io)?;
+    rb_self.with(|parser| {
+        let old = parser.restart(RubySource {
+            kind,
+            spare: Vec::new(),
+        });
+        parser.source_mut().spare = old.spare;
+        Ok(())
+    })?;
+    rb_self.source.set(io.as_raw());
+    rb_self.request.set(RequestFacts::default());
+    Ok(())
 }
 
 fn parse_mode(mode: Value) -> Result<Mode, Error> {
@@ -851,6 +880,7 @@ pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     class.undef_default_alloc_func();
     class.define_singleton_method("new", function!(parser_new, -1))?;
     class.define_method("parse_headers", method!(parse_headers, 0))?;
+    class.define_method("__renew__", method!(renew, 1))?;
     class.define_method("parse_rack_env", method!(parse_rack_env, 1))?;
     class.define_method("read_body", method!(read_body, 0))?;
     class.define_method("read_body_chunk", method!(read_body_chunk, -1))?;
