@@ -24,6 +24,20 @@ module Tipi
       @reads = 0
     end
 
+    # The next connection accepted on the same listener, to be served by this object (and its
+    # fiber) now that its last one is over (not hijacked): cheaper than a new object. Its base
+    # env is kept with the new peer's address, and its parser starts over on the new socket.
+    # (rack.input objects of the last connection's requests read nothing more: Input#close.)
+    # @return [Connection] self
+    def renew(socket, remote_addr)
+      @socket = socket
+      @remote_addr = remote_addr || remote_addr(socket)
+      @base_env['REMOTE_ADDR'] = @remote_addr if @base_env
+      @idle = false
+      @served = @env = @pending = @request = @http2 = nil
+      self
+    end
+
     # Raised in a connection's fiber by the server's sweeper when its request head is late.
     class Expired < StandardError; end
 
@@ -31,6 +45,9 @@ module Tipi
     # nil between them: the server's sweeper raises Expired in the fiber of a connection it
     # finds on the same read for longer than the timeout.
     attr_reader :reading
+
+    # The client's socket (a Polyphony::TLS socket once a TLS handshake is done).
+    attr_reader :socket
 
     # Whether the app took the socket (full or partial hijack): it is the app's now.
     def hijacked?
@@ -58,7 +75,11 @@ module Tipi
       return unless secure
       return serve_http2 if @server[:tls] && @socket.alpn_protocol == 'h2'
 
-      @parser = @max_body ? H1P::Parser.new(@socket, max_body: @max_body) : H1P::Parser.new(@socket)
+      if @parser # a renewed connection's (see #renew)
+        @parser.__renew__(@socket)
+      else
+        @parser = @max_body ? H1P::Parser.new(@socket, max_body: @max_body) : H1P::Parser.new(@socket)
+      end
       # A Rack app's common requests are served by H1P in Rust (see #serve_in_rust); the
       # others come here.
       while (request = @native ? read_request : serve_in_rust)
@@ -275,7 +296,11 @@ module Tipi
       keep_alive = keep_alive?
       request = @request = Request.new(headers, @parser, @socket, @timeout,
                                        connection_field(headers[':protocol'], keep_alive))
-      failure = Request.handle(@app, request)
+      failure = begin
+        Request.handle(@app, request)
+      ensure
+        request.close
+      end
       if failure
         respond_error(*failure) unless request.status # else the answer has begun: cut it
         return false

@@ -67,8 +67,11 @@ module Tipi
       0
     end
 
-    # Called by the server after the response: a spilled body's file goes at once.
+    # Called by the server after the response: nothing more is read from the connection,
+    # whose parser goes on to the next request (perhaps, on a renewed connection, another
+    # client's), and a spilled body's file goes at once.
     def close
+      @done = true
       @buffer.close! if @buffer.is_a?(Tempfile)
     end
 

@@ -79,7 +79,7 @@ module Tipi
 
     # Yields the body chunk by chunk as it arrives.
     def each_chunk
-      while (chunk = Input.next_chunk(@parser, @timeout))
+      while @parser && (chunk = Input.next_chunk(@parser, @timeout))
         yield chunk
       end
     end
@@ -87,7 +87,15 @@ module Tipi
     # The trailer fields that ended the body ({name => value or [values]}, names lower-cased),
     # once it has been read (#read, #each_chunk); nil before, or when none came.
     def trailers
-      @parser.trailers
+      @parser ? @parser.trailers : @trailers
+    end
+
+    # Called by the server once the handler has returned: no more of the body is read (the
+    # connection's parser goes on to the next request, perhaps, on a renewed connection,
+    # another client's).
+    def close
+      @trailers = @parser.trailers
+      @parser = nil
     end
 
     # Answers with `body` (a String or nil) and `headers` (':status' for the status, 200 by

@@ -23,7 +23,7 @@ module Tipi
       @connections = 0
       @slot_freed = Polyphony::Event.new
       @live = {}.compare_by_identity # (Fiber#hash is a method call; identity is not)
-      @spare = [] # connection fibers waiting for a next connection
+      @spares = [] # each listener's connection fibers waiting for a next connection
     end
 
     # Forked workers sharing the listeners see each other's connection counts here
@@ -51,8 +51,10 @@ module Tipi
       sweeper = spin { sweep } if @options[:timeout]
       @acceptors.each(&:await)
       @accepting = false
-      @spare.each { |fiber| fiber.schedule(nil) } # (they end)
-      @spare.clear
+      @spares.each do |spare|
+        spare.each_slice(2) { |fiber, _connection| fiber.schedule(nil) } # (they end)
+        spare.clear
+      end
       # Stopped accepting: the connections are this fiber's children; they finish first.
       Fiber.await(*@live.keys) until @live.empty?
       sweeper&.stop
@@ -86,10 +88,12 @@ module Tipi
 
     private
 
-    # A connection fiber's life: it serves `connection`, then waits as a spare for the next one
-    # the accept loop hands it. (Spinning a fiber costs more than a whole keep-alive request;
-    # a server of short connections, `Connection: close`, spun one for each.)
-    def serve_connections(connection)
+    # A connection fiber's life: it serves `connection`, then waits in `spare` (its listener's)
+    # with it for the next connection, which the accept loop gives the same Connection object
+    # (Connection#renew). Spinning a fiber costs more than a whole keep-alive request, and a
+    # Connection with its base env a good part of one: a server of short connections
+    # (`Connection: close`) made both for each.
+    def serve_connections(connection, spare)
       fiber = Fiber.current
       while connection
         begin
@@ -103,12 +107,12 @@ module Tipi
           @live.delete(fiber)
           @slot_freed.signal
         end
-        return if connection.hijacked? || !@accepting || @spare.size >= SPARES
+        return if connection.hijacked? || !@accepting || spare.size >= SPARES * 2
 
         # Like a thread of Puma's, the next connection's code finds what was set on the
         # fiber by the last; its fiber-local variables, though, start empty as in a new one.
         Thread.current.keys.each { |key| Thread.current[key] = nil }
-        @spare << fiber
+        spare.push(fiber, connection)
         connection = Polyphony.__switch__
       end
     end
@@ -121,7 +125,7 @@ module Tipi
     def sweep
       timeout = @options[:timeout]
       interval = [timeout / 4.0, 1.0].min
-      seen = {}.compare_by_identity # connection => [the read it was on, when first seen on it]
+      seen = {}.compare_by_identity # socket => [the read it was on, when first seen on it]
       loop do
         sleep interval
         now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
@@ -136,9 +140,11 @@ module Tipi
       @live.each_with_object({}.compare_by_identity) do |(fiber, connection), found|
         next unless (read = connection.reading)
 
-        earlier = seen[connection]
-        found[connection] = earlier && earlier[0] == read ? earlier : [read, now]
-        fiber.raise(Connection::Expired) if now - found[connection][1] > timeout
+        # (By socket: a Connection renewed for another socket numbers its reads anew.)
+        socket = connection.socket
+        earlier = seen[socket]
+        found[socket] = earlier && earlier[0] == read ? earlier : [read, now]
+        fiber.raise(Connection::Expired) if now - found[socket][1] > timeout
       end
     end
 
@@ -175,6 +181,8 @@ module Tipi
                acme: listener.acme&.on_demand? ? listener.acme : nil }
       info[:base_env] = RackEnv.listener_base(info)
       set_nodelay = nil # known from the first connection: see Listener#nodelay_inherited?
+      spare = [] # fiber, connection, fiber, connection...: see #serve_connections
+      @spares << spare
       loop do
         @slot_freed.await while @max_connections && @connections >= @max_connections
         defer_to_other_workers if @balance
@@ -183,13 +191,13 @@ module Tipi
         socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) if set_nodelay
         @connections += 1
         publish_load
-        connection = Connection.new(socket, listener.app || @app, info, @logger, options, ip)
-        fiber = @spare.pop
-        fiber = @spare.pop while fiber&.dead? # (stopped while it waited)
+        fiber, connection = spare.pop(2)
+        fiber, connection = spare.pop(2) while fiber&.dead? # (stopped while it waited)
         if fiber
-          fiber.schedule(connection)
+          fiber.schedule(connection.renew(socket, ip))
         else
-          fiber = runner.spin { serve_connections(connection) }
+          connection = Connection.new(socket, listener.app || @app, info, @logger, options, ip)
+          fiber = runner.spin { serve_connections(connection, spare) }
         end
         @live[fiber] = connection
       end

@@ -47,6 +47,14 @@ RSpec.describe 'tipi with a Tipi-native handler' do
       .to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 7\r\n\r\n")
   end
 
+  it 'reads nothing more of a request\'s body once its handler has returned' do
+    # Kept by the app unread, it must not read a later request's body: on a connection that
+    # serves one socket after another, that can be another client's.
+    raw("POST /stash HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\nfirst body")
+    response = raw("POST /stashed HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nConnection: close\r\n\r\nsecond body")
+    expect(response).to end_with("\r\n\r\n|second body")
+  end
+
   it 'refuses a second answer, and answers 500 for a handler that answered nothing' do
     expect(raw("GET /twice HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).to end_with("\r\n\r\nonce")
     expect(@tipi.read_until(/tipi spec:/)).to include('the response has begun already')

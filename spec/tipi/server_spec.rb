@@ -85,13 +85,23 @@ RSpec.describe 'tipi' do
   end
 
   it 'serves a new connection on a spare fiber with nothing left of the last one but its ivars' do
-    seen = Array.new(4) { JSON.parse(curl('-H', 'Connection: close', url('/fiber'))) }
-    # Each connection's fiber is free for the next once it closes (curl starts well after that).
+    peers = %w[127.0.0.1 127.0.0.5 127.0.0.1 127.0.0.5]
+    seen = peers.map { |peer| JSON.parse(curl('--interface', peer, '-H', 'Connection: close', url('/fiber'))) }
+    # Each connection's fiber is free for the next once it closes (curl starts well after that),
+    # and so is its Tipi::Connection, which then has the new peer's address.
     expect(seen.map { |s| s['fiber'] }.uniq.size).to be < seen.size
+    expect(seen.map { |s| s['remote_addr'] }).to eq(peers)
     # Its fiber-local variables start empty; fibers the app spun and left running ended with
     # their connection.
     expect(seen.map { |s| s['local'] }).to all(be_nil)
     expect(seen.map { |s| s['left_running'] }).to all(eq(0))
+  end
+
+  it 'reads nothing more from a request\'s rack.input once its response is sent' do
+    # Kept by the app unread, it must not read a later request's body: on a connection that
+    # serves one socket after another, that can be another client's.
+    curl('-H', 'Connection: close', '--data-binary', 'first body', url('/stash'))
+    expect(curl('-H', 'Connection: close', '--data-binary', 'second body', url('/stashed'))).to eq('|second body')
   end
 
   it 'says Connection: close when it will close, and keep-alive to an HTTP/1.0 client that asked' do
