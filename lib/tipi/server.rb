@@ -105,7 +105,7 @@ module Tipi
           @connections -= 1
           publish_load
           @live.delete(fiber)
-          @slot_freed.signal
+          @slot_freed.signal if @max_connections # (only then does an accept loop wait for it)
         end
         return if connection.hijacked? || !@accepting || spare.size >= SPARES * 2
 
