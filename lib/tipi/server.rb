@@ -174,6 +174,24 @@ module Tipi
     BALANCE_SLACK = 4
     private_constant :BALANCE_PAUSE, :BALANCE_WAIT, :BALANCE_SLACK
 
+    # Out of descriptors (or kernel memory), a connection cannot be accepted: it waits in the
+    # listen queue until connections close. Said on stderr (at most every ACCEPT_REPORT_EVERY
+    # seconds), and the accept is retried after a pause (the listener stays readable: retried
+    # at once, it would spin).
+    def pause_accepting(error)
+      now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      unless @accept_reported && now - @accept_reported < ACCEPT_REPORT_EVERY
+        @accept_reported = now
+        $stderr.write("tipi: cannot accept connections for now (#{error.message}): they wait until " \
+                      "some close (see ulimit -n and --max-connections)\n")
+      end
+      sleep ACCEPT_PAUSE
+    end
+
+    ACCEPT_PAUSE = 0.05 # seconds
+    ACCEPT_REPORT_EVERY = 10 # seconds
+    private_constant :ACCEPT_PAUSE, :ACCEPT_REPORT_EVERY
+
     def accept_loop(listener, runner)
       # A listener with its own app (the ACME responder of an HTTP port) serves it the Rack way.
       options = listener.app ? @options.merge(native: false) : @options
@@ -186,7 +204,12 @@ module Tipi
       loop do
         @slot_freed.await while @max_connections && @connections >= @max_connections
         defer_to_other_workers if @balance
-        socket, ip = listener.accept
+        begin
+          socket, ip = listener.accept
+        rescue Errno::EMFILE, Errno::ENFILE, Errno::ENOBUFS, Errno::ENOMEM => e
+          pause_accepting(e)
+          next
+        end
         set_nodelay = !listener.nodelay_inherited?(socket) if set_nodelay.nil?
         socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) if set_nodelay
         @connections += 1

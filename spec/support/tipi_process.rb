@@ -11,8 +11,9 @@ class TipiProcess
   attr_reader :io, :lines
 
   # Starts `tipi *args` and reads its banner up to "Use Ctrl-C to stop".
-  def initialize(*args, env: {})
-    @io = IO.popen(env, [RbConfig.ruby, File.join(ROOT, 'exe', 'tipi'), *args], err: %i[child out])
+  # @param spawn [Hash] more options for Process.spawn (rlimit_nofile: ...)
+  def initialize(*args, env: {}, spawn: {})
+    @io = IO.popen(env, [RbConfig.ruby, File.join(ROOT, 'exe', 'tipi'), *args], err: %i[child out], **spawn)
     @lines = []
     read_until(/Use Ctrl-C to stop/)
   end

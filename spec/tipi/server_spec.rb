@@ -206,6 +206,20 @@ RSpec.describe 'tipi limits' do
     stop(io) if io
   end
 
+  it 'goes on when out of descriptors: connections wait to be accepted, and stderr says why' do
+    io = TipiProcess.new('-l', '127.0.0.1:0', TIPI_APP, spawn: { rlimit_nofile: 20 })
+    held = Array.new(16) { TCPSocket.new('127.0.0.1', io.port) } # more than it has descriptors for
+    waiting = held.pop
+    waiting.write("GET /waited HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    io.read_until(/cannot accept connections for now \(Too many open files\)/, limit: 10)
+    expect(IO.select([waiting], nil, nil, 0.3)).to be_nil
+    held.each(&:close)
+    expect(IO.select([waiting], nil, nil, 5)).not_to be_nil
+    expect(waiting.read).to include('/waited')
+  ensure
+    stop(io) if io
+  end
+
   it 'serves at most --max-connections at once, the next waiting its turn' do
     io, port = start('--max-connections', '1')
     first = TCPSocket.new('127.0.0.1', port)

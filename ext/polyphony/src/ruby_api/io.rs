@@ -476,10 +476,26 @@ fn io_accept_peer(ruby: &Ruby, fd: i32) -> Result<Value, Error> {
                     return Ok(val(value));
                 }
             }
+            // A connection that failed before it was taken (reset by its client, or a network
+            // error the kernel reports on it): accept(2) says to go on as with EAGAIN.
+            Some(code) if ACCEPT_RETRY.contains(&code) => {}
             _ => return Err(io_error(&error)),
         }
     }
 }
+
+/// accept4(2)'s errors that belong to one pending connection, not to the listener.
+const ACCEPT_RETRY: [i32; 9] = [
+    libc::ECONNABORTED,
+    libc::EPROTO,
+    libc::ENETDOWN,
+    libc::ENOPROTOOPT,
+    libc::EHOSTDOWN,
+    libc::ENONET,
+    libc::EHOSTUNREACH,
+    libc::EOPNOTSUPP,
+    libc::ENETUNREACH,
+];
 
 pub(crate) fn init(_ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     polyphony.define_singleton_method("__peer_ip__", function!(peer_ip, 1))?;
