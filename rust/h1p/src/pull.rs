@@ -100,11 +100,12 @@ impl<S: Source> Parser<S> {
     }
 
     /// Starts over on another source (a server's next connection) as a new parser with the
-    /// same mode and limits would, keeping only the memory of its buffers; returns the old
-    /// source.
+    /// same mode and limits would, keeping only the memory of its buffer (at most one read's
+    /// worth: a long pipeline or body may have grown it); returns the old source.
     pub fn restart(&mut self, source: S) -> S {
         self.head.reset();
         self.buf.clear();
+        self.buf.shrink_to(READ_SIZE);
         self.start = 0;
         self.head_start = 0;
         self.state = State::Idle;

@@ -257,7 +257,9 @@ fn renew(ruby: &Ruby, rb_self: &H1PParser, io: Value) -> Result<(), Error> {
             kind,
             spare: Vec::new(),
         });
-        parser.source_mut().spare = old.spare;
+        let mut spare = old.spare;
+        spare.shrink_to(h1p::pull::READ_SIZE); // (see Parser::restart)
+        parser.source_mut().spare = spare;
         Ok(())
     })?;
     rb_self.source.set(io.as_raw());
