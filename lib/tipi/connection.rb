@@ -32,10 +32,33 @@ module Tipi
     def renew(socket, remote_addr)
       @socket = socket
       @remote_addr = remote_addr || remote_addr(socket)
-      @base_env['REMOTE_ADDR'] = @remote_addr if @base_env
+      if @base_env
+        @base_env['REMOTE_ADDR'] = @remote_addr
+        # An env the app kept from the last socket hijacks nothing of this one.
+        @hijack.revoke
+        @base_env['rack.hijack'] = @hijack = HijackCall.new(self)
+      end
       @idle = false
-      @served = @env = @pending = @request = @http2 = nil
+      @served = @env = @pending = @request = @http2 = @hijacked = nil
       self
+    end
+
+    # A connection's `rack.hijack` for one socket: a renewed connection's requests get a new
+    # one, and a kept env's hijacks nothing once its socket is gone.
+    class HijackCall
+      def initialize(connection)
+        @connection = connection
+      end
+
+      def call
+        raise IOError, 'rack.hijack called after its connection ended' unless @connection
+
+        @connection.call
+      end
+
+      def revoke
+        @connection = nil
+      end
     end
 
     # Raised in a connection's fiber by the server's sweeper when its request head is late.
@@ -54,8 +77,8 @@ module Tipi
       @hijacked
     end
 
-    # Rack's full hijack: the connection is each request's `env['rack.hijack']` (as Puma's
-    # client is: no object more per connection), and `call` hands the app the socket.
+    # Rack's full hijack, called by the socket's HijackCall (its requests'
+    # `env['rack.hijack']`): hands the app the socket.
     def call
       @hijacked = true
       @env['rack.hijack_io'] = @socket
@@ -221,15 +244,23 @@ module Tipi
     def base_env
       env = RackEnv.base(@server)
       env['REMOTE_ADDR'] = @remote_addr
-      env['rack.hijack'] = self
+      env['rack.hijack'] = @hijack = HijackCall.new(self)
       env
     end
 
     # @return [Boolean] whether the connection goes on
     def serve_request(env)
-      started = Process.clock_gettime(Process::CLOCK_MONOTONIC) if @logger
       # (The base env has rack.input: Input::EMPTY.)
       input = @parser.complete? ? Input::EMPTY : (env['rack.input'] = Input.new(@parser, @timeout, env))
+      answer(env)
+    ensure
+      # However the request ended, its rack.input reads no more (a hijacking app keeps it).
+      input&.close unless @hijacked
+    end
+
+    # @return [Boolean] whether the connection goes on
+    def answer(env)
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC) if @logger
       @env = env # (for #call: env['rack.hijack'], in the base)
       pending = @pending # the app's response, when H1P's loop called the app (#serve_in_rust)
       @pending = nil
@@ -248,7 +279,6 @@ module Tipi
         keep_alive = write_response(env, status, response_headers, response_body) if keep_alive.nil?
       ensure
         response_body.close if response_body.respond_to?(:close)
-        input.close
       end
       @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
       keep_alive

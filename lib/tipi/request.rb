@@ -94,8 +94,11 @@ module Tipi
     # connection's parser goes on to the next request, perhaps, on a renewed connection,
     # another client's).
     def close
-      @trailers = @parser.trailers
+      parser = @parser
       @parser = nil
+      @trailers = parser.trailers
+    rescue H1P::Error
+      nil # a fiber of the handler's is still reading the body: its trailers are unknown
     end
 
     # Answers with `body` (a String or nil) and `headers` (':status' for the status, 200 by

@@ -104,6 +104,11 @@ RSpec.describe 'tipi' do
     expect(curl('-H', 'Connection: close', '--data-binary', 'second body', url('/stashed'))).to eq('|second body')
   end
 
+  it 'hijacks nothing through an env kept from a connection that has ended' do
+    curl('-H', 'Connection: close', url('/keep-env'))
+    expect(curl('-H', 'Connection: close', url('/stale-hijack'))).to eq('rack.hijack called after its connection ended')
+  end
+
   it 'says Connection: close when it will close, and keep-alive to an HTTP/1.0 client that asked' do
     expect(raw("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).to include("\r\nConnection: close\r\n")
     expect(raw("GET /a HTTP/1.0\r\n\r\n")).to include("\r\nConnection: close\r\n")

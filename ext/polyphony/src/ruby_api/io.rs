@@ -485,8 +485,9 @@ fn io_accept_peer(ruby: &Ruby, fd: i32) -> Result<Value, Error> {
 }
 
 /// accept4(2)'s errors that belong to one pending connection, not to the listener.
-const ACCEPT_RETRY: [i32; 9] = [
+const ACCEPT_RETRY: [i32; 10] = [
     libc::ECONNABORTED,
+    libc::EPERM, // (a firewall rule refused this connection)
     libc::EPROTO,
     libc::ENETDOWN,
     libc::ENOPROTOOPT,
