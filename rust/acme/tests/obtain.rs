@@ -228,3 +228,147 @@ fn a_failed_validation_says_why_whether_the_ca_answers_ready_with_it_or_later() 
         assert!(hooks.sleeps.borrow().is_empty(), "{:?}", hooks.log.borrow());
     }
 }
+
+/// A CA that works, except that it rejects the first `rejections` POSTs to each URL as
+/// badNonce (Pebble rejects a random share; this makes the worst case certain).
+struct NonceRejecting {
+    rejections: usize,
+    posts: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    ready: std::sync::Mutex<Vec<String>>,
+    finalized: AtomicBool,
+}
+
+impl NonceRejecting {
+    fn new(rejections: usize) -> Self {
+        Self {
+            rejections,
+            posts: Default::default(),
+            ready: Default::default(),
+            finalized: AtomicBool::new(false),
+        }
+    }
+
+    fn rejected(&self, path: &str) -> usize {
+        let posts = self.posts.lock().unwrap();
+        posts.get(path).copied().unwrap_or(0).min(self.rejections)
+    }
+
+    fn order(&self) -> String {
+        let status = if self.finalized.load(Ordering::Relaxed) {
+            "valid"
+        } else if self.ready.lock().unwrap().len() == 2 {
+            "ready"
+        } else {
+            "pending"
+        };
+        format!(
+            r#"{{"status":"{status}","authorizations":["https://ca.test/authz/1","https://ca.test/authz/2"],"finalize":"https://ca.test/finalize/1"{}}}"#,
+            if status == "valid" {
+                r#","certificate":"https://ca.test/cert/1""#
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+impl Transport for NonceRejecting {
+    fn send(&self, request: HttpRequest) -> Result<HttpResponse, String> {
+        let path = request
+            .url
+            .trim_start_matches("https://ca.test")
+            .to_string();
+        let mut headers = vec![
+            ("replay-nonce".to_string(), "n".to_string()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        if request.method == "POST" {
+            let mut posts = self.posts.lock().unwrap();
+            let count = posts.entry(path.clone()).or_insert(0);
+            *count += 1;
+            if *count <= self.rejections {
+                let problem = r#"{"type":"urn:ietf:params:acme:error:badNonce","detail":"JWS has an invalid anti-replay nonce","status":400}"#;
+                return Ok(HttpResponse {
+                    status: 400,
+                    headers,
+                    body: problem.into(),
+                });
+            }
+        }
+        let (status, body) = match path.as_str() {
+            "/dir" => (
+                200,
+                r#"{"newNonce":"https://ca.test/nonce","newAccount":"https://ca.test/account","newOrder":"https://ca.test/order"}"#.to_string(),
+            ),
+            "/nonce" => (200, String::new()),
+            "/account" => {
+                headers.push(("location".into(), "https://ca.test/acct/1".into()));
+                (201, r#"{"status":"valid"}"#.to_string())
+            }
+            "/order" | "/order/1" => {
+                headers.push(("location".into(), "https://ca.test/order/1".into()));
+                (if path == "/order" { 201 } else { 200 }, self.order())
+            }
+            "/authz/1" | "/authz/2" => {
+                let n = &path[7..];
+                (
+                    200,
+                    format!(
+                        r#"{{"identifier":{{"type":"dns","value":"{n}.test"}},"status":"pending","challenges":[{{"type":"http-01","url":"https://ca.test/chall/{n}","token":"tok{n}","status":"pending"}}]}}"#
+                    ),
+                )
+            }
+            "/chall/1" | "/chall/2" => {
+                let n = &path[7..];
+                self.ready.lock().unwrap().push(n.to_string());
+                (
+                    200,
+                    format!(
+                        r#"{{"type":"http-01","url":"https://ca.test/chall/{n}","token":"tok{n}","status":"processing"}}"#
+                    ),
+                )
+            }
+            "/finalize/1" => {
+                self.finalized.store(true, Ordering::Relaxed);
+                (200, self.order())
+            }
+            "/cert/1" => {
+                headers[1].1 = "application/pem-certificate-chain".into();
+                (200, "-----BEGIN CERTIFICATE-----\n".to_string())
+            }
+            other => return Err(format!("unexpected request for {other}")),
+        };
+        Ok(HttpResponse {
+            status,
+            headers,
+            body: body.into(),
+        })
+    }
+}
+
+#[test]
+fn each_step_is_sent_again_while_the_ca_rejects_its_nonce() {
+    // Four rejections in a row: one more than instant-acme's own three tries.
+    let transport = Arc::new(NonceRejecting::new(4));
+    let hooks = Recorder::default();
+    let mut request = request(1);
+    request.names = vec!["1.test".into(), "2.test".into()];
+    let issued = obtain(transport.clone(), &request, &hooks)
+        .unwrap_or_else(|e| panic!("{e} (log: {:?})", hooks.log.borrow()));
+    assert_eq!(issued.chain_pem, "-----BEGIN CERTIFICATE-----\n");
+    for path in [
+        "/account",
+        "/order",
+        "/authz/1",
+        "/authz/2",
+        "/chall/1",
+        "/chall/2",
+        "/order/1",
+        "/finalize/1",
+        "/cert/1",
+    ] {
+        assert_eq!(transport.rejected(path), 4, "{path}");
+    }
+    assert_eq!(*transport.ready.lock().unwrap(), ["1", "2"]);
+    assert!(hooks.sleeps.borrow().is_empty(), "{:?}", hooks.log.borrow());
+}
