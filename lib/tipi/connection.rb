@@ -98,11 +98,7 @@ module Tipi
       return unless secure
       return serve_http2 if @server[:tls] && @socket.alpn_protocol == 'h2'
 
-      if @parser # a renewed connection's (see #renew)
-        @parser.__renew__(@socket)
-      else
-        @parser = @max_body ? H1P::Parser.new(@socket, max_body: @max_body) : H1P::Parser.new(@socket)
-      end
+      renew_parser
       # A Rack app's common requests are served by H1P in Rust (see #serve_in_rust); the
       # others come here.
       while (request = @native ? read_request : serve_in_rust)
@@ -190,6 +186,16 @@ module Tipi
     HTTP1_ONLY = %w[HTTP_UPGRADE HTTP_HTTP2_SETTINGS HTTP_CONNECTION rack.hijack].freeze
     NATIVE_HTTP1_ONLY = %w[upgrade http2-settings connection host :rx].freeze
     private_constant :HTTP1_ONLY, :NATIVE_HTTP1_ONLY
+
+    # A renewed connection's parser starts over on the new socket (see #renew). One still in
+    # use (by a reader the last client's app left behind) is left to it: a new one is made.
+    def renew_parser
+      return @parser.__renew__(@socket) if @parser
+    rescue H1P::Error
+      @parser = nil
+    ensure
+      @parser ||= @max_body ? H1P::Parser.new(@socket, max_body: @max_body) : H1P::Parser.new(@socket)
+    end
 
     # Whether the first bytes of a plain connection, which H1P refused, are HTTP/2's preface.
     def h2c_preface?
@@ -300,6 +306,8 @@ module Tipi
     # the server are concerned; the app's response may still ask to close).
     def keep_alive?
       @parser.keep_alive? && !@owner&.stopping?
+    rescue H1P::Error # the parser is in use: a fiber the app left running reads the body on
+      false
     end
 
     # The Connection field the response needs: "close" when the connection ends after it (a

@@ -109,6 +109,24 @@ RSpec.describe 'tipi' do
     expect(curl('-H', 'Connection: close', url('/stale-hijack'))).to eq('rack.hijack called after its connection ended')
   end
 
+  it 'serves the next connection when the last one left an app\'s fiber reading its body' do
+    # The connection's parser is still in use by that reader: the response is sent all the
+    # same, the connection then closes, and the one that serves the next socket makes a parser
+    # of its own. (Before: a 400 "called from its own source", then the server ended.)
+    stale = ['', '?stream'].map do |query|
+      socket = TCPSocket.new('127.0.0.1', @port)
+      socket.write("POST /stale-reader#{query} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+      response = +''
+      response << socket.readpartial(4096) until response.end_with?('ok') || !socket.wait_readable(5)
+      expect(response).to start_with("HTTP/1.1 200 OK\r\n").and include("\r\nConnection: close\r\n")
+      expect(response).to end_with("\r\n\r\nok")
+      2.times { expect(JSON.parse(curl(url('/next')))['PATH_INFO']).to eq('/next') }
+      socket
+    end
+  ensure
+    stale&.each(&:close)
+  end
+
   it 'says Connection: close when it will close, and keep-alive to an HTTP/1.0 client that asked' do
     expect(raw("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).to include("\r\nConnection: close\r\n")
     expect(raw("GET /a HTTP/1.0\r\n\r\n")).to include("\r\nConnection: close\r\n")

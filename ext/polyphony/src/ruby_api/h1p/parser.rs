@@ -830,7 +830,8 @@ fn is_keep_alive(rb_self: &H1PParser) -> Result<bool, Error> {
 /// with a Rack response whose body is an Array of Strings, in one write (see
 /// `H1P.send_rack_response`), with the Connection field the request and the response call
 /// for: "close" when the connection ends after it (the request or the app's Connection field
-/// asks for it, or `closing`: the server stops), "keep-alive" for an HTTP/1.0 client that
+/// asks for it, `closing`: the server stops, or the parser is still reading the body for
+/// someone else), "keep-alive" for an HTTP/1.0 client that
 /// keeps it. Returns whether the connection goes on, or nil (nothing written) when the body is
 /// no Array of Strings or the fields hold `rack.hijack`.
 fn send_rack_response(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value, Error> {
@@ -866,7 +867,13 @@ fn answer(
     closing: bool,
 ) -> Result<Option<bool>, Error> {
     let facts = rb_self.request.get();
-    let reusable = !closing && rb_self.with(|parser| Ok(parser.keep_alive()))?;
+    // A parser in use (a fiber the app left running reads the body on) cannot go on to a next
+    // request: the response is still sent, and the connection ends after it.
+    let reusable = !closing
+        && rb_self
+            .inner
+            .try_borrow()
+            .is_ok_and(|parser| parser.keep_alive());
     let framing = super::response::Framing::Decide {
         reusable,
         http10: facts.http10,
