@@ -34,12 +34,11 @@ module Tipi
       @remote_addr = remote_addr || remote_addr(socket)
       if @base_env
         @base_env['REMOTE_ADDR'] = @remote_addr
-        # An env the app kept from the last socket hijacks nothing of this one.
-        @hijack.revoke
+        # (The last socket's HijackCall was revoked when it ended: see #serve.)
         @base_env['rack.hijack'] = @hijack = HijackCall.new(self)
       end
       @idle = false
-      @served = @env = @pending = @request = @http2 = @hijacked = nil
+      @served = @http2 = @hijacked = nil
       self
     end
 
@@ -128,7 +127,11 @@ module Tipi
         # The app owns the socket now; fibers it spun for it run to their end first.
         Fiber.current.await_all_children
       else
+        # An env the app kept hijacks nothing once its connection has ended (before this
+        # connection is renewed, a request on another could call it).
+        @hijack&.revoke
         @socket.close unless @socket.closed?
+        @env = @pending = @request = nil # (nothing of the last client's stays with a spare)
       end
     end
 

@@ -107,6 +107,19 @@ RSpec.describe 'tipi' do
   it 'hijacks nothing through an env kept from a connection that has ended' do
     curl('-H', 'Connection: close', url('/keep-env'))
     expect(curl('-H', 'Connection: close', url('/stale-hijack'))).to eq('rack.hijack called after its connection ended')
+    # The same from a connection served meanwhile by another fiber, while the ended one's waits
+    # as a spare (not renewed yet).
+    other = TCPSocket.new('127.0.0.1', @port)
+    parser = H1P::Parser.new(other, :client)
+    other.write("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    expect(parser.parse_headers[':status']).to eq(200)
+    parser.read_body
+    curl('-H', 'Connection: close', url('/keep-env'))
+    other.write("GET /stale-hijack HTTP/1.1\r\nHost: x\r\n\r\n")
+    expect(parser.parse_headers[':status']).to eq(200)
+    expect(parser.read_body).to eq('rack.hijack called after its connection ended')
+  ensure
+    other&.close
   end
 
   it 'serves the next connection when the last one left an app\'s fiber reading its body' do
