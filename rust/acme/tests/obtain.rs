@@ -124,6 +124,43 @@ fn a_bad_saved_account_is_not_retried() {
     assert!(hooks.sleeps.borrow().is_empty());
 }
 
+fn json_headers() -> Vec<(String, String)> {
+    vec![
+        ("replay-nonce".to_string(), "n".to_string()),
+        ("content-type".to_string(), "application/json".to_string()),
+    ]
+}
+
+fn reply(
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+) -> Result<HttpResponse, String> {
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: body.into(),
+    })
+}
+
+/// A mock CA's answers before any order (the directory, a nonce, a new account); other paths
+/// are unexpected.
+fn before_orders(path: &str, mut headers: Vec<(String, String)>) -> Result<HttpResponse, String> {
+    match path {
+        "/dir" => reply(
+            200,
+            headers,
+            r#"{"newNonce":"https://ca.test/nonce","newAccount":"https://ca.test/account","newOrder":"https://ca.test/order"}"#.to_string(),
+        ),
+        "/nonce" => reply(200, headers, String::new()),
+        "/account" => {
+            headers.push(("location".into(), "https://ca.test/acct/1".into()));
+            reply(201, headers, r#"{"status":"valid"}"#.to_string())
+        }
+        other => Err(format!("unexpected request for {other}")),
+    }
+}
+
 /// A CA whose validator cannot reach the name: it answers the challenge's `ready` with the
 /// validation already failed (`at_once`), or with the challenge still processing, the failure
 /// showing on the next look at the order.
@@ -158,20 +195,8 @@ impl Unreachable {
 impl Transport for Unreachable {
     fn send(&self, request: HttpRequest) -> Result<HttpResponse, String> {
         let path = request.url.trim_start_matches("https://ca.test");
-        let mut headers = vec![
-            ("replay-nonce".to_string(), "n".to_string()),
-            ("content-type".to_string(), "application/json".to_string()),
-        ];
+        let mut headers = json_headers();
         let (status, body) = match path {
-            "/dir" => (
-                200,
-                r#"{"newNonce":"https://ca.test/nonce","newAccount":"https://ca.test/account","newOrder":"https://ca.test/order"}"#.to_string(),
-            ),
-            "/nonce" => (200, String::new()),
-            "/account" => {
-                headers.push(("location".into(), "https://ca.test/acct/1".into()));
-                (201, r#"{"status":"valid"}"#.to_string())
-            }
             "/order" | "/order/1" => {
                 headers.push(("location".into(), "https://ca.test/order/1".into()));
                 let status = if path == "/order" { 201 } else { 200 };
@@ -201,13 +226,9 @@ impl Transport for Unreachable {
                     (200, processing)
                 }
             }
-            other => return Err(format!("unexpected request for {other}")),
+            other => return before_orders(other, headers),
         };
-        Ok(HttpResponse {
-            status,
-            headers,
-            body: body.into(),
-        })
+        reply(status, headers, body)
     }
 }
 
@@ -278,10 +299,7 @@ impl Transport for NonceRejecting {
             .url
             .trim_start_matches("https://ca.test")
             .to_string();
-        let mut headers = vec![
-            ("replay-nonce".to_string(), "n".to_string()),
-            ("content-type".to_string(), "application/json".to_string()),
-        ];
+        let mut headers = json_headers();
         if request.method == "POST" {
             let mut posts = self.posts.lock().unwrap();
             let count = posts.entry(path.clone()).or_insert(0);
@@ -296,15 +314,6 @@ impl Transport for NonceRejecting {
             }
         }
         let (status, body) = match path.as_str() {
-            "/dir" => (
-                200,
-                r#"{"newNonce":"https://ca.test/nonce","newAccount":"https://ca.test/account","newOrder":"https://ca.test/order"}"#.to_string(),
-            ),
-            "/nonce" => (200, String::new()),
-            "/account" => {
-                headers.push(("location".into(), "https://ca.test/acct/1".into()));
-                (201, r#"{"status":"valid"}"#.to_string())
-            }
             "/order" | "/order/1" => {
                 headers.push(("location".into(), "https://ca.test/order/1".into()));
                 (if path == "/order" { 201 } else { 200 }, self.order())
@@ -336,13 +345,9 @@ impl Transport for NonceRejecting {
                 headers[1].1 = "application/pem-certificate-chain".into();
                 (200, "-----BEGIN CERTIFICATE-----\n".to_string())
             }
-            other => return Err(format!("unexpected request for {other}")),
+            other => return before_orders(other, headers),
         };
-        Ok(HttpResponse {
-            status,
-            headers,
-            body: body.into(),
-        })
+        reply(status, headers, body)
     }
 }
 
