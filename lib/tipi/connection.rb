@@ -340,7 +340,7 @@ module Tipi
       failure = begin
         Request.handle(@app, request)
       ensure
-        request.close
+        detached = request.close
       end
       if failure
         respond_error(*failure) unless request.status # else the answer has begun: cut it
@@ -349,7 +349,7 @@ module Tipi
       request.finish
       @logger&.call(request.log_env(@remote_addr), request.status,
                     Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
-      keep_alive && !request.close?
+      keep_alive && detached && !request.close?
     end
 
     def call_app(env)

@@ -93,12 +93,16 @@ module Tipi
     # Called by the server once the handler has returned: no more of the body is read (the
     # connection's parser goes on to the next request, perhaps, on a renewed connection,
     # another client's).
+    # @return [Boolean] false when a fiber the handler left running is still reading the body
+    #   (the parser is its own until then: the connection cannot go on)
     def close
-      parser = @parser
+      return true unless (parser = @parser)
+
       @parser = nil
       @trailers = parser.trailers
+      true
     rescue H1P::Error
-      nil # a fiber of the handler's is still reading the body: its trailers are unknown
+      false # (its trailers are unknown)
     end
 
     # Answers with `body` (a String or nil) and `headers` (':status' for the status, 200 by

@@ -55,6 +55,21 @@ RSpec.describe 'tipi with a Tipi-native handler' do
     expect(response).to end_with("\r\n\r\n|second body")
   end
 
+  it 'ends a connection whose body a fiber the handler left running still reads' do
+    # The answer is sent; the connection's parser is that fiber's: the connection ends there
+    # (before: a 400 "called from its own source" followed), and the next one is served.
+    stale = TCPSocket.new('127.0.0.1', @port)
+    stale.write("POST /stale-reader HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+    response = +''
+    while stale.wait_readable(1) && (chunk = stale.read_nonblock(4096, exception: false)).is_a?(String)
+      response << chunk
+    end
+    expect(response).to start_with("HTTP/1.1 200 OK\r\n").and end_with("\r\n\r\nok")
+    2.times { expect(raw("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).to end_with("Hello \n") }
+  ensure
+    stale&.close
+  end
+
   it 'refuses a second answer, and answers 500 for a handler that answered nothing' do
     expect(raw("GET /twice HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).to end_with("\r\n\r\nonce")
     expect(@tipi.read_until(/tipi spec:/)).to include('the response has begun already')
