@@ -193,7 +193,7 @@ module Tipi
     # A renewed connection's parser starts over on the new socket (see #renew). One still in
     # use (by a reader the last client's app left behind) is left to it: a new one is made.
     def renew_parser
-      return @parser.__renew__(@socket) if @parser
+      @parser&.__renew__(@socket)
     rescue H1P::Error
       @parser = nil
     ensure
