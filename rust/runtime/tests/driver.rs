@@ -236,6 +236,67 @@ fn poll_reports_readiness_once_data_arrives(kind: Kind) {
     assert_ne!(events & libc::POLLIN as u32, 0);
 }
 
+/// A completion that arrives while the thread makes no system call (a fiber busy in Ruby code)
+/// is seen by the next non-blocking wait. With io_uring's cooperative task running, the kernel
+/// finishes such a read only when the thread enters it (or an interrupt happens to come by,
+/// hence several rounds); the wait must notice and enter.
+fn a_busy_thread_sees_completions_without_blocking(kind: Kind) {
+    const ROUNDS: usize = 20;
+    // On one CPU each, if there are two: a writer woken on ours would preempt us, and that
+    // trip through the kernel would finish the read before the wait has to.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pin = move |cpu: usize| {
+        if cpus >= 2 {
+            // SAFETY: a zeroed cpu_set_t is an empty set, CPU_SET writes inside it (cpu < 2),
+            // and sched_setaffinity reads that many bytes of it; 0 is the calling thread.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+            }
+        }
+    };
+    pin(0);
+    let mut driver = Driver::with_kind(kind, 8).unwrap();
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    // The writer sleeps in a read until asked (a byte on `ask`), sends, then counts in `sent`.
+    let (asked, ask) = pipe();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let sent = Arc::clone(&sent);
+        std::thread::spawn(move || {
+            pin(1);
+            let mut asked = std::fs::File::from(asked);
+            for round in 1..=ROUNDS {
+                std::io::Read::read_exact(&mut asked, &mut [0]).unwrap();
+                (&theirs).write_all(b"ping").unwrap();
+                sent.store(round, Ordering::Release);
+            }
+        })
+    };
+    let mut ask = std::fs::File::from(ask);
+    for round in 1..=ROUNDS {
+        let read = driver
+            .submit(Read::new(ours.as_raw_fd(), Vec::with_capacity(8), u64::MAX))
+            .unwrap();
+        driver.wait(Some(Duration::ZERO), |_| {}).unwrap();
+        assert!(driver.completion(read).is_none(), "nothing was sent yet");
+        ask.write_all(b"!").unwrap();
+        // Spin, making no system call, until the bytes are in the socket.
+        while sent.load(Ordering::Acquire) < round {
+            std::hint::spin_loop();
+        }
+        let mut seen = Vec::new();
+        driver
+            .wait(Some(Duration::ZERO), |id| seen.push(id))
+            .unwrap();
+        assert_eq!(seen, [read], "round {round}");
+        let (n, buf) = driver.take::<Read>(read).unwrap();
+        assert_eq!((n.unwrap(), &buf[..]), (4, &b"ping"[..]));
+    }
+    writer.join().unwrap();
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod io_uring_backend {
@@ -259,6 +320,7 @@ on_both_backends!(
     splice_and_tee_move_bytes_in_the_kernel,
     connect_reaches_a_listener,
     chains_run_in_order_and_stop_at_a_failure,
+    a_busy_thread_sees_completions_without_blocking,
 );
 
 #[test]
