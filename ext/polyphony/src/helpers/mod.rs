@@ -1,4 +1,5 @@
 pub(crate) mod fiber;
 pub(crate) mod hash;
+pub(crate) mod io;
 pub(crate) mod nogvl;
 pub(crate) mod runqueue;

@@ -271,10 +271,7 @@ const POLLIN: u32 = libc::POLLIN as u32;
 /// Whether Ruby's own read buffer of `io` holds bytes that reading its descriptor would skip.
 fn io_pending(io: Value) -> Result<bool, Error> {
     let ruby = Ruby::get().expect("called from Ruby");
-    // SAFETY: the GVL is held; `io` is a live object.
-    let is_io = unsafe { rb_sys::rb_obj_is_kind_of(io.as_raw(), rb_sys::rb_cIO) }
-        == rb_sys::ruby_special_consts::RUBY_Qtrue as rb_sys::VALUE;
-    if !is_io {
+    if !crate::helpers::io::is_io(io.as_raw()) {
         return Err(Error::new(ruby.exception_type_error(), "an IO is needed"));
     }
     // SAFETY: `io` is an IO (checked), so an RFile; a NULL fptr is an uninitialized IO.

@@ -20,6 +20,7 @@ use rb_sys::VALUE;
 use super::names::names;
 use super::{error, ERROR};
 use crate::helpers::fiber::QNIL;
+use crate::helpers::io;
 use crate::ruby_api::backend::{io_error, Awaited, Backend};
 use crate::ruby_api::io::{is_pipe, splice_kernel, Relay};
 use polyphony_runtime::op::{Read, Splice};
@@ -106,23 +107,10 @@ fn read_through_backend(
     let Some(backend) = Backend::existing() else {
         return Ok(None);
     };
-    // SAFETY: the GVL is held; `io` is a live object (marked by the parser).
-    let is_io = unsafe { rb_sys::rb_obj_is_kind_of(io, rb_sys::rb_cIO) } == QTRUE;
-    if !is_io {
+    // Not an IO, or closed (the Ruby path then raises IOError), or with bytes in Ruby's buffer.
+    let Some(fd) = unread_fd(io) else {
         return Ok(None);
-    }
-    // SAFETY: `io` is an IO (checked), so it is an RFile; `fptr` is NULL only for an IO that
-    // was never initialized, and `rb_io_read_pending` reads its buffer counters.
-    let (fd, pending) = unsafe {
-        let fptr = (*(io as *const rb_sys::RFile)).fptr;
-        if fptr.is_null() || (*fptr).fd < 0 {
-            return Ok(None); // closed: the Ruby path raises IOError
-        }
-        ((*fptr).fd, rb_sys::rb_io_read_pending(fptr) != 0)
     };
-    if pending {
-        return Ok(None);
-    }
     let mut data = std::mem::take(spare);
     data.clear();
     data.reserve(max);
@@ -144,8 +132,6 @@ fn read_through_backend(
         Awaited::Interrupted(_) => Err(error("the parser's read was interrupted")),
     }
 }
-
-const QTRUE: VALUE = rb_sys::ruby_special_consts::RUBY_Qtrue as VALUE;
 
 fn unsafe_class_name(value: Value) -> String {
     // SAFETY: the class of a live object is a live class.
@@ -691,7 +677,7 @@ fn splice_body_in_kernel(
         Kind::ReadPartial(raw) => raw,
         Kind::Call(_) => return Ok(None),
     };
-    let (Some(src_fd), Some(dest_fd)) = (io_fd(source), io_fd(dest.as_raw())) else {
+    let (Some(src_fd), Some(dest_fd)) = (unread_fd(source), unread_fd(dest.as_raw())) else {
         return Ok(None);
     };
     if Backend::existing().is_none() {
@@ -747,20 +733,10 @@ fn splice(fd_in: i32, fd_out: i32, len: u32) -> Result<usize, Error> {
 }
 
 /// The descriptor of an open IO with nothing in Ruby's read buffer.
-fn io_fd(io: VALUE) -> Option<i32> {
-    // SAFETY: the GVL is held; `io` is a live object.
-    let is_io = unsafe { rb_sys::rb_obj_is_kind_of(io, rb_sys::rb_cIO) } == QTRUE;
-    if !is_io {
-        return None;
-    }
-    // SAFETY: `io` is an IO (checked), so an RFile; NULL fptr means an uninitialized IO.
-    unsafe {
-        let fptr = (*(io as *const rb_sys::RFile)).fptr;
-        if fptr.is_null() || (*fptr).fd < 0 || rb_sys::rb_io_read_pending(fptr) != 0 {
-            return None;
-        }
-        Some((*fptr).fd)
-    }
+fn unread_fd(io: VALUE) -> Option<i32> {
+    let fptr = io::open_fptr(io)?;
+    // SAFETY: `open_fptr` hands out the live rb_io_t of an open IO; the GVL is held.
+    unsafe { (rb_sys::rb_io_read_pending(fptr) == 0).then_some((*fptr).fd) }
 }
 
 fn is_complete(rb_self: &H1PParser) -> Result<bool, Error> {

@@ -12,6 +12,7 @@ use magnus::{
 use magnus::rb_sys::AsRawValue;
 
 use super::error;
+use crate::helpers::io;
 use crate::ruby_api::backend::{Awaited, Backend};
 use crate::ruby_api::io::write_all;
 
@@ -478,23 +479,10 @@ fn write_fast(
 /// written around it keep their order), and a backend runs on this thread.
 fn plain_io_fd(io: Value) -> Option<i32> {
     Backend::existing()?;
-    let io = io.as_raw();
-    // SAFETY: the GVL is held; `io` is a live object.
-    if unsafe { rb_sys::rb_obj_is_kind_of(io, rb_sys::rb_cIO) } != QTRUE {
-        return None;
-    }
-    // SAFETY: `io` is an IO (checked), so it is an RFile; `fptr` is NULL only for an IO that
-    // was never initialized; the buffer counters are plain fields.
-    unsafe {
-        let fptr = (*(io as *const rb_sys::RFile)).fptr;
-        if fptr.is_null() || (*fptr).fd < 0 || (*fptr).wbuf.len > 0 {
-            return None;
-        }
-        Some((*fptr).fd)
-    }
+    let fptr = io::open_fptr(io.as_raw())?;
+    // SAFETY: `open_fptr` hands out the live rb_io_t of an open IO; the GVL is held.
+    unsafe { ((*fptr).wbuf.len == 0).then_some((*fptr).fd) }
 }
-
-const QTRUE: rb_sys::VALUE = rb_sys::ruby_special_consts::RUBY_Qtrue as rb_sys::VALUE;
 
 /// The largest body copied behind its head to be written in one call.
 const COALESCE_MAX: usize = 64 * 1024;
