@@ -116,6 +116,11 @@ module Tipi
       'HTTP/2'
     end
 
+    # A stream's body is its own: no other request waits for a fiber still reading it.
+    def body_in_use?
+      false
+    end
+
     # The response's status and fields (no pseudo-fields), the state moved to `state`.
     def head(headers, state)
       fields = begin_response(headers, state)

@@ -270,8 +270,18 @@ module Tipi
       @status = headers[':status'] || 200
       @close = Response.close_requested?(headers)
       fields = { ':status' => 200 }.merge(headers)
-      fields['Connection'] = @connection if @connection && !Response.field?(fields, 'connection')
+      connection = body_in_use? ? 'close' : @connection
+      fields['Connection'] = connection if connection && !Response.field?(fields, 'connection')
       fields
+    end
+
+    # Whether a fiber the handler spun is reading the body (in the parser) as it answers: the
+    # connection ends after the answer then (see #close), and the answer says so.
+    def body_in_use?
+      @parser&.keep_alive?
+      false
+    rescue H1P::Error # (called from its own source)
+      true
     end
 
   end

@@ -56,8 +56,9 @@ RSpec.describe 'tipi with a Tipi-native handler' do
   end
 
   it 'ends a connection whose body a fiber the handler left running still reads' do
-    # The answer is sent; the connection's parser is that fiber's: the connection ends there
-    # (before: a 400 "called from its own source" followed), and the next one is served.
+    # The answer is sent, saying the connection closes; the connection's parser is that
+    # fiber's: the connection ends there (before: a 400 "called from its own source"
+    # followed), and the next one is served.
     stale = TCPSocket.new('127.0.0.1', @port)
     stale.write("POST /stale-reader HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
     response = +''
@@ -65,6 +66,7 @@ RSpec.describe 'tipi with a Tipi-native handler' do
       response << chunk
     end
     expect(response).to start_with("HTTP/1.1 200 OK\r\n").and end_with("\r\n\r\nok")
+    expect(response).to include("\r\nConnection: close\r\n") # (the client sends nothing more on it)
     2.times { expect(raw("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).to end_with("Hello \n") }
   ensure
     stale&.close
