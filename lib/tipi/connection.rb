@@ -308,9 +308,8 @@ module Tipi
     # Whether the connection serves another request after this one (as far as the client and
     # the server are concerned; the app's response may still ask to close).
     def keep_alive?
-      @parser.keep_alive? && !@owner&.stopping?
-    rescue H1P::Error # the parser is in use: a fiber the app left running reads the body on
-      false
+      # (Not while a fiber the app left running reads the body on in the parser.)
+      !@parser.__in_use__ && @parser.keep_alive? && !@owner&.stopping?
     end
 
     # The Connection field the response needs: "close" when the connection ends after it (a

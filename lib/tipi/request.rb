@@ -96,13 +96,12 @@ module Tipi
     # @return [Boolean] false when a fiber the handler left running is still reading the body
     #   (the parser is its own until then: the connection cannot go on)
     def close
-      return true unless (parser = @parser)
+      return true unless @parser
 
+      in_use = body_in_use?
+      @trailers = @parser.trailers unless in_use # (else they are unknown)
       @parser = nil
-      @trailers = parser.trailers
-      true
-    rescue H1P::Error
-      false # (its trailers are unknown)
+      !in_use
     end
 
     # Answers with `body` (a String or nil) and `headers` (':status' for the status, 200 by
@@ -278,10 +277,7 @@ module Tipi
     # Whether a fiber the handler spun is reading the body (in the parser) as it answers: the
     # connection ends after the answer then (see #close), and the answer says so.
     def body_in_use?
-      @parser&.keep_alive?
-      false
-    rescue H1P::Error # (called from its own source)
-      true
+      @parser&.__in_use__ || false
     end
 
   end

@@ -137,6 +137,15 @@ RSpec.describe H1P::Parser do
     expect { parser.parse_headers }.to raise_error(H1P::Error, /called from its own source/)
     bad = described_class.new { 42 }
     expect { bad.parse_headers }.to raise_error(H1P::Error, /must return a String or nil, not Integer/)
+    # __in_use__ (what Tipi asks before it answers) says so without raising.
+    seen = nil
+    busy = described_class.new do
+      seen = busy.__in_use__
+      nil # (the end of the source)
+    end
+    expect(busy.__in_use__).to be(false)
+    busy.parse_headers
+    expect([seen, busy.__in_use__]).to eq([true, false])
   end
 
   it 'refuses bad arguments with clear errors' do

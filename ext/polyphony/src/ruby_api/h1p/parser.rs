@@ -308,6 +308,13 @@ fn limits(ruby: &Ruby, options: Option<RHash>) -> Result<Limits, Error> {
 }
 
 impl H1PParser {
+    /// Whether a read from its source is under way, so that nothing else can use it now: a
+    /// fiber an app left running reads a body on while its connection answers. Such a parser
+    /// cannot go on to a next request.
+    fn in_use(&self) -> bool {
+        self.inner.try_borrow_mut().is_err()
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Parser<RubySource>) -> Result<T, Error>,
@@ -802,6 +809,11 @@ fn is_keep_alive(rb_self: &H1PParser) -> Result<bool, Error> {
     rb_self.with(|parser| Ok(parser.keep_alive()))
 }
 
+/// `parser.__in_use__`: see [`H1PParser::in_use`] (Tipi asks before it answers).
+fn is_in_use(rb_self: &H1PParser) -> bool {
+    rb_self.in_use()
+}
+
 /// `parser.send_rack_response(io, status, headers, body, closing)`: answers the last request
 /// with a Rack response whose body is an Array of Strings, in one write (see
 /// `H1P.send_rack_response`), with the Connection field the request and the response call
@@ -843,13 +855,10 @@ fn answer(
     closing: bool,
 ) -> Result<Option<bool>, Error> {
     let facts = rb_self.request.get();
-    // A parser in use (a fiber the app left running reads the body on) cannot go on to a next
-    // request: the response is still sent, and the connection ends after it.
-    let reusable = !closing
-        && rb_self
-            .inner
-            .try_borrow()
-            .is_ok_and(|parser| parser.keep_alive());
+    // A parser in use cannot go on to a next request: the response is still sent, and the
+    // connection ends after it.
+    let reusable =
+        !closing && !rb_self.in_use() && rb_self.with(|parser| Ok(parser.keep_alive()))?;
     let framing = super::response::Framing::Decide {
         reusable,
         http10: facts.http10,
@@ -872,6 +881,7 @@ pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     class.define_method("splice_body_to", method!(splice_body_to, 1))?;
     class.define_method("complete?", method!(is_complete, 0))?;
     class.define_method("keep_alive?", method!(is_keep_alive, 0))?;
+    class.define_method("__in_use__", method!(is_in_use, 0))?;
     class.define_method("send_rack_response", method!(send_rack_response, -1))?;
     class.define_method("serve_rack", method!(serve_rack, -1))?;
     class.define_method("buffered", method!(buffered, 0))?;
