@@ -14,6 +14,8 @@ pub enum Limit {
     HeaderCount,
     Body,
     ChunkLine,
+    /// The whole head: start line and fields.
+    Head,
 }
 
 impl Limit {
@@ -28,6 +30,7 @@ impl Limit {
             Limit::HeaderCount => "header count",
             Limit::Body => "body size",
             Limit::ChunkLine => "chunk size line length",
+            Limit::Head => "head size",
         }
     }
 }
@@ -72,6 +75,15 @@ pub enum Error {
     IncompleteBody {
         missing: Option<u64>,
     },
+    /// A response (the app's) whose final status is 1xx, other than 101 with an Upgrade field.
+    InformationalFinal,
+    /// A response (the app's) whose body is shorter than its Content-Length.
+    ContentLengthMismatch {
+        declared: u64,
+        actual: u64,
+    },
+    /// A trailer field that would frame the message (Content-Length, Transfer-Encoding).
+    FramingTrailer,
 }
 
 impl fmt::Display for Error {
@@ -117,6 +129,18 @@ impl fmt::Display for Error {
             Error::IncompleteBody { missing: None } => {
                 f.write_str("connection closed inside the body")
             }
+            Error::InformationalFinal => {
+                f.write_str("a 1xx status (other than 101 with Upgrade) as a final response")
+            }
+            Error::ContentLengthMismatch { declared, actual } => {
+                write!(
+                    f,
+                    "Content-Length says {declared} bytes, the body has {actual}"
+                )
+            }
+            Error::FramingTrailer => f.write_str(
+                "a trailer field cannot frame the message (Content-Length, Transfer-Encoding)",
+            ),
         }
     }
 }

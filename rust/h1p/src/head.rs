@@ -208,14 +208,17 @@ impl HeadParser {
                 match &buf[self.pos..] {
                     [b'\n', ..] => self.pos += 1,
                     [b'\r', b'\n', ..] => self.pos += 2,
-                    [] | [b'\r'] => return Ok(None),
+                    [] | [b'\r'] => return self.more_needed(buf),
                     _ => match self.field_line(buf)? {
                         Some(next) => {
                             self.pos = next;
                             continue;
                         }
-                        None => return Ok(None),
+                        None => return self.more_needed(buf),
                     },
+                }
+                if self.pos > self.limits.head {
+                    return Err(too_large(Limit::Head, self.limits.head));
                 }
                 self.finish()?;
                 self.head.len = self.pos;
@@ -226,7 +229,7 @@ impl HeadParser {
             let Some(found) = memchr(b'\n', &rest[self.scanned..]) else {
                 self.scanned = rest.len();
                 self.check_partial(rest)?;
-                return Ok(None);
+                return self.more_needed(buf);
             };
             let nl = self.scanned + found;
             self.scanned = 0;
@@ -250,6 +253,14 @@ impl HeadParser {
             parsed.map_err(|e| bare_cr_first(e, line))?;
             self.started = true;
         }
+    }
+
+    /// `Ok(None)` while the head so far is within its limit.
+    fn more_needed(&self, buf: &[u8]) -> Result<Option<&Head>, Error> {
+        if buf.len() > self.limits.head {
+            return Err(too_large(Limit::Head, self.limits.head));
+        }
+        Ok(None)
     }
 
     fn start_line_error(&self) -> Error {

@@ -17,6 +17,7 @@ mod chunked;
 mod error;
 mod head;
 pub mod pull;
+pub mod response;
 mod scan;
 
 pub use chunked::{ChunkedDecoder, Step, MAX_CHUNK_LINE};
@@ -43,6 +44,9 @@ pub struct Limits {
     pub headers: usize,
     /// Largest body accepted, if any limit.
     pub max_body: Option<u64>,
+    /// The whole head: start line, fields and line ends (trailers are counted apart, with the
+    /// same limit).
+    pub head: usize,
 }
 
 impl Default for Limits {
@@ -55,6 +59,7 @@ impl Default for Limits {
             header_value: 2048,
             headers: 256,
             max_body: None,
+            head: 64 * 1024,
         }
     }
 }
