@@ -20,8 +20,7 @@ module Tipi
       @owner = options[:server]
       @native = options[:native]
       @max_body = options[:max_body]
-      @idle = false # until a first request is served: a new connection's request is on its way
-      @reads = 0
+      @limits = options[:limits] || {}
     end
 
     # The next connection accepted on the same listener, to be served by this object (and its
@@ -37,8 +36,7 @@ module Tipi
         # (The last socket's HijackCall was revoked when it ended: see #serve.)
         @base_env['rack.hijack'] = @hijack = HijackCall.new(self)
       end
-      @idle = false
-      @served = @http2 = @hijacked = nil
+      @http2 = @hijacked = nil
       self
     end
 
@@ -66,7 +64,9 @@ module Tipi
     # Which read of a request head is under way (a number that changes with each request), or
     # nil between them: the server's sweeper raises Expired in the fiber of a connection it
     # finds on the same read for longer than the timeout.
-    attr_reader :reading
+    def reading
+      @parser&.__reading__
+    end
 
     # The client's socket (a Polyphony::TLS socket once a TLS handshake is done).
     attr_reader :socket
@@ -88,7 +88,9 @@ module Tipi
     # connection closed this way). A new connection's first request and a request on its way
     # are served first.
     def idle?
-      @idle && !IO.select([@socket], nil, nil, 0)
+      return false unless @parser&.__idle__
+
+      !IO.select([@socket], nil, nil, 0)
     rescue IOError
       true
     end
@@ -101,17 +103,16 @@ module Tipi
       # A Rack app's common requests are served by H1P in Rust (see #serve_in_rust); the
       # others come here.
       while (request = @native ? read_request : serve_in_rust)
-        @idle = false
-        @served = true
         return upgrade_to_http2(request) if h2c_upgrade?(request)
 
         break unless @native ? serve_native(request) : serve_request(request)
         break if @owner&.stopping? # it began while this request was served
-
-        @idle = true
       end
+    rescue H1P::InvalidResponse => e
+      # The app's mistake, answered with a 500 (when nothing else was sent) by H1P.
+      Tipi.report(e, $stderr)
     rescue H1P::TooLarge => e
-      respond_error(e.message.start_with?('target') ? 414 : 431, e.message)
+      respond_error(e.limit == :target ? 414 : 431, e.message)
     rescue H1P::Error => e
       # An h2c client with prior knowledge: its preface is no HTTP/1 request.
       return serve_http2(@parser.buffered) if h2c_preface?
@@ -131,7 +132,7 @@ module Tipi
         # connection is renewed, a request on another could call it).
         @hijack&.revoke
         @socket.close unless @socket.closed?
-        @env = @pending = @request = nil # (nothing of the last client's stays with a spare)
+        @env = @request = nil # (nothing of the last client's stays with a spare)
       end
     end
 
@@ -197,12 +198,12 @@ module Tipi
     rescue H1P::Error
       @parser = nil
     ensure
-      @parser ||= @max_body ? H1P::Parser.new(@socket, max_body: @max_body) : H1P::Parser.new(@socket)
+      @parser ||= H1P::Parser.new(@socket, **@limits, max_body: @max_body)
     end
 
     # Whether the first bytes of a plain connection, which H1P refused, are HTTP/2's preface.
     def h2c_preface?
-      !@served && !@server[:tls] && @parser.buffered.start_with?(HTTP2Connection::PREFACE_START)
+      @parser.__heads__.zero? && !@server[:tls] && @parser.buffered.start_with?(HTTP2Connection::PREFACE_START)
     end
 
     # On an HTTPS listener, the TLS handshake (at most the timeout). A failed one is logged
@@ -230,24 +231,48 @@ module Tipi
     # server's sweeper, see #reading: a timer, or even a look at the clock, per request would
     # cost more than much of the rest of the request's handling).
     def read_request
-      @reading = (@reads += 1)
       @parser.parse_headers
     rescue Expired
       nil
-    ensure
-      @reading = nil
     end
 
-    # Serves requests in H1P's loop (H1P::Parser#serve_rack: no body, no Upgrade field, an
-    # Array of Strings for a body, no hijack, as #serve_request would), until the connection
-    # ends (false), the client leaves (nil), or a request needs the Ruby path: its env (the
-    # app's response in @pending if the app was called). A late head is cut as in
-    # #read_request (the loop numbers its reads in @reading).
+    # Serves requests in H1P's loop (H1P::Parser#serve_rack: no body, no Upgrade field, as
+    # #serve_request would), until the connection ends (false), the client leaves (nil), or a
+    # request needs the Ruby path: its env, unanswered. A late head is cut as in #read_request.
+    # The loop calls #call_app, #hijacked? and #finished.
     def serve_in_rust
-      @parser.serve_rack(self, @socket, @base_env ||= base_env, self, @owner, @logger)
+      @parser.serve_rack(self, @socket, @base_env ||= base_env, @owner, !@logger.nil?)
     rescue Expired
       nil
     end
+
+    public
+
+    # The app's response to `env` (H1P's loop calls it too), or false when the connection
+    # answered already (a body over the limit: 413; a malformed one: 400) or was cut (a body
+    # too slow).
+    def call_app(env)
+      @env = env # (for #call: env['rack.hijack'], in the base)
+      @app.call(env)
+    rescue H1P::TooLarge => e
+      respond_error(413, e.message)
+      false
+    rescue H1P::Error => e
+      respond_error(400, e.message)
+      false
+    rescue Polyphony::Cancel
+      false # the body did not come in time
+    rescue StandardError => e
+      Tipi.report(e, env['rack.errors'])
+      [500, { 'Content-Type' => 'text/plain', 'Connection' => 'close' }, ["Internal Server Error\n"]]
+    end
+
+    # After each response: the access log's line.
+    def finished(env, status, bytes, seconds)
+      @logger&.call(env, status, seconds, bytes)
+    end
+
+    private
 
     # The connection's constant part of each request's env, rack.hijack included.
     def base_env
@@ -270,39 +295,21 @@ module Tipi
     # @return [Boolean] whether the connection goes on
     def answer(env)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC) if @logger
-      @env = env # (for #call: env['rack.hijack'], in the base)
-      pending = @pending # the app's response, when H1P's loop called the app (#serve_in_rust)
-      @pending = nil
-      status, response_headers, response_body = pending || call_app(env)
-      return false unless status # the body was too large or too slow: answered, or cut
-      if @hijacked || hijack_response(status, response_headers)
-        @hijacked = true
-        @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
-        return false
-      end
+      response = call_app(env)
+      return false if response == false # the body was too large, malformed or too slow
 
-      begin
-        # The common case, an Array of Strings, is written by H1P, which knows the request's
-        # method, version and keep-alive; anything else is written here.
-        keep_alive = @parser.send_rack_response(@socket, status, response_headers, response_body, @owner&.stopping?)
-        keep_alive = write_response(env, status, response_headers, response_body) if keep_alive.nil?
-      ensure
-        response_body.close if response_body.respond_to?(:close)
-      end
-      @logger&.call(env, status, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
-      keep_alive
-    end
+      unless @hijacked
+        status, headers, body = response
+        unless response.is_a?(Array) && response.size == 3
+          respond_error(500, 'Internal Server Error')
+          raise H1P::InvalidResponse, "the app returned #{response.inspect}, not [status, headers, body]"
+        end
 
-    # A response whose body is no Array of Strings (streamed, a file, chunked...).
-    # @return [Boolean] whether the connection goes on
-    def write_response(env, status, headers, body)
-      keep_alive = keep_alive? && !Response.close_requested?(headers)
-      protocol = env['SERVER_PROTOCOL']
-      ends_with_connection = Response.write(@socket, status, headers, body,
-                                            head_request: env['REQUEST_METHOD'] == 'HEAD',
-                                            connection: connection_field(protocol, keep_alive),
-                                            http10: protocol == 'HTTP/1.0')
-      keep_alive && !ends_with_connection
+        keep_alive = @parser.respond(@socket, status, headers, body, @owner&.stopping?)
+        @hijacked = true if keep_alive.nil? # a partial hijack: the socket is the app's
+      end
+      finished(env, status, @hijacked ? 0 : @parser.bytes_sent, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) if @logger
+      keep_alive || false
     end
 
     # Whether the connection serves another request after this one (as far as the client and
@@ -318,16 +325,6 @@ module Tipi
       return 'close' unless keep_alive
 
       'keep-alive' if protocol.casecmp('http/1.0')&.zero?
-    end
-
-    # Rack's partial hijack: the head is sent, then the app's callable gets the socket.
-    def hijack_response(status, headers)
-      callback = headers['rack.hijack']
-      return false unless callback
-
-      Response.write_head(@socket, status, headers.reject { |name, _| name == 'rack.hijack' })
-      callback.call(@socket)
-      true
     end
 
     # A Tipi-native handler: it answers through the request object.
@@ -349,18 +346,6 @@ module Tipi
       @logger&.call(request.log_env(@remote_addr), request.status,
                     Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
       keep_alive && detached && !request.close?
-    end
-
-    def call_app(env)
-      @app.call(env)
-    rescue H1P::TooLarge => e
-      respond_error(413, e.message)
-      nil
-    rescue Polyphony::Cancel
-      nil # the body did not come in time
-    rescue StandardError => e
-      Tipi.report(e, env['rack.errors'])
-      [500, { 'Content-Type' => 'text/plain', 'Connection' => 'close' }, ["Internal Server Error\n"]]
     end
 
     def respond_error(status, message)

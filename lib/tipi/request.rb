@@ -109,7 +109,7 @@ module Tipi
     def respond(body = nil, headers = {})
       fields = begin_response(headers, :done)
       if head?
-        fields['Content-Length'] = body.bytesize.to_s if body && !Response.field?(fields, 'content-length')
+        fields['Content-Length'] = body.bytesize.to_s if body && !field?(fields, 'content-length')
         body = nil
       end
       H1P.send_response(@socket, fields, body)
@@ -124,7 +124,8 @@ module Tipi
       return H1P.send_response(@socket, fields.merge('Transfer-Encoding' => 'chunked')) unless http10?
 
       @close = true
-      Response.write_head_until_close(@socket, @status, fields)
+      fields = fields.reject { |name, _| name.casecmp('connection')&.zero? }
+      H1P.send_head(@socket, fields.merge('Connection' => 'close'))
     end
 
     # Sends one chunk of a streamed response (the head first if not sent); `done: true` ends it.
@@ -267,11 +268,24 @@ module Tipi
 
       @state = state
       @status = headers[':status'] || 200
-      @close = Response.close_requested?(headers)
+      @close = close_requested?(headers)
       fields = { ':status' => 200 }.merge(headers)
       connection = body_in_use? ? 'close' : @connection
-      fields['Connection'] = connection if connection && !Response.field?(fields, 'connection')
+      fields['Connection'] = connection if connection && !field?(fields, 'connection')
       fields
+    end
+
+    # (Field names are ASCII: `casecmp`, not `casecmp?`, whose Unicode case folding costs.)
+    def field?(fields, name)
+      fields.any? { |key, _| key.is_a?(String) && key.casecmp(name)&.zero? }
+    end
+
+    # Whether the handler's fields ask for the connection to close.
+    def close_requested?(headers)
+      headers.any? do |name, value|
+        name.is_a?(String) && name.casecmp('connection')&.zero? &&
+          Array(value).join(',').split(',').any? { |token| token.strip.casecmp('close')&.zero? }
+      end
     end
 
     # Whether a fiber the handler spun is reading the body (in the parser) as it answers: the

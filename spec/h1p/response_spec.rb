@@ -34,50 +34,126 @@ RSpec.describe 'H1P response writers' do
     expect(io.string).to eq('')
   end
 
-  it 'send_rack_response writes an Array-bodied Rack response in one go, and declines other bodies' do
-    headers = { 'Content-Type' => 'text/plain', 'Set-Cookie' => "a=1\nb=2" }
-    written = H1P.send_rack_response(io, 200, headers, %w[hel lo], false, 'keep-alive')
-    expect(io.string).to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n" \
-                            "Connection: keep-alive\r\nContent-Length: 5\r\n\r\nhello")
-    expect(written).to eq(io.string.bytesize)
-
-    head = StringIO.new
-    H1P.send_rack_response(head, '404', { 'Content-Length' => '9', 'connection' => 'close' }, ['not found'], true, 'keep-alive')
-    expect(head.string).to eq("HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nconnection: close\r\n\r\n")
-    head = StringIO.new # HEAD: the length a GET would get, not 0
-    H1P.send_rack_response(head, 200, {}, %w[hel lo], true, nil)
-    expect(head.string).to eq("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
-
-    untouched = StringIO.new
-    expect(H1P.send_rack_response(untouched, 200, {}, Enumerator.new { |y| y << 'x' }, false, nil)).to be_nil
-    expect(untouched.string).to eq('')
-    expect { H1P.send_rack_response(io, 200, { 'X-A' => "1\r\n" }, [], false, nil) }.to raise_error(H1P::Error, /CR, LF/)
-  end
-
-  it "Parser#send_rack_response answers the parsed request with the Connection field it calls for" do
-    # Each request in turn; returns [what was written, whether the connection goes on].
-    answer = lambda do |request, headers = {}, body = %w[hel lo], closing: false|
+  describe 'Parser#respond' do
+    # Answers `request` (the raw request) with the Rack response; returns [bytes, keep-alive].
+    def answer(request, status = 200, headers = {}, body = %w[hel lo], closing: false)
       parser = H1P::Parser.new(StringIO.new(request))
       parser.parse_rack_env({})
       out = StringIO.new
-      keep_alive = parser.send_rack_response(out, 200, headers, body, closing)
+      keep_alive = parser.respond(out, status, headers, body, closing)
+      expect(parser.bytes_sent).to eq(out.string.bytesize)
       [out.string, keep_alive]
     end
-    ok = "HTTP/1.1 200 OK\r\n"
-    expect(answer.call("GET / HTTP/1.1\r\nHost: a\r\n\r\n")).to eq(["#{ok}Content-Length: 5\r\n\r\nhello", true])
-    expect(answer.call("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"))
-      .to eq(["#{ok}Connection: close\r\nContent-Length: 5\r\n\r\nhello", false])
-    expect(answer.call("GET / HTTP/1.1\r\n\r\n", { 'Connection' => 'Close' }))
-      .to eq(["#{ok}Connection: Close\r\nContent-Length: 5\r\n\r\nhello", false])
-    expect(answer.call("GET / HTTP/1.1\r\n\r\n", closing: true))
-      .to eq(["#{ok}Connection: close\r\nContent-Length: 5\r\n\r\nhello", false])
-    expect(answer.call("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"))
-      .to eq(["#{ok}Connection: keep-alive\r\nContent-Length: 5\r\n\r\nhello", true])
-    expect(answer.call("GET / HTTP/1.0\r\n\r\n")).to eq(["#{ok}Connection: close\r\nContent-Length: 5\r\n\r\nhello", false])
-    expect(answer.call("HEAD / HTTP/1.1\r\n\r\n")).to eq(["#{ok}Content-Length: 5\r\n\r\n", true])
-    # Not an Array of Strings: nothing written, for the caller to write.
-    expect(answer.call("GET / HTTP/1.1\r\n\r\n", {}, [:sym])).to eq(['', nil])
-    expect(answer.call("GET / HTTP/1.1\r\n\r\n", {}, Enumerator.new { |y| y << 'x' })).to eq(['', nil])
+
+    let(:ok) { "HTTP/1.1 200 OK\r\n" }
+    let(:get) { "GET / HTTP/1.1\r\nHost: a\r\n\r\n" }
+
+    it 'sends an Array body in one go with the Connection field the request and the response call for' do
+      expect(answer(get, 200, { 'Content-Type' => 'text/plain', 'Set-Cookie' => "a=1\nb=2" }))
+        .to eq(["#{ok}Content-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 5\r\n\r\nhello", true])
+      expect(answer("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"))
+        .to eq(["#{ok}Content-Length: 5\r\nConnection: close\r\n\r\nhello", false])
+      expect(answer(get, 200, { 'Connection' => 'Close' }))
+        .to eq(["#{ok}Connection: Close\r\nContent-Length: 5\r\n\r\nhello", false])
+      expect(answer(get, closing: true)).to eq(["#{ok}Content-Length: 5\r\nConnection: close\r\n\r\nhello", false])
+      expect(answer("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"))
+        .to eq(["#{ok}Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhello", true])
+      expect(answer("GET / HTTP/1.0\r\n\r\n")).to eq(["#{ok}Content-Length: 5\r\nConnection: close\r\n\r\nhello", false])
+      expect(answer(get, '404', { 'Content-Length' => '9' }, ['not found']))
+        .to eq(["HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found", true])
+      expect(answer(get, 200, { 'rack.session' => 'x' }, [:sym, 1])).to eq(["#{ok}Content-Length: 4\r\n\r\nsym1", true])
+    end
+
+    it 'answers HEAD with the head a GET would get, and nothing after it' do
+      expect(answer("HEAD / HTTP/1.1\r\n\r\n")).to eq(["#{ok}Content-Length: 5\r\n\r\n", true])
+      expect(answer("HEAD / HTTP/1.1\r\n\r\n", 200, {}, Enumerator.new { |y| y << 'x' }))
+        .to eq(["#{ok}Transfer-Encoding: chunked\r\n\r\n", true])
+      expect(answer("HEAD / HTTP/1.1\r\n\r\n", 200, { 'Content-Length' => '42' }, []))
+        .to eq(["#{ok}Content-Length: 42\r\n\r\n", true])
+    end
+
+    it 'iterates a body whose to_ary answers nil (Rails 6.1), and closes it' do
+      body = Class.new do
+        attr_reader :closed
+
+        def to_ary
+          nil
+        end
+
+        def each(&block)
+          %w[he llo].each(&block)
+        end
+
+        def close
+          @closed = true
+        end
+      end.new
+      expect(answer(get, 200, {}, body))
+        .to eq(["#{ok}Transfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n", true])
+      expect(body.closed).to be(true)
+      expect(answer(get, 200, { 'Content-Length' => '5' }, body)).to eq(["#{ok}Content-Length: 5\r\n\r\nhello", true])
+      # HTTP/1.0 has no chunked coding: the body ends with the connection.
+      expect(answer("GET / HTTP/1.0\r\n\r\n", 200, {}, body)).to eq(["#{ok}Connection: close\r\n\r\nhello", false])
+    end
+
+    it 'sends a chunked body with the trailers its body gives' do
+      body = Struct.new(:trailers) do
+        def each
+          yield 'data'
+        end
+      end.new({ 'X-Checksum' => '42' })
+      expect(answer(get, 200, {}, body))
+        .to eq(["#{ok}Transfer-Encoding: chunked\r\n\r\n4\r\ndata\r\n0\r\nX-Checksum: 42\r\n\r\n", true])
+    end
+
+    it 'answers an invalid response with a 500 and raises H1P::InvalidResponse, never sending a split head' do
+      internal = "HTTP/1.1 500 Internal Server Error\r\n"
+      [[2000, {}, []], ['abc', {}, []], [100, {}, []], [nil, {}, []], [200, nil, []], [200, {}, nil],
+       [200, { 'X-A' => "1\r\nSet-Cookie: evil=1" }, []], [200, { 'Bad Name' => '1' }, []],
+       [200, { 'X-A' => "a\0b" }, []], [200, { 'Content-Length' => '10' }, ['short']],
+       [200, { 'Content-Length' => 'x' }, ['short']]].each do |status, headers, body|
+        parser = H1P::Parser.new(StringIO.new(get))
+        parser.parse_rack_env({})
+        out = StringIO.new
+        expect { parser.respond(out, status, headers, body) }.to raise_error(H1P::InvalidResponse)
+        expect(out.string).to start_with(internal).and include("Connection: close\r\n")
+      end
+    end
+
+    it 'sends no more than the Content-Length announced, and ends the connection when the body breaks it' do
+      parser = H1P::Parser.new(StringIO.new(get))
+      parser.parse_rack_env({})
+      out = StringIO.new
+      expect { parser.respond(out, 200, { 'Content-Length' => '3' }, ['hello']) }
+        .to raise_error(H1P::InvalidResponse, /more than its Content-Length/)
+      expect(out.string).to eq("#{ok}Content-Length: 3\r\nConnection: close\r\n\r\nhel")
+      streamed = Enumerator.new { |y| y << 'he' << 'llo' }
+      parser = H1P::Parser.new(StringIO.new(get))
+      parser.parse_rack_env({})
+      out = StringIO.new
+      expect { parser.respond(out, 200, { 'Content-Length' => '9' }, streamed) }
+        .to raise_error(H1P::InvalidResponse, /says 9 bytes, the body has 5/)
+      expect(out.string).to eq("#{ok}Content-Length: 9\r\n\r\nhello")
+    end
+
+    it 'answers with a 500 a body that raises before its first piece' do
+      parser = H1P::Parser.new(StringIO.new(get))
+      parser.parse_rack_env({})
+      out = StringIO.new
+      failing = Enumerator.new { |_| raise ArgumentError, 'oops' }
+      expect { parser.respond(out, 200, {}, failing) }.to raise_error(ArgumentError, 'oops')
+      expect(out.string).to start_with("HTTP/1.1 500 Internal Server Error\r\n")
+    end
+
+    it 'hands the socket to a partial hijack after the head as given' do
+      parser = H1P::Parser.new(StringIO.new(get))
+      parser.parse_rack_env({})
+      out = StringIO.new
+      hijack = ->(io) { io.write('raw') }
+      expect(parser.respond(out, 101, { 'Upgrade' => 'x', 'Connection' => 'Upgrade', 'rack.hijack' => hijack }, []))
+        .to be_nil
+      expect(out.string).to eq("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\nraw")
+    end
   end
 
   it 'send_chunked_response sends what the block returns until nil, then the last chunk' do
@@ -106,11 +182,16 @@ RSpec.describe 'H1P response writers' do
     expect { H1P.send_body_chunk(io, 'data', 'X-A' => '1') }.to raise_error(H1P::Error, /last chunk/)
   end
 
-  it 'tells whether response fields ask to close the connection' do
-    expect(H1P.connection_close?('Connection' => 'close')).to be true
-    expect(H1P.connection_close?('content-type' => 'text/plain', 'CONNECTION' => 'Upgrade, Close')).to be true
-    expect(H1P.connection_close?('Connection' => 'keep-alive')).to be false
-    expect(H1P.connection_close?('X-Connection' => 'close', :connection => 'close')).to be false
-    expect(H1P.connection_close?({})).to be false
+  it 'send_head writes the head as given, with nothing added' do
+    H1P.send_head(io, { ':status' => 200, 'Connection' => 'close' })
+    expect(io.string).to eq("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+  end
+
+  it 'raises H1P::TooLarge naming the limit and its value' do
+    parser = H1P::Parser.new(StringIO.new("GET /#{'a' * 100} HTTP/1.1\r\n\r\n"), max_target: 50)
+    expect { parser.parse_headers }.to raise_error(H1P::TooLarge) { |e| expect([e.limit, e.max]).to eq([:target, 50]) }
+    head = "GET / HTTP/1.1\r\n#{(1..20).map { |i| "X-#{i}: #{'v' * 100}\r\n" }.join}\r\n"
+    parser = H1P::Parser.new(StringIO.new(head), max_head: 1000)
+    expect { parser.parse_headers }.to raise_error(H1P::TooLarge) { |e| expect([e.limit, e.max]).to eq([:head, 1000]) }
   end
 end

@@ -12,12 +12,13 @@ use magnus::rb_sys::AsRawValue;
 use magnus::typed_data::{DataTypeFunctions, Obj};
 use magnus::value::{LazyId, ReprValue};
 use magnus::{
-    function, gc, method, prelude::*, Error, RArray, RHash, RModule, RObject, RString, Ruby,
-    Symbol, TryConvert, Value,
+    function, gc, method, prelude::*, Error, RArray, RHash, RModule, RString, Ruby, Symbol,
+    TryConvert, Value,
 };
 use rb_sys::VALUE;
 
 use super::names::names;
+use super::rack_response::{self, Outcome};
 use super::{error, ERROR};
 use crate::helpers::fiber::QNIL;
 use crate::helpers::io;
@@ -149,8 +150,16 @@ pub(crate) struct H1PParser {
     source: Cell<VALUE>,
     /// The last request head's method and version, as its response needs them.
     request: Cell<RequestFacts>,
-    /// Heads read by `serve_rack`, to number its reads for the sweeper.
+    /// Reads of a head begun since the parser was made (a number for the server's sweeper).
     reads: Cell<i64>,
+    /// The read of a head under way (its number), or 0 between them.
+    reading: Cell<i64>,
+    /// Heads parsed since the parser was made or renewed.
+    heads: Cell<u64>,
+    /// The read under way began after a request, with nothing of the next one buffered.
+    between: Cell<bool>,
+    /// Bytes written by the last `respond`.
+    sent: Cell<u64>,
 }
 
 impl DataTypeFunctions for H1PParser {
@@ -211,6 +220,10 @@ fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
         source: Cell::new(held),
         request: Cell::new(RequestFacts::default()),
         reads: Cell::new(0),
+        reading: Cell::new(0),
+        heads: Cell::new(0),
+        between: Cell::new(false),
+        sent: Cell::new(0),
     }))
 }
 
@@ -250,6 +263,7 @@ fn renew(ruby: &Ruby, rb_self: &H1PParser, io: Value) -> Result<(), Error> {
     })?;
     rb_self.source.set(io.as_raw());
     rb_self.request.set(RequestFacts::default());
+    rb_self.heads.set(0);
     Ok(())
 }
 
@@ -270,7 +284,7 @@ fn parse_mode(mode: Value) -> Result<Mode, Error> {
 }
 
 /// Limits from keyword options: `max_method`, `max_target`, `max_status_message`,
-/// `max_header_name`, `max_header_value`, `max_headers`, `max_body`.
+/// `max_header_name`, `max_header_value`, `max_headers`, `max_head`, `max_body`.
 fn limits(ruby: &Ruby, options: Option<RHash>) -> Result<Limits, Error> {
     let mut limits = Limits::default();
     let Some(options) = options else {
@@ -287,6 +301,7 @@ fn limits(ruby: &Ruby, options: Option<RHash>) -> Result<Limits, Error> {
             "max_header_name" => limits.header_name = number()?,
             "max_header_value" => limits.header_value = number()?,
             "max_headers" => limits.headers = number()?,
+            "max_head" => limits.head = number()?,
             "max_body" => {
                 limits.max_body = if value.is_nil() {
                     None
@@ -358,16 +373,42 @@ impl RequestFacts {
     }
 }
 
-fn parse_headers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Error> {
-    rb_self.with(|parser| {
-        let mode = parser.mode();
-        match parser.parse_headers().map_err(convert)? {
-            None => Ok(None),
-            Some(message) => {
-                rb_self.request.set(RequestFacts::of(&message));
-                build_hash(ruby, &message, mode).map(Some)
-            }
+impl H1PParser {
+    /// Runs `f`, a read of the next head, numbered for `__reading__` while it is under way.
+    fn reading_head<T>(
+        &self,
+        f: impl FnOnce() -> Result<Option<T>, Error>,
+    ) -> Result<Option<T>, Error> {
+        let read = self.reads.get() + 1;
+        self.reads.set(read);
+        self.reading.set(read);
+        let empty = self
+            .inner
+            .try_borrow()
+            .is_ok_and(|parser| parser.buffered().is_empty());
+        self.between.set(empty && self.heads.get() > 0);
+        let result = f();
+        self.between.set(false);
+        self.reading.set(0);
+        if let Ok(Some(_)) = result {
+            self.heads.set(self.heads.get() + 1);
         }
+        result
+    }
+}
+
+fn parse_headers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Error> {
+    rb_self.reading_head(|| {
+        rb_self.with(|parser| {
+            let mode = parser.mode();
+            match parser.parse_headers().map_err(convert)? {
+                None => Ok(None),
+                Some(message) => {
+                    rb_self.request.set(RequestFacts::of(&message));
+                    build_hash(ruby, &message, mode).map(Some)
+                }
+            }
+        })
     })
 }
 
@@ -378,17 +419,19 @@ fn parse_headers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Erro
 /// SERVER_NAME taken from Host, and SERVER_PORT from Host (else "80") when `base` has none.
 /// nil at a clean end between requests.
 fn parse_rack_env(ruby: &Ruby, rb_self: &H1PParser, base: RHash) -> Result<Option<RHash>, Error> {
-    rb_self.with(|parser| {
-        if parser.mode() != Mode::Server {
-            return Err(error("parse_rack_env parses requests (a :server parser)"));
-        }
-        match parser.parse_headers().map_err(convert)? {
-            None => Ok(None),
-            Some(message) => {
-                rb_self.request.set(RequestFacts::of(&message));
-                super::rack::build_env(ruby, &message, base).map(Some)
+    rb_self.reading_head(|| {
+        rb_self.with(|parser| {
+            if parser.mode() != Mode::Server {
+                return Err(error("parse_rack_env parses requests (a :server parser)"));
             }
-        }
+            match parser.parse_headers().map_err(convert)? {
+                None => Ok(None),
+                Some(message) => {
+                    rb_self.request.set(RequestFacts::of(&message));
+                    super::rack::build_env(ruby, &message, base).map(Some)
+                }
+            }
+        })
     })
 }
 
@@ -814,58 +857,74 @@ fn is_in_use(rb_self: &H1PParser) -> bool {
     rb_self.in_use()
 }
 
-/// `parser.send_rack_response(io, status, headers, body, closing)`: answers the last request
-/// with a Rack response whose body is an Array of Strings, in one write (see
-/// `H1P.send_rack_response`), with the Connection field the request and the response call
-/// for: "close" when the connection ends after it (the request or the app's Connection field
-/// asks for it, `closing`: the server stops, or the parser is still reading the body for
-/// someone else), "keep-alive" for an HTTP/1.0 client that
-/// keeps it. Returns whether the connection goes on, or nil (nothing written) when the body is
-/// no Array of Strings or the fields hold `rack.hijack`.
-fn send_rack_response(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value, Error> {
-    let [io, status, headers, body, closing] = args else {
-        return Err(Error::new(
-            ruby.exception_arg_error(),
-            "wrong number of arguments (expected 5)",
-        ));
-    };
-    match answer(
-        ruby,
-        rb_self,
-        *io,
-        *status,
-        *headers,
-        *body,
-        closing.to_bool(),
-    )? {
-        Some(keep_alive) => Ok(ruby.into_value(keep_alive)),
-        None => Ok(ruby.qnil().as_value()),
-    }
+/// `parser.__reading__`: the number of the read of a head under way (it changes with each
+/// request), or nil between them: Tipi's sweeper cuts a connection it finds on the same read
+/// for longer than its timeout.
+fn reading(rb_self: &H1PParser) -> Option<i64> {
+    Some(rb_self.reading.get()).filter(|&n| n != 0)
 }
 
-/// Writes the last request's answer as `send_rack_response` does: whether the connection goes
-/// on, or None (nothing written).
+/// `parser.__idle__`: whether it waits for a next request of which nothing has come yet, after
+/// at least one (a new connection's first request is on its way: not idle).
+fn is_idle(rb_self: &H1PParser) -> bool {
+    rb_self.reading.get() != 0 && rb_self.between.get()
+}
+
+/// `parser.__heads__`: the heads parsed since the parser was made (or renewed).
+fn heads(rb_self: &H1PParser) -> u64 {
+    rb_self.heads.get()
+}
+
+/// `parser.bytes_sent`: the bytes the last `respond` wrote, head included.
+fn bytes_sent(rb_self: &H1PParser) -> u64 {
+    rb_self.sent.get()
+}
+
+/// `parser.respond(io, status, headers, body, closing = false)`: answers the last request with
+/// a Rack response, whatever its body (see `rack_response`), with the framing and Connection
+/// field the request and the response call for (`closing`: the server stops, so the connection
+/// ends after it). Returns whether the connection goes on, or nil when the app took the socket
+/// (a partial hijack). Raises when the connection must end (an `H1P::InvalidResponse` for a
+/// response the app got wrong, answered with a 500 when nothing else was sent).
+fn respond(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Option<bool>, Error> {
+    let (io, status, headers, body, closing) = match args {
+        [io, status, headers, body] => (*io, *status, *headers, *body, false),
+        [io, status, headers, body, closing] => (*io, *status, *headers, *body, closing.to_bool()),
+        _ => {
+            return Err(Error::new(
+                ruby.exception_arg_error(),
+                "wrong number of arguments (expected 4..5)",
+            ))
+        }
+    };
+    let outcome = answer(ruby, rb_self, io, (status, headers, body), closing)?;
+    Ok((!outcome.hijacked).then_some(outcome.keep_alive))
+}
+
+/// Writes the last request's answer (see `respond`).
 fn answer(
     ruby: &Ruby,
     rb_self: &H1PParser,
     io: Value,
-    status: Value,
-    headers: Value,
-    body: Value,
+    (status, headers, body): (Value, Value, Value),
     closing: bool,
-) -> Result<Option<bool>, Error> {
+) -> Result<Outcome, Error> {
     let facts = rb_self.request.get();
-    // A parser in use cannot go on to a next request: the response is still sent, and the
-    // connection ends after it.
+    // A parser in use (a fiber the app left reads the body on) cannot go on to a next request:
+    // the response is still sent, and the connection ends after it.
     let reusable =
         !closing && !rb_self.in_use() && rb_self.with(|parser| Ok(parser.keep_alive()))?;
-    let framing = super::response::Framing::Decide {
-        reusable,
+    let request = h1p::response::Request {
+        head: facts.head,
         http10: facts.http10,
+        reusable,
     };
-    let written =
-        super::response::write_rack(ruby, io, status, headers, body, facts.head, framing)?;
-    Ok(written.map(|(_, keep_alive)| keep_alive))
+    rb_self.sent.set(0);
+    let result = rack_response::respond(ruby, io, request, status, headers, body);
+    if let Ok(outcome) = &result {
+        rb_self.sent.set(outcome.bytes);
+    }
+    result
 }
 
 pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
@@ -882,106 +941,79 @@ pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     class.define_method("complete?", method!(is_complete, 0))?;
     class.define_method("keep_alive?", method!(is_keep_alive, 0))?;
     class.define_method("__in_use__", method!(is_in_use, 0))?;
-    class.define_method("send_rack_response", method!(send_rack_response, -1))?;
+    class.define_method("__reading__", method!(reading, 0))?;
+    class.define_method("__idle__", method!(is_idle, 0))?;
+    class.define_method("__heads__", method!(heads, 0))?;
+    class.define_method("respond", method!(respond, -1))?;
+    class.define_method("bytes_sent", method!(bytes_sent, 0))?;
     class.define_method("serve_rack", method!(serve_rack, -1))?;
     class.define_method("buffered", method!(buffered, 0))?;
     class.define_method("trailers", method!(trailers, 0))?;
     Ok(())
 }
 
-static READING: LazyId = LazyId::new("@reading");
-static IDLE: LazyId = LazyId::new("@idle");
-static SERVED: LazyId = LazyId::new("@served");
-static PENDING: LazyId = LazyId::new("@pending");
-static ENV: LazyId = LazyId::new("@env");
-static HIJACKED: LazyId = LazyId::new("@hijacked");
 static CALL_APP: LazyId = LazyId::new("call_app");
+static HIJACKED: LazyId = LazyId::new("hijacked?");
+static FINISHED: LazyId = LazyId::new("finished");
 static STOPPING: LazyId = LazyId::new("stopping?");
-static CLOSE: LazyId = LazyId::new("close");
 
-/// `parser.serve_rack(connection, io, base, hijack, owner, logger)`: Tipi's keep-alive loop for the
-/// common request, with no Ruby between requests: each request without a body or an Upgrade
-/// field is parsed into a copy of `base`, given to `connection.call_app(env)`, and answered as
-/// `send_rack_response` does when the app returns an Array of Strings with no hijack, until
-/// the connection ends (false), the client closes it between requests (nil), or a request
-/// needs the connection's Ruby path: that request's env is returned, with the app's response
-/// in the connection's `@pending` if the app was called. The connection's `@reading` numbers
-/// each read of a head (negative numbers: its Ruby path counts upward from 1) for the
-/// server's sweeper, `@idle` and `@served` say what they say on the Ruby path; `hijack` gets
-/// each env (`@env`) and says when the app took the socket (`@hijacked`); `owner` (a
-/// Tipi::Server, or nil) is asked `stopping?` before each response; `logger` (or nil) is called
-/// with (env, status, seconds) after each response, as on the Ruby path.
+/// `parser.serve_rack(connection, io, base, owner, log)`: Tipi's keep-alive loop for the
+/// common request, with no Ruby between requests but the app's call. Each request without a
+/// body or an Upgrade field is parsed into a copy of `base` and answered as `respond` does,
+/// until the connection ends (false), the client closes it between requests (nil), or a
+/// request needs the connection's Ruby path: that request's env is returned, unanswered.
+///
+/// It talks to `connection` through its declared methods: `call_app(env)` gives the app's
+/// response (false when it was answered already, or cut), `hijacked?` says whether the app took
+/// the socket, and with `log`, `finished(env, status, bytes, seconds)` follows each response.
+/// `owner` (a Tipi::Server, or nil) is asked `stopping?` before each response.
 fn serve_rack(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value, Error> {
-    let [connection, io, base, hijack, owner, logger] = args else {
+    let [connection, io, base, owner, log] = args else {
         return Err(Error::new(
             ruby.exception_arg_error(),
-            "wrong number of arguments (expected 6)",
+            "wrong number of arguments (expected 5)",
         ));
     };
-    let connection = RObject::try_convert(*connection)?;
-    let hijack = RObject::try_convert(*hijack)?;
     let base = RHash::try_convert(*base)?;
-    let mut served = false;
+    let log = log.to_bool();
     loop {
-        let read = rb_self.reads.get() + 1;
-        rb_self.reads.set(read);
-        connection.ivar_set(*READING, -read)?;
-        let parsed = parse_rack_env(ruby, rb_self, base);
-        connection.ivar_set(*READING, ruby.qnil())?;
-        let Some(env) = parsed? else {
+        let Some(env) = parse_rack_env(ruby, rb_self, base)? else {
             return Ok(ruby.qnil().as_value());
         };
-        connection.ivar_set(*IDLE, false)?;
-        if !served {
-            connection.ivar_set(*SERVED, true)?;
-            served = true;
-        }
         let facts = rb_self.request.get();
         if facts.upgrade || !rb_self.with(|parser| Ok(parser.is_complete()))? {
             return Ok(env.as_value());
         }
-        hijack.ivar_set(*ENV, env)?;
-        let started = (!logger.is_nil()).then(std::time::Instant::now);
+        let started = log.then(std::time::Instant::now);
         let response: Value = connection.funcall(*CALL_APP, (env,))?;
-        if response.is_nil() {
+        if response.as_raw() == ruby.qfalse().as_raw() {
             return Ok(ruby.qfalse().as_value()); // answered already, or cut (call_app says)
         }
         let triple = RArray::from_value(response).filter(|r| r.len() == 3);
-        let hijacked = hijack.ivar_get::<_, Value>(*HIJACKED)?.to_bool();
-        let Some(triple) = triple.filter(|_| !hijacked) else {
-            connection.ivar_set(*PENDING, response)?;
-            return Ok(env.as_value());
+        let status = match triple {
+            Some(triple) => triple.entry::<Value>(0)?,
+            None => ruby.qnil().as_value(),
         };
-        let (status, headers, body): (Value, Value, Value) =
-            (triple.entry(0)?, triple.entry(1)?, triple.entry(2)?);
-        if !status.to_bool() {
-            return Ok(ruby.qfalse().as_value());
-        }
-        let stopping = !owner.is_nil() && owner.funcall::<_, _, Value>(*STOPPING, ())?.to_bool();
-        let keep_alive = match answer(ruby, rb_self, *io, status, headers, body, stopping) {
-            Ok(None) => {
-                connection.ivar_set(*PENDING, response)?;
-                return Ok(env.as_value());
-            }
-            Ok(Some(keep_alive)) => Ok(keep_alive),
-            Err(e) => Err(e),
+        let hijacked = connection.funcall::<_, _, Value>(*HIJACKED, ())?.to_bool();
+        let outcome = if hijacked {
+            None
+        } else {
+            let stopping =
+                !owner.is_nil() && owner.funcall::<_, _, Value>(*STOPPING, ())?.to_bool();
+            let Some(triple) = triple else {
+                return Err(rack_response::not_a_response(ruby, *io, response));
+            };
+            let parts = (status, triple.entry(1)?, triple.entry(2)?);
+            Some(answer(ruby, rb_self, *io, parts, stopping)?)
         };
-        // Rack's contract: a body that answers close is closed, even when the write failed (a
-        // plain Array does not: no call for it).
-        // SAFETY: the GVL is held; `body` is a live object and rb_cArray is set once Ruby runs.
-        let plain_array =
-            unsafe { rb_sys::rb_obj_class(body.as_raw()) } == unsafe { rb_sys::rb_cArray };
-        if !plain_array && body.respond_to(*CLOSE, false)? {
-            body.funcall::<_, _, Value>(*CLOSE, ())?;
-        }
-        let keep_alive = keep_alive?;
         if let Some(started) = started {
             let seconds = started.elapsed().as_secs_f64();
-            logger.funcall::<_, _, Value>(*CALL, (env, status, seconds))?;
+            let bytes = outcome.as_ref().map_or(0, |o| o.bytes);
+            connection.funcall::<_, _, Value>(*FINISHED, (env, status, bytes, seconds))?;
         }
-        if !keep_alive {
-            return Ok(ruby.qfalse().as_value());
+        match outcome {
+            Some(outcome) if outcome.keep_alive && !outcome.hijacked => {}
+            _ => return Ok(ruby.qfalse().as_value()),
         }
-        connection.ivar_set(*IDLE, true)?;
     }
 }
