@@ -40,6 +40,30 @@
 // epoll only.
 #define POLYPHONY_LOOP_EPOLL 2
 
+// The request answered is HEAD: the head a GET would get, and no body follows.
+#define POLYPHONY_H1P_REQUEST_HEAD 1
+
+// The request is HTTP/1.0: no chunked coding.
+#define POLYPHONY_H1P_REQUEST_HTTP10 2
+
+// The connection may go on after this exchange (the request's keep-alive, and the server's).
+#define POLYPHONY_H1P_REQUEST_REUSABLE 4
+
+// What follows the head: nothing.
+#define POLYPHONY_H1P_FRAMING_EMPTY 0
+
+// Exactly `*content_length` bytes (send no more).
+#define POLYPHONY_H1P_FRAMING_LENGTH 1
+
+// Chunks: `<hex size>\r\n<bytes>\r\n` each, then `0\r\n\r\n`.
+#define POLYPHONY_H1P_FRAMING_CHUNKED 2
+
+// The bytes as the caller framed them (it gave a Transfer-Encoding).
+#define POLYPHONY_H1P_FRAMING_AS_GIVEN 3
+
+// Bytes until the connection closes.
+#define POLYPHONY_H1P_FRAMING_UNTIL_CLOSE 4
+
 // A pull parser: reads through a callback, one message after another.
 typedef struct polyphony_h1p_parser polyphony_h1p_parser;
 
@@ -343,6 +367,34 @@ void polyphony_waker_wake(const struct polyphony_waker *waker);
 // # Safety
 // `waker` must come from `polyphony_loop_waker` and not be used afterwards.
 void polyphony_waker_free(struct polyphony_waker *waker);
+
+// Builds the head of a response with `status` and the `num_headers` fields of `headers` into
+// `buf`: a Content-Length for `body_size` bytes (-1: unknown; chunked, or until close for
+// HTTP/1.0) unless the fields frame the body, and the Connection field the outcome needs.
+// `request` holds POLYPHONY_H1P_REQUEST_ flags.
+//
+// Returns the head's length. When that is more than `buf_len`, nothing is written: call again
+// with a buffer that large. Otherwise `*framing` (a POLYPHONY_H1P_FRAMING_ constant),
+// `*content_length` (with POLYPHONY_H1P_FRAMING_LENGTH) and `*keep_alive` (1 if the
+// connection serves another request after this response) are set. Returns -1 for a response
+// that cannot be sent (`polyphony_h1p_last_error()` says why): a status outside 100-999, or a
+// 1xx other than 101 with Upgrade; a field name that is no token, a value with CR, LF or NUL;
+// a Content-Length that is invalid, repeated, with a Transfer-Encoding, or more than
+// `body_size`.
+//
+// # Safety
+// `headers` must be readable for `num_headers` elements (each name and value for its length),
+// `buf` writable for `buf_len` bytes, and the out-params writable.
+int64_t polyphony_h1p_response_head(int status,
+                                    const struct polyphony_h1p_header *headers,
+                                    size_t num_headers,
+                                    int64_t body_size,
+                                    int request,
+                                    char *buf,
+                                    size_t buf_len,
+                                    int *framing,
+                                    uint64_t *content_length,
+                                    int *keep_alive);
 
 #ifdef __cplusplus
 }  // extern "C"

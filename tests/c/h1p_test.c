@@ -140,8 +140,38 @@ static void pull_parser_error(void) {
   polyphony_h1p_parser_free(parser);
 }
 
+static void response_head(void) {
+  polyphony_h1p_header fields[2] = {{"Content-Type", 12, "text/plain", 10}, {"X-A", 3, "1", 1}};
+  char buf[256];
+  int framing = -1, keep_alive = -1;
+  uint64_t length = 0;
+  int64_t n = polyphony_h1p_response_head(200, fields, 2, 5, POLYPHONY_H1P_REQUEST_REUSABLE, buf,
+                                          sizeof buf, &framing, &length, &keep_alive);
+  const char *expected = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A: 1\r\nContent-Length: 5\r\n\r\n";
+  CHECK(n == (int64_t)strlen(expected) && memcmp(buf, expected, (size_t)n) == 0);
+  CHECK(framing == POLYPHONY_H1P_FRAMING_LENGTH && length == 5 && keep_alive == 1);
+
+  /* Unknown size to an HTTP/1.0 client: until close, and the head says so. */
+  n = polyphony_h1p_response_head(200, NULL, 0, -1,
+                                  POLYPHONY_H1P_REQUEST_HTTP10 | POLYPHONY_H1P_REQUEST_REUSABLE, buf,
+                                  sizeof buf, &framing, &length, &keep_alive);
+  CHECK(eq(buf, (size_t)n, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"));
+  CHECK(framing == POLYPHONY_H1P_FRAMING_UNTIL_CLOSE && keep_alive == 0);
+
+  /* Too small a buffer: the length needed, nothing written. */
+  framing = -1;
+  n = polyphony_h1p_response_head(204, NULL, 0, 0, 0, buf, 4, &framing, &length, &keep_alive);
+  CHECK(n == (int64_t)strlen("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n") && framing == -1);
+
+  /* A value that would split the response is refused. */
+  polyphony_h1p_header evil = {"X-A", 3, "1\r\nSet-Cookie: x", 17};
+  n = polyphony_h1p_response_head(200, &evil, 1, 0, 0, buf, sizeof buf, &framing, &length, &keep_alive);
+  CHECK(n == -1 && strstr(polyphony_h1p_last_error(), "header value") != NULL);
+}
+
 int main(void) {
   zero_copy_request();
+  response_head();
   zero_copy_response();
   pull_parser();
   pull_parser_error();

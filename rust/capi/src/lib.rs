@@ -17,7 +17,9 @@ use h1p::pull::{Parser, PullError, Source};
 use h1p::{Body, Head, HeadParser, Limits, Mode, Version};
 
 mod event_loop;
+mod response;
 pub use event_loop::*;
+pub use response::*;
 
 /// A header field: pointers into the parsed bytes, not NUL-terminated.
 #[repr(C)]
