@@ -4,27 +4,30 @@ require 'optparse'
 require_relative 'config'
 require_relative 'controller'
 require_relative 'acme'
+require_relative 'access_log'
 
 module Tipi
   # The `tipi` command: options, the app, then the controller runs it.
   module CLI
     USAGE = 'Usage: tipi [options] [app.ru | app.rb | directory]   (default app: ./config.ru)'
-    DEFAULTS = { quiet: false, timeout: 30.0, environment: 'development' }.freeze
+    DEFAULTS = { quiet: false, timeout: 30.0 }.freeze
+    DEFAULT_BIND = '0.0.0.0:1234'
 
     module_function
 
     def run(argv)
       options = parse(argv)
-      ENV['RACK_ENV'] = options[:environment]
+      ENV['RACK_ENV'] = options[:environment] # (the environment's own unless -e or the config file say)
       $stdout.sync = true # the access log reaches its reader even if a worker is killed
       app, native = load_app(options)
       return puts("tipi: #{options[:app]} loads") if options[:check]
 
       listeners = bind(options[:binds])
       options[:acme_manager] = setup_acme(options, listeners) if options[:acme]
+      limits = options.slice(:max_header_size, :max_head_size)
       server = Server.new(app, listeners: listeners, native: native, logger: options[:quiet] ? nil : method(:log),
                                timeout: options[:timeout], max_body: options[:max_body],
-                               max_connections: options[:max_connections])
+                               max_connections: options[:max_connections], **limits)
       Controller.new(server, options, argv).run
     end
 
@@ -43,7 +46,8 @@ module Tipi
       cli[:app] = rest.first if rest.first
       file = cli[:config] ? Config.load(cli[:config]) : {}
       options = DEFAULTS.merge(file).merge(cli)
-      options[:binds] = cli[:binds] || file[:binds] || [Listener.normalize('0.0.0.0:1234')]
+      options[:environment] ||= ENV['RACK_ENV'] || 'development'
+      options[:binds] = cli[:binds] || file[:binds] || [Listener.normalize(default_bind)]
       abort "tipi: give both --cert and --key\n#{USAGE}" if options[:cert].nil? != options[:key].nil?
       options[:binds] = options[:binds].map { |url| Listener.with_certificate(url, options[:cert], options[:key]) }
       options[:app] ||= 'config.ru' unless options[:rack_app]
@@ -52,11 +56,25 @@ module Tipi
       abort "tipi: #{e.message}\n#{USAGE}"
     end
 
+    # Where to listen when neither the command line nor the config file says: on $PORT (as
+    # Heroku-style platforms give it) if set.
+    def default_bind
+      port = ENV['PORT']
+      return DEFAULT_BIND if port.nil? || port.empty?
+      raise ArgumentError, "PORT must be a port number, not #{port.inspect}" unless port.match?(/\A\d+\z/)
+
+      "0.0.0.0:#{port}"
+    end
+
     def option_parser(options)
       OptionParser.new do |o|
         o.banner = USAGE
-        o.on('-l', '--listen [HOST:]PORT', 'listen on HOST:PORT (default 0.0.0.0:1234); repeatable') do |value|
+        o.on('-l', '--listen [HOST:]PORT', "listen on HOST:PORT (default #{DEFAULT_BIND}, or 0.0.0.0:$PORT);",
+             'repeatable') do |value|
           (options[:binds] ||= []) << Listener.normalize(value)
+        end
+        o.on('-p', '--port PORT', Integer, 'listen on 0.0.0.0:PORT (as Puma and rackup); repeatable') do |value|
+          (options[:binds] ||= []) << Listener.normalize("0.0.0.0:#{value}")
         end
         o.on('-b', '--bind URL', 'listen on tcp://HOST:PORT, ssl://HOST:PORT[?cert=PATH&key=PATH] or',
              'unix:///PATH; repeatable') do |value|
@@ -103,8 +121,10 @@ module Tipi
           options[:workers] = v
         end
         o.on('-C', '--config FILE', 'a Ruby config file (see docs/tipi.md)') { |v| options[:config] = v }
-        o.on('-e', '--environment NAME', 'RACK_ENV for the app (default development)') { |v| options[:environment] = v }
-        o.on('--pid FILE', 'write the controller\'s pid to FILE') { |v| options[:pidfile] = v }
+        o.on('-e', '--environment NAME', 'RACK_ENV for the app (default: $RACK_ENV, else development)') do |v|
+          options[:environment] = v
+        end
+        o.on('-P', '--pidfile FILE', '--pid FILE', 'write the controller\'s pid to FILE') { |v| options[:pidfile] = v }
         o.on('-q', '--quiet', 'no access log') { options[:quiet] = true }
         o.on('--timeout SECONDS', Float, 'for a request head, between requests, for a body (30)') do |v|
           abort 'tipi: --timeout must be positive' unless v.positive?
@@ -117,6 +137,15 @@ module Tipi
         o.on('--max-connections N', Integer, 'connections served at once') do |v|
           abort 'tipi: --max-connections must be positive' unless v.positive?
           options[:max_connections] = v
+        end
+        o.on('--max-header-size BYTES', Integer, "longest request target or header value (#{Server::MAX_HEADER_SIZE};",
+             '414 or 431 beyond)') do |v|
+          abort 'tipi: --max-header-size must be positive' unless v.positive?
+          options[:max_header_size] = v
+        end
+        o.on('--max-head-size BYTES', Integer, "longest request head, all fields (#{Server::MAX_HEAD_SIZE}; 431 beyond)") do |v|
+          abort 'tipi: --max-head-size must be positive' unless v.positive?
+          options[:max_head_size] = v
         end
         o.on('--check', 'load the config and the app, then exit (0 when they load)') { options[:check] = true }
         o.on('-v', '--version', 'print the version') do
@@ -184,11 +213,8 @@ module Tipi
       handler
     end
 
-    def log(env, status, seconds)
-      line = "#{env['REMOTE_ADDR']} \"#{env['REQUEST_METHOD']} #{env['PATH_INFO']}" \
-             "#{"?#{env['QUERY_STRING']}" unless env['QUERY_STRING'].empty?} #{env['SERVER_PROTOCOL']}\" " \
-             "#{status} #{format('%.4f', seconds)}s\n"
-      $stdout.write(line) # one write: workers share the output
+    def log(env, status, seconds, bytes = nil)
+      AccessLog.call($stdout, env, status, seconds, bytes)
     end
   end
 end

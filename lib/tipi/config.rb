@@ -14,6 +14,8 @@ module Tipi
   #   timeout 30
   #   max_body 10_000_000
   #   max_connections 1024
+  #   max_header_size 12_288              # longest target or header value
+  #   max_head_size 65_536                # longest request head
   #   quiet
   #   before_fork { DB.disconnect }
   #   on_worker_boot { |index| DB.connect }
@@ -81,6 +83,14 @@ module Tipi
 
     def max_connections(count)
       @options[:max_connections] = Integer(count)
+    end
+
+    def max_header_size(bytes)
+      @options[:max_header_size] = Integer(bytes)
+    end
+
+    def max_head_size(bytes)
+      @options[:max_head_size] = Integer(bytes)
     end
 
     def quiet(flag = true) # rubocop:disable Style/OptionalBooleanParameter

@@ -3,22 +3,32 @@
 module Tipi
   # Accepts on one or more listeners and serves each connection on its own fiber.
   class Server
+    # Header limits that fit real traffic: a Rails cookie store's 4 KB cookie and long query
+    # strings (Puma allows 12 KB targets; nginx 8 KB lines); H1P's own defaults are stricter.
+    MAX_HEADER_SIZE = 12 * 1024
+    MAX_HEAD_SIZE = 64 * 1024
+
     attr_reader :listeners
 
     # @param app [#call] a Rack app, or with `native: true` a handler taking a Tipi::Request
     # @param listeners [Array<Listener>, nil] where to accept (default: tcp://host:port)
-    # @param logger [#call, nil] called with (env, status, seconds) after each request
+    # @param logger [#call, nil] called with (env, status, seconds, bytes) after each request
+    #   (bytes: those of the response, head included; nil where unknown)
     # @param timeout [Numeric, nil] seconds a client may take to send a request head, or to
     #   send the next one, or its body
     # @param max_body [Integer, nil] largest request body accepted (413 beyond)
     # @param max_connections [Integer, nil] connections served at once (no more are accepted
     #   until one ends)
+    # @param max_header_size [Integer] the longest request target and header value (414 or 431
+    #   beyond)
+    # @param max_head_size [Integer] the longest request head: request line and fields (431)
     def initialize(app, listeners: nil, host: '0.0.0.0', port: 1234, native: false, logger: nil, timeout: 30,
-                   max_body: nil, max_connections: nil)
+                   max_body: nil, max_connections: nil, max_header_size: MAX_HEADER_SIZE, max_head_size: MAX_HEAD_SIZE)
       @app = app
       @listeners = listeners || [Listener.bind(Listener.tcp_url(host, port))]
       @logger = logger
-      @options = { timeout: timeout, max_body: max_body, native: native, server: self }
+      limits = { max_target: max_header_size, max_header_value: max_header_size, max_head: max_head_size }
+      @options = { timeout: timeout, max_body: max_body, native: native, server: self, limits: limits }
       @max_connections = max_connections
       @connections = 0
       @slot_freed = Polyphony::Event.new

@@ -3,7 +3,8 @@
 require 'socket'
 require 'tmpdir'
 
-# The `tipi` command's options: bind URLs, --config, -e, --pid, --check.
+# The `tipi` command's options: bind URLs, -p and $PORT, --config, -e and $RACK_ENV, --pidfile,
+# --check; and Tipi as a Rack handler (rackup -s tipi).
 RSpec.describe 'tipi options' do
   let(:app) { File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru') }
 
@@ -54,6 +55,61 @@ RSpec.describe 'tipi options' do
       expect(get(TCPSocket.new('127.0.0.1', tipi.port), '/rack-env')).to eq('production')
       expect(tipi.stop.success?).to be(true)
     end
+  end
+
+  # A port nothing listens on now (the kernel's pick, released).
+  def free_port
+    server = TCPServer.new('127.0.0.1', 0)
+    server.local_address.ip_port.tap { server.close }
+  end
+
+  it 'takes RACK_ENV from the environment unless -e is given, as Puma and rackup do' do
+    tipi = TipiProcess.new('-q', '-l', '127.0.0.1:0', app, env: { 'RACK_ENV' => 'production' })
+    expect(tipi.lines.join).to include('environment: production')
+    expect(get(TCPSocket.new('127.0.0.1', tipi.port), '/rack-env')).to eq('production')
+    tipi.stop
+    tipi = TipiProcess.new('-q', '-e', 'staging', '-l', '127.0.0.1:0', app, env: { 'RACK_ENV' => 'production' })
+    expect(get(TCPSocket.new('127.0.0.1', tipi.port), '/rack-env')).to eq('staging')
+  ensure
+    tipi&.stop
+  end
+
+  it 'listens on -p PORT, or on $PORT when no address is given, and writes --pidfile (--pid too)' do
+    Dir.mktmpdir do |dir|
+      port = free_port
+      tipi = TipiProcess.new('-q', '-p', port.to_s, '--pidfile', File.join(dir, 'a.pid'), app)
+      expect(tipi.lines.join).to include("listening on http://0.0.0.0:#{port}")
+      expect(get(TCPSocket.new('127.0.0.1', port), '/rack-env')).to eq('development')
+      expect(File.read(File.join(dir, 'a.pid')).to_i).to eq(tipi.pid)
+      tipi.stop
+      port = free_port
+      tipi = TipiProcess.new('-q', '--pid', File.join(dir, 'b.pid'), app, env: { 'PORT' => port.to_s })
+      expect(get(TCPSocket.new('127.0.0.1', port), '/rack-env')).to eq('development')
+      expect(File.read(File.join(dir, 'b.pid')).to_i).to eq(tipi.pid)
+    ensure
+      tipi&.stop
+    end
+    _out, err, status = run_command({ 'PORT' => 'eighty' }, RbConfig.ruby, 'exe/tipi', app)
+    expect(status).not_to be_success
+    expect(err).to include('PORT must be a port number, not "eighty"')
+  end
+
+  it 'serves as a Rack handler: rackup -s tipi, and Rack::Handler.get for rails server -u tipi' do
+    port = free_port
+    env = { 'RUBYLIB' => File.join(ROOT, 'lib') }
+    io = IO.popen(env, ['rackup', '-s', 'tipi', '-o', '127.0.0.1', '-p', port.to_s, app], err: %i[child out])
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 30
+    until (line = io.gets)&.include?('Use Ctrl-C to stop')
+      raise "rackup said no more than #{line.inspect}" if line.nil? || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+    end
+    expect(get(TCPSocket.new('127.0.0.1', port), '/rack-env')).to eq('development')
+    Process.kill('TERM', io.pid)
+    Timeout.timeout(30) { Process.wait(io.pid) }
+    expect($?.success?).to be(true)
+    out, err, status = run_command(env, RbConfig.ruby, '-e', 'require "rack"; print Rack::Handler.get("tipi")')
+    expect([out, status.success?]).to eq(['Rack::Handler::Tipi', true]), err
+  ensure
+    io&.close
   end
 
   it 'checks that an app loads with --check, and says why it does not' do

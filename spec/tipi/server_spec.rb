@@ -217,8 +217,11 @@ RSpec.describe 'tipi limits' do
     socket.write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
     expect(socket.read).to start_with("HTTP/1.1 413 Content Too Large\r\n")
     socket = TCPSocket.new('127.0.0.1', port)
-    socket.write("GET / HTTP/1.1\r\nX-Big: #{'v' * 3000}\r\n\r\n")
+    socket.write("GET / HTTP/1.1\r\nX-Big: #{'v' * 13_000}\r\n\r\n")
     expect(socket.read).to start_with("HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    socket = TCPSocket.new('127.0.0.1', port)
+    socket.write("GET /#{'a' * 13_000} HTTP/1.1\r\nHost: x\r\n\r\n")
+    expect(socket.read).to start_with("HTTP/1.1 414 URI Too Long\r\n")
   ensure
     stop(io) if io
   end
