@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require 'socket'
+require 'tempfile'
 require 'timeout'
 
 # The Rack app the Tipi specs serve (behind Rack::Lint).
@@ -8,19 +9,22 @@ TIPI_APP = File.join(ROOT, 'spec', 'fixtures', 'tipi', 'app.ru')
 
 # The real `tipi` command in a child process, its output read line by line.
 class TipiProcess
-  attr_reader :io, :lines
+  attr_reader :lines
 
   # Starts `tipi *args` and reads its banner up to "Use Ctrl-C to stop".
   # @param spawn [Hash] more options for Process.spawn (rlimit_nofile: ...)
   def initialize(*args, env: {}, spawn: {})
-    @io = IO.popen(env, [RbConfig.ruby, File.join(ROOT, 'exe', 'tipi'), *args], err: %i[child out], **spawn)
+    # The output goes to a file, read as the spec asks: a pipe nobody reads would fill with
+    # the access log, and the server would wait on it (and stop nowhere).
+    @output = Tempfile.new('tipi-output')
+    @pid = Process.spawn(env, RbConfig.ruby, File.join(ROOT, 'exe', 'tipi'), *args,
+                         out: @output.path, err: %i[child out], **spawn)
+    @unread = +''
     @lines = []
     read_until(/Use Ctrl-C to stop/)
   end
 
-  def pid
-    @io.pid
-  end
+  attr_reader :pid
 
   # The first TCP listener's port.
   def port
@@ -45,20 +49,43 @@ class TipiProcess
   def read_until(pattern, limit: 30)
     deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + limit
     loop do
-      left = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      ready = left.positive? && IO.select([@io], nil, nil, left)
-      raise "no #{pattern.inspect} from tipi in #{limit} s; output:\n#{@lines.join}" unless ready
+      line = next_line(deadline)
+      raise "no #{pattern.inspect} from tipi in #{limit} s; output:\n#{@lines.join}" if line == :late
+      raise "tipi ended before #{pattern.inspect}; output:\n#{@lines.join}" unless line
 
-      line = @io.gets or raise "tipi ended before #{pattern.inspect}; output:\n#{@lines.join}"
       @lines << line
       return line if line.match?(pattern)
     end
+  end
+
+  # The next line of output; nil once the server has exited and it is all read; :late past
+  # `deadline`.
+  def next_line(deadline)
+    loop do
+      newline = @unread.index("\n")
+      return @unread.slice!(0..newline) if newline
+
+      chunk = @output.read(65_536)
+      next @unread << chunk if chunk
+      return nil if exited?
+      return :late if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.01
+    end
+  end
+
+  def exited?
+    @status ||= Process.wait2(@pid, Process::WNOHANG)&.last
   end
 
   # Waits until `count` lines read so far match `pattern`; returns them.
   def lines_matching(pattern, count)
     read_until(pattern) while @lines.grep(pattern).size < count
     @lines.grep(pattern)
+  end
+
+  def stopped?
+    @stopped || false
   end
 
   def signal(name)
@@ -68,7 +95,9 @@ class TipiProcess
   # SIGTERM, then waits for the exit; returns the Process::Status.
   def stop
     signal('TERM') rescue Errno::ESRCH # rubocop:disable Style/RescueModifier
-    Timeout.timeout(30) { Process.wait(pid) }
-    $?.tap { @io.close }
+    Timeout.timeout(30) { @status ||= Process.wait2(pid).last }
+    @output.close!
+    @stopped = true
+    @status
   end
 end

@@ -73,7 +73,7 @@ RSpec.describe 'tipi with ACME' do
     expect(again.lines.join).not_to include('ordering')
   ensure
     again&.stop
-    server&.stop unless server&.io&.closed?
+    server&.stop unless server.nil? || server.stopped?
     FileUtils.rm_rf(dir)
   end
 
