@@ -125,7 +125,7 @@ RSpec.describe 'H1P response writers' do
       parser.parse_rack_env({})
       out = StringIO.new
       expect { parser.respond(out, 200, { 'Content-Length' => '3' }, ['hello']) }
-        .to raise_error(H1P::InvalidResponse, /more than its Content-Length/)
+        .to raise_error(H1P::InvalidResponse, /longer than its Content-Length/)
       expect(out.string).to eq("#{ok}Content-Length: 3\r\nConnection: close\r\n\r\nhel")
       streamed = Enumerator.new { |y| y << 'he' << 'llo' }
       parser = H1P::Parser.new(StringIO.new(get))

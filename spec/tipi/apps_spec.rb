@@ -37,4 +37,29 @@ RSpec.describe 'tipi serving real apps' do
   ensure
     tipi&.stop
   end
+
+  it 'answers Rails redirect_to, render status: 422, send_file, send_data, head and a 3.5 KB session cookie' do
+    tipi = TipiProcess.new('-q', '-l', '127.0.0.1:0', File.join(ROOT, 'spec', 'fixtures', 'tipi', 'rails', 'config.ru'))
+    base = "http://127.0.0.1:#{tipi.port}"
+    redirect = curl('-i', "#{base}/old")
+    expect(redirect).to start_with("HTTP/1.1 302 Found\r\n").and match(%r{^location: http://127\.0\.0\.1:\d+/items/1\r$}i)
+    expect(curl('-w', ' %{http_code}', '-d', 'name=', "#{base}/items")).to eq('{"errors":["name is missing"]} 422')
+    expect(curl('-w', ' %{http_code}', '-d', 'name=x', "#{base}/items")).to eq('{"created":"x"} 201')
+    file = File.join(ROOT, 'spec', 'fixtures', 'tipi', 'rails', 'config.ru')
+    expect(curl("#{base}/file")).to eq(File.read(file))
+    data = curl('-i', "#{base}/data")
+    expect(data.b).to match(/^content-disposition: attachment; filename="data\.bin"/i)
+    expect(data.b).to end_with("\r\n\r\n\x00\x01binary\xff".b)
+    nothing = curl('-i', "#{base}/nothing")
+    expect(nothing).to start_with("HTTP/1.1 204 No Content\r\n")
+    expect(nothing).not_to match(/content-length|transfer-encoding/i)
+    Dir.mktmpdir do |dir|
+      jar = File.join(dir, 'cookies')
+      expect(curl('-c', jar, '-b', jar, "#{base}/cookie")).to eq('session of 1800 bytes')
+      expect(File.read(jar).size).to be > 3000 # the cookie went back whole, with its head
+      expect(curl('-c', jar, '-b', jar, "#{base}/cookie")).to eq('session of 1800 bytes')
+    end
+  ensure
+    tipi&.stop
+  end
 end

@@ -227,7 +227,7 @@ fn write_whole(
     write_out(ruby, io, bytes, None)?;
     if total > 0 && matches!(done.framing, Framing::Length(n) if n < total) {
         return Err(invalid(format!(
-            "the body has {total} bytes, more than its Content-Length ({}): the rest was not sent",
+            "the body ({total} bytes) is longer than its Content-Length ({}): the rest was not sent",
             match done.framing {
                 Framing::Length(n) => n,
                 _ => 0,
