@@ -37,6 +37,7 @@ module Tipi
         @base_env['rack.hijack'] = @hijack = HijackCall.new(self)
       end
       @http2 = @hijacked = nil
+      @linger = false
       self
     end
 
@@ -131,10 +132,31 @@ module Tipi
         # An env the app kept hijacks nothing once its connection has ended (before this
         # connection is renewed, a request on another could call it).
         @hijack&.revoke
+        linger if @linger
         @socket.close unless @socket.closed?
         @env = @request = nil # (nothing of the last client's stays with a spare)
       end
     end
+
+    # After answering a request whose body was left unread: no more is sent, and what the client
+    # still sends is read and dropped for a while (at most LINGER seconds and LINGER_BYTES), so
+    # that closing does not reset the connection before the client has read the answer.
+    def linger
+      @linger = false
+      @socket.shutdown(Socket::SHUT_WR) if @socket.respond_to?(:shutdown)
+      left = LINGER_BYTES
+      move_on_after(LINGER) do
+        while left.positive? && (chunk = @socket.readpartial(65_536))
+          left -= chunk.bytesize
+        end
+      end
+    rescue SystemCallError, IOError
+      nil
+    end
+
+    LINGER = 2
+    LINGER_BYTES = 1 << 20
+    private_constant :LINGER, :LINGER_BYTES
 
     # A graceful stop: an HTTP/2 connection sends GOAWAY (its streams in flight finish); a
     # WebSocket closes with 1001 (going away).
@@ -250,21 +272,47 @@ module Tipi
 
     # The app's response to `env` (H1P's loop calls it too), or false when the connection
     # answered already (a body over the limit: 413; a malformed one: 400) or was cut (a body
-    # too slow).
-    def call_app(env)
+    # too slow, a client gone).
+    def call_app(env, input = nil)
       @env = env # (for #call: env['rack.hijack'], in the base)
       @app.call(env)
-    rescue H1P::TooLarge => e
-      respond_error(413, e.message)
-      false
-    rescue H1P::Error => e
-      respond_error(400, e.message)
-      false
     rescue Polyphony::Cancel
       false # the body did not come in time
     rescue StandardError => e
+      return body_failed(input.failure) if input&.failure
+
       Tipi.report(e, env['rack.errors'])
       [500, { 'Content-Type' => 'text/plain', 'Connection' => 'close' }, ["Internal Server Error\n"]]
+    end
+
+    # Whether the app left the request's body unread (the connection ends after the answer: the
+    # rest is not waited for); :failed when it was malformed, which was answered instead (one
+    # 400, never the app's answer and then another). Whatever the app made of an error reading
+    # it, the client gets the answer to that error.
+    def body_unread?(input, body)
+      return false unless input.is_a?(Input)
+
+      complete = begin
+        input.failure.nil? && input.drain_buffered
+      rescue H1P::Error, SystemCallError, IOError
+        false # (the input keeps the failure)
+      end
+      return !complete unless input.failure
+
+      body.close if body.respond_to?(:close)
+      body_failed(input.failure)
+      :failed
+    end
+
+    # Answers a request whose body could not be read: 413 over the limit, 400 when malformed;
+    # a client that went away gets a line in the log, no backtrace.
+    def body_failed(error)
+      case error
+      when H1P::TooLarge then respond_error(413, error.message)
+      when H1P::Error then respond_error(400, error.message)
+      else $stderr.write("tipi: #{@remote_addr}: the client went away during the request body (#{error.message})\n")
+      end
+      false
     end
 
     # After each response: the access log's line.
@@ -285,17 +333,28 @@ module Tipi
     # @return [Boolean] whether the connection goes on
     def serve_request(env)
       # (The base env has rack.input: Input::EMPTY.)
-      input = @parser.complete? ? Input::EMPTY : (env['rack.input'] = Input.new(@parser, @timeout, env))
-      answer(env)
+      input = @parser.complete? ? Input::EMPTY : (env['rack.input'] = request_input(env))
+      answer(env, input)
     ensure
       # However the request ended, its rack.input reads no more (a hijacking app keeps it).
       input&.close unless @hijacked
     end
 
+    # A request body's rack.input; `Expect: 100-continue` is answered when the app first reads.
+    def request_input(env)
+      expect = env['HTTP_EXPECT']
+      return Input.new(@parser, @timeout, env) unless expect && env['SERVER_PROTOCOL'] == 'HTTP/1.1'
+
+      # (RFC 9110 10.1.1: 100-continue is the only expectation defined; others are ignored.)
+      continue = -> { @socket.write("HTTP/1.1 100 Continue\r\n\r\n") } if expect.casecmp('100-continue').zero?
+      Input.new(@parser, @timeout, env, continue: continue)
+    end
+
+    # @param input [Input, EmptyInput] the request's body
     # @return [Boolean] whether the connection goes on
-    def answer(env)
+    def answer(env, input = Input::EMPTY)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC) if @logger
-      response = call_app(env)
+      response = call_app(env, input)
       return false if response == false # the body was too large, malformed or too slow
 
       unless @hijacked
@@ -304,9 +363,11 @@ module Tipi
           respond_error(500, 'Internal Server Error')
           raise H1P::InvalidResponse, "the app returned #{response.inspect}, not [status, headers, body]"
         end
+        return false unless (unread = body_unread?(input, body)) != :failed
 
-        keep_alive = @parser.respond(@socket, status, headers, body, @owner&.stopping?)
+        keep_alive = @parser.respond(@socket, status, headers, body, unread || @owner&.stopping?)
         @hijacked = true if keep_alive.nil? # a partial hijack: the socket is the app's
+        @linger = unread && !@parser.__in_use__ # (else that reader takes what comes)
       end
       finished(env, status, @hijacked ? 0 : @parser.bytes_sent, Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) if @logger
       keep_alive || false

@@ -25,10 +25,14 @@ module Tipi
 
     # @param parser [#read_body_chunk, #trailers] where the body comes from
     # @param env [Hash, nil] the request's Rack env, given REQUEST_TRAILERS
-    def initialize(parser, timeout = nil, env = nil)
+    # @param continue [#call, nil] called before the first read from the connection: the
+    #   client asked `Expect: 100-continue` and waits for the interim response before it sends
+    #   the body (none is sent to an app that answers without reading it)
+    def initialize(parser, timeout = nil, env = nil, continue: nil)
       @parser = parser
       @env = env
       @timeout = timeout
+      @continue = continue
       @buffer = nil # made on the first read: most requests have no body, and no app reads it
       @size = 0
       @last_newline = -1 # where the last "\n" kept is, to know when gets has a line
@@ -80,6 +84,32 @@ module Tipi
       @buffer.is_a?(Tempfile)
     end
 
+    # The error that ended the body's reading (H1P::Error for a malformed or too large body,
+    # SystemCallError or IOError when the client went away), whatever the app made of it.
+    attr_reader :failure
+
+    # Whether the client still waits for `100 Continue` before it sends the body.
+    def awaiting_continue?
+      !@continue.nil?
+    end
+
+    # Reads what of the rest of the body has already arrived (no waiting), and tells whether
+    # that was all of it: a server answers a request whose body the app left unread, and must
+    # know whether the connection can go on. A malformed body raises its H1P::Error here.
+    def drain_buffered
+      return true if @done
+      return false if @continue # the client has sent nothing of it
+      return false if @parser.__in_use__ # a fiber the app left reads it on
+
+      until @done
+        chunk = capture { @parser.read_body_chunk(true) }
+        return @parser.complete?.tap { |complete| finished if complete } unless chunk
+
+        chunk.clear
+      end
+      true
+    end
+
     private
 
     def buffer
@@ -94,9 +124,24 @@ module Tipi
         break if length && rest >= length
         break if line && @last_newline >= buffer.pos
 
-        chunk = Input.next_chunk(@parser, @timeout)
+        send_continue if @continue
+        chunk = capture { Input.next_chunk(@parser, @timeout) }
         chunk ? append(chunk) : finished
       end
+    end
+
+    def send_continue
+      continue = @continue
+      @continue = nil
+      continue.call
+    end
+
+    # Runs a read from the connection, remembering the error that ends it.
+    def capture
+      yield
+    rescue H1P::Error, SystemCallError, IOError => e
+      @failure ||= e
+      raise
     end
 
     def finished
