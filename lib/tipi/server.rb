@@ -27,7 +27,8 @@ module Tipi
       @app = app
       @listeners = listeners || [Listener.bind(Listener.tcp_url(host, port))]
       @logger = logger
-      limits = { max_target: max_header_size, max_header_value: max_header_size, max_head: max_head_size }
+      limits = { max_target: max_header_size, max_header_value: max_header_size, max_head: max_head_size,
+                 check_host: true }
       @options = { timeout: timeout, max_body: max_body, native: native, server: self, limits: limits }
       @max_connections = max_connections
       @connections = 0

@@ -38,7 +38,7 @@ RSpec.describe 'H1P::Parser#parse_rack_env' do
 
   it "takes SERVER_PORT from Host (else 80) when the base has none, as for a Unix socket" do
     unix = base.merge('SERVER_PORT' => nil)
-    ports = envs("GET / HTTP/1.1\r\nHost: [::1]:4000\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n", unix)
+    ports = envs("GET / HTTP/1.1\r\nHost: [::1]:4000\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.0\r\n\r\n", unix)
             .map { |env| env.values_at('SERVER_NAME', 'SERVER_PORT') }
     expect(ports).to eq([['[::1]', '4000'], %w[x 80], ['10.0.0.1', '80']])
   end

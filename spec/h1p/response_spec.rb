@@ -51,7 +51,7 @@ RSpec.describe 'H1P response writers' do
     it 'sends an Array body in one go with the Connection field the request and the response call for' do
       expect(answer(get, 200, { 'Content-Type' => 'text/plain', 'Set-Cookie' => "a=1\nb=2" }))
         .to eq(["#{ok}Content-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 5\r\n\r\nhello", true])
-      expect(answer("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"))
+      expect(answer("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
         .to eq(["#{ok}Content-Length: 5\r\nConnection: close\r\n\r\nhello", false])
       expect(answer(get, 200, { 'Connection' => 'Close' }))
         .to eq(["#{ok}Connection: Close\r\nContent-Length: 5\r\n\r\nhello", false])
@@ -65,10 +65,10 @@ RSpec.describe 'H1P response writers' do
     end
 
     it 'answers HEAD with the head a GET would get, and nothing after it' do
-      expect(answer("HEAD / HTTP/1.1\r\n\r\n")).to eq(["#{ok}Content-Length: 5\r\n\r\n", true])
-      expect(answer("HEAD / HTTP/1.1\r\n\r\n", 200, {}, Enumerator.new { |y| y << 'x' }))
+      expect(answer("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")).to eq(["#{ok}Content-Length: 5\r\n\r\n", true])
+      expect(answer("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", 200, {}, Enumerator.new { |y| y << 'x' }))
         .to eq(["#{ok}Transfer-Encoding: chunked\r\n\r\n", true])
-      expect(answer("HEAD / HTTP/1.1\r\n\r\n", 200, { 'Content-Length' => '42' }, []))
+      expect(answer("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", 200, { 'Content-Length' => '42' }, []))
         .to eq(["#{ok}Content-Length: 42\r\n\r\n", true])
     end
 

@@ -65,8 +65,8 @@ RSpec.describe 'tipi keep-alive' do
   end
 
   it 'hands a request with a body, or a streamed response, to the Ruby path and goes on' do
-    response, closed = exchange("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbodyGET /a HTTP/1.1\r\n\r\n" \
-                                "GET /stream HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+    response, closed = exchange("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbodyGET /a HTTP/1.1\r\nHost: x\r\n\r\n" \
+                                "GET /stream HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
     expect(response).to eq("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nbody" \
                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nGET /a" \
                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n" \
@@ -88,14 +88,14 @@ RSpec.describe 'tipi keep-alive' do
     response, closed = exchange("GET /a HTTP/1.1\r\nHo", wait: 5)
     expect([response, closed]).to eq(['', true])
     expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be_between(0.9, 3)
-    response, closed = exchange("GET /a HTTP/1.1\r\n\r\n", wait: 5)
+    response, closed = exchange("GET /a HTTP/1.1\r\nHost: x\r\n\r\n", wait: 5)
     expect(response).to end_with('GET /a')
     expect(closed).to be(true) # idle after its request
   end
 
   it 'writes the access log line of each request it serves' do
     tipi = TipiProcess.new('-l', '127.0.0.1:0', PLAIN_APP)
-    response, = exchange("GET /logged?x=1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\n\r\n", port: tipi.port)
+    response, = exchange("GET /logged?x=1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\n", port: tipi.port)
     expect(response).to include('GET /logged')
     expect(tipi.read_until(/logged/))
       .to match(%r{\A127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /logged\?x=1 HTTP/1\.1" 200 \d+ \d+\.\d{4}\n\z})

@@ -72,6 +72,11 @@ RSpec.describe 'tipi with a Tipi-native handler' do
     stale&.close
   end
 
+  it 'answers 400 to an HTTP/1.1 request without Host or with two, before the handler sees it' do
+    expect(raw("GET /hello HTTP/1.1\r\n\r\n")).to start_with("HTTP/1.1 400 Bad Request\r\n")
+    expect(raw("GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")).to start_with("HTTP/1.1 400 Bad Request\r\n")
+  end
+
   it 'refuses a second answer, and answers 500 for a handler that answered nothing' do
     expect(raw("GET /twice HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).to end_with("\r\n\r\nonce")
     expect(@tipi.read_until(/tipi spec:/)).to include('the response has begun already')

@@ -140,6 +140,30 @@ RSpec.describe 'tipi' do
     stale&.each(&:close)
   end
 
+  it 'answers 400 to an HTTP/1.1 request without Host, with two, or with an invalid one (RFC 9112 3.2)' do
+    ["GET / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+     "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+     "GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"].each do |request|
+      expect(raw(request)).to start_with("HTTP/1.1 400 Bad Request\r\n").and(include('Host')), request
+    end
+    expect(JSON.parse(raw("GET /ten HTTP/1.0\r\n\r\n").split("\r\n\r\n", 2).last)).to include('PATH_INFO' => '/ten')
+  end
+
+  it 'takes path, query and host from an absolute-form target, over Host (RFC 9112 3.2.2)' do
+    env = JSON.parse(raw("GET http://example.com:8080/a/b?c=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n")
+                     .split("\r\n\r\n", 2).last)
+    expect(env).to include('PATH_INFO' => '/a/b', 'QUERY_STRING' => 'c=1', 'SERVER_NAME' => 'example.com',
+                           'HTTP_HOST' => 'example.com:8080')
+    expect(env['SERVER_PORT']).to eq(@port.to_s) # (the listener's: where the request came)
+    expect(raw("GET ftp://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n")).to start_with("HTTP/1.1 400 Bad Request\r\n")
+  end
+
+  it 'gives OPTIONS * to the app with an env Rack::Lint accepts' do
+    response = raw("OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    expect(response).to start_with("HTTP/1.1 200 OK\r\n") # (Lint's complaint would be a 500)
+    expect(JSON.parse(response.split("\r\n\r\n", 2).last)).to include('REQUEST_METHOD' => 'OPTIONS', 'PATH_INFO' => '')
+  end
+
   it 'says Connection: close when it will close, and keep-alive to an HTTP/1.0 client that asked' do
     expect(raw("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).to include("\r\nConnection: close\r\n")
     expect(raw("GET /a HTTP/1.0\r\n\r\n")).to include("\r\nConnection: close\r\n")

@@ -84,6 +84,12 @@ pub enum Error {
     },
     /// A trailer field that would frame the message (Content-Length, Transfer-Encoding).
     FramingTrailer,
+    /// An HTTP/1.1 request without a Host field (RFC 9112 3.2).
+    MissingHost,
+    /// A request with more than one Host field.
+    RepeatedHost,
+    /// A Host field whose value is no authority (`host[:port]`).
+    InvalidHost,
 }
 
 impl fmt::Display for Error {
@@ -138,6 +144,9 @@ impl fmt::Display for Error {
                     "Content-Length says {declared} bytes, the body has {actual}"
                 )
             }
+            Error::MissingHost => f.write_str("missing Host header (required in HTTP/1.1)"),
+            Error::RepeatedHost => f.write_str("more than one Host header"),
+            Error::InvalidHost => f.write_str("invalid Host header"),
             Error::FramingTrailer => f.write_str(
                 "a trailer field cannot frame the message (Content-Length, Transfer-Encoding)",
             ),

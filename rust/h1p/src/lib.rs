@@ -19,6 +19,7 @@ mod head;
 pub mod pull;
 pub mod response;
 mod scan;
+pub mod target;
 
 pub use chunked::{ChunkedDecoder, Step, MAX_CHUNK_LINE};
 pub use error::{Error, Limit};

@@ -160,6 +160,8 @@ pub(crate) struct H1PParser {
     between: Cell<bool>,
     /// Bytes written by the last `respond`.
     sent: Cell<u64>,
+    /// `parse_headers` checks a request's Host as a server must (`check_host: true`).
+    check_host: bool,
 }
 
 impl DataTypeFunctions for H1PParser {
@@ -205,6 +207,12 @@ fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
         };
         (io_kind(ruby, io)?, mode)
     };
+    let check_host = match options {
+        Some(options) => options
+            .get(ruby.to_symbol("check_host"))
+            .is_some_and(|v| v.to_bool()),
+        None => false,
+    };
     let limits = limits(ruby, options)?;
     let held = source.object().as_raw();
     let parser = Parser::new(
@@ -224,6 +232,7 @@ fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
         heads: Cell::new(0),
         between: Cell::new(false),
         sent: Cell::new(0),
+        check_host,
     }))
 }
 
@@ -284,7 +293,8 @@ fn parse_mode(mode: Value) -> Result<Mode, Error> {
 }
 
 /// Limits from keyword options: `max_method`, `max_target`, `max_status_message`,
-/// `max_header_name`, `max_header_value`, `max_headers`, `max_head`, `max_body`.
+/// `max_header_name`, `max_header_value`, `max_headers`, `max_head`, `max_body` (and
+/// `check_host`, which is no limit).
 fn limits(ruby: &Ruby, options: Option<RHash>) -> Result<Limits, Error> {
     let mut limits = Limits::default();
     let Some(options) = options else {
@@ -302,6 +312,7 @@ fn limits(ruby: &Ruby, options: Option<RHash>) -> Result<Limits, Error> {
             "max_header_value" => limits.header_value = number()?,
             "max_headers" => limits.headers = number()?,
             "max_head" => limits.head = number()?,
+            "check_host" => {} // (not a limit: see parser_new)
             "max_body" => {
                 limits.max_body = if value.is_nil() {
                     None
@@ -405,6 +416,10 @@ fn parse_headers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Erro
                 None => Ok(None),
                 Some(message) => {
                     rb_self.request.set(RequestFacts::of(&message));
+                    if rb_self.check_host && mode == Mode::Server {
+                        h1p::target::request_target(&message)
+                            .map_err(|e| super::parse_error(&e))?;
+                    }
                     build_hash(ruby, &message, mode).map(Some)
                 }
             }
@@ -417,7 +432,9 @@ fn parse_headers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Erro
 /// rack.*) with REQUEST_METHOD, PATH_INFO, QUERY_STRING, SERVER_PROTOCOL, CONTENT_TYPE,
 /// CONTENT_LENGTH and HTTP_* added (repeated fields joined with ", ", cookies with "; "),
 /// SERVER_NAME taken from Host, and SERVER_PORT from Host (else "80") when `base` has none.
-/// nil at a clean end between requests.
+/// nil at a clean end between requests. As a server must (RFC 9112 3.2), an HTTP/1.1 request
+/// without Host, a repeated Host or an invalid one is an `H1P::Error`; an absolute-form
+/// target's authority stands for Host, and `OPTIONS *` has an empty PATH_INFO.
 fn parse_rack_env(ruby: &Ruby, rb_self: &H1PParser, base: RHash) -> Result<Option<RHash>, Error> {
     rb_self.reading_head(|| {
         rb_self.with(|parser| {

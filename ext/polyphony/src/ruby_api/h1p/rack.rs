@@ -155,6 +155,10 @@ impl EnvBuilder {
     }
 }
 
+fn str(ruby: &Ruby, bytes: &[u8]) -> VALUE {
+    ruby.str_from_slice(bytes).as_raw()
+}
+
 /// Builds the env of `message` on a copy of `base`.
 pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Result<RHash, Error> {
     let keys = keys(ruby);
@@ -165,28 +169,17 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
         keys.request_method,
         method_value(ruby, message.get(head.method)),
     );
-    let target = message.get(head.target);
-    match target.iter().position(|&b| b == b'?') {
+    // RFC 9112 3.2: Host checked, and an absolute-form target's authority taken over it.
+    let target = h1p::target::request_target(message).map_err(|e| super::parse_error(&e))?;
+    let path = target.path;
+    let path = &path[..path.iter().position(|&b| b == b'#').unwrap_or(path.len())];
+    match path.iter().position(|&b| b == b'?') {
         Some(q) => {
-            let start = head.target.start;
-            let q = q as u32; // a target is at most a few KiB
-            env.set(
-                keys.path_info,
-                values.get(h1p::Span {
-                    start,
-                    end: start + q,
-                }),
-            );
-            env.set(
-                keys.query_string,
-                values.get(h1p::Span {
-                    start: start + q + 1,
-                    end: head.target.end,
-                }),
-            );
+            env.set(keys.path_info, str(ruby, &path[..q]));
+            env.set(keys.query_string, str(ruby, &path[q + 1..]));
         }
         None => {
-            env.set(keys.path_info, values.get(head.target));
+            env.set(keys.path_info, str(ruby, path));
             env.set(keys.query_string, keys.empty);
         }
     }
@@ -200,13 +193,15 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
     );
     // Each field's value; a repeated field's values are joined (cookies with "; ").
     let mut seen = Fields::default();
-    let mut host = None;
+    // An absolute-form target: its authority stands for Host.
+    let raw_target = message.get(head.target);
+    let absolute = raw_target.first() != Some(&b'/') && raw_target != b"*";
     for field in head.fields.iter() {
         let name = message.get(field.name);
         let value = message.get(field.value);
         let common = header_index(name);
-        if common == Some(keys.host) && host.is_none() {
-            host = Some(value);
+        if absolute && common == Some(keys.host) {
+            continue; // HTTP_HOST is the target's authority, set below
         }
         if seen.join(name, common, value, common == Some(keys.cookie)) {
             continue;
@@ -216,11 +211,14 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
         env.set(key, value);
         seen.add(name, common, value);
     }
+    if absolute {
+        let authority = target.authority.unwrap_or_default();
+        env.set(keys.http[keys.host], str(ruby, authority));
+    }
     let listener_port = env.base_has(keys.server_port);
-    let (name, port) = host.map_or((None, None), |host| {
-        let (name, port) = split_host(host);
-        (Some(name), port)
-    });
+    let (name, port) = target
+        .host_and_port()
+        .map_or((None, None), |(name, port)| (Some(name), port));
     if let Some(name) = name {
         env.set(keys.server_name, ruby.str_from_slice(name).as_raw());
     }
