@@ -5,9 +5,11 @@ require 'time'
 
 module Tipi
   # A Rack app serving the files under a directory: Content-Type, ETag, Last-Modified,
-  # 304 for If-None-Match / If-Modified-Since, Range (one or several: 206, else 416), HEAD.
-  # Nothing outside the root is reachable: `..` segments, encoded slashes and symlinks that
-  # lead out get 404. Whole files are sent by splice(2) (see Response).
+  # 304 for If-None-Match (weak comparison) / If-Modified-Since, Range (one or several: 206,
+  # else 416) unless If-Range names another version, HEAD. Nothing outside the root is
+  # reachable: `..` segments, encoded slashes and symlinks that lead out get 404. Whole files
+  # are sent by splice(2) (H1P::Parser#respond); ranges are read as the socket takes them,
+  # never whole into memory.
   class Static
     def initialize(root)
       @root = File.realpath(root)
@@ -50,7 +52,8 @@ module Tipi
       }
       return [304, headers.slice('Last-Modified', 'ETag'), []] if not_modified?(env, etag, stat.mtime)
 
-      ranges = env['HTTP_RANGE'] && Rack::Utils.get_byte_ranges(env['HTTP_RANGE'], stat.size)
+      range = env['HTTP_RANGE'] if current?(env['HTTP_IF_RANGE'], etag, headers['Last-Modified'])
+      ranges = range && Rack::Utils.get_byte_ranges(range, stat.size)
       return whole(path, stat.size, headers) if ranges.nil?
       return error(416, 'Range Not Satisfiable', 'Content-Range' => "bytes */#{stat.size}") if ranges.empty?
       return partial(path, ranges.first, stat.size, headers) if ranges.size == 1
@@ -58,14 +61,24 @@ module Tipi
       multipart(path, ranges, stat.size, headers)
     end
 
+    # RFC 9110 13.1.2: If-None-Match compares entity tags weakly (W/"x" matches "x").
     def not_modified?(env, etag, mtime)
       if (match = env['HTTP_IF_NONE_MATCH'])
-        return match == '*' || match.split(',').map(&:strip).include?(etag)
+        return match.strip == '*' || match.split(',').any? { |tag| tag.strip.delete_prefix('W/') == etag }
       end
       since = env['HTTP_IF_MODIFIED_SINCE']
       since && Time.httpdate(since) >= Time.at(mtime.to_i)
     rescue ArgumentError
       false
+    end
+
+    # RFC 9110 13.1.5: a Range counts only if If-Range (when given) names this version: the
+    # same strong entity tag, or exactly its Last-Modified date. Otherwise the whole file.
+    def current?(if_range, etag, last_modified)
+      return true if if_range.nil?
+
+      if_range = if_range.strip
+      if_range.start_with?('"', 'W/') ? if_range == etag : if_range == last_modified
     end
 
     def whole(path, size, headers)
@@ -75,25 +88,56 @@ module Tipi
     def partial(path, range, size, headers)
       headers = headers.merge('Content-Range' => "bytes #{range.begin}-#{range.end}/#{size}",
                               'Content-Length' => range.size.to_s)
-      [206, headers, [File.binread(path, range.size, range.begin)]]
+      [206, headers, Pieces.new(path, [[nil, range]])]
     end
 
     def multipart(path, ranges, size, headers)
       boundary = "tipi-#{Random.bytes(8).unpack1('H*')}"
       type = headers['Content-Type']
-      parts = ranges.map do |range|
-        "--#{boundary}\r\nContent-Type: #{type}\r\nContent-Range: bytes #{range.begin}-#{range.end}/#{size}" \
-          "\r\n\r\n#{File.binread(path, range.size, range.begin)}\r\n"
+      parts = ranges.each_with_index.map do |range, i|
+        ["#{"\r\n" unless i.zero?}--#{boundary}\r\nContent-Type: #{type}\r\n" \
+         "Content-Range: bytes #{range.begin}-#{range.end}/#{size}\r\n\r\n", range]
       end
-      body = "#{parts.join}--#{boundary}--\r\n"
+      body = Pieces.new(path, parts, "\r\n--#{boundary}--\r\n")
       headers = headers.merge('Content-Type' => "multipart/byteranges; boundary=#{boundary}",
                               'Content-Length' => body.bytesize.to_s)
-      [206, headers, [body]]
+      [206, headers, body]
     end
 
     def error(status, message, headers = {})
       body = "#{message}\n"
       [status, headers.merge('Content-Type' => 'text/plain', 'Content-Length' => body.bytesize.to_s), [body]]
+    end
+
+    # Byte ranges of a file, each after its text (a multipart part's head), then an ending:
+    # read by pieces as the body is iterated.
+    class Pieces
+      PIECE = 65_536
+
+      def initialize(path, parts, ending = nil)
+        @path = path
+        @parts = parts
+        @ending = ending
+      end
+
+      def bytesize
+        @parts.sum { |text, range| text.to_s.bytesize + range.size } + @ending.to_s.bytesize
+      end
+
+      def each
+        File.open(@path, 'rb') do |file|
+          @parts.each do |text, range|
+            yield text if text
+            file.seek(range.begin)
+            left = range.size
+            while left.positive? && (chunk = file.read([left, PIECE].min))
+              left -= chunk.bytesize
+              yield chunk
+            end
+          end
+        end
+        yield @ending if @ending
+      end
     end
 
     # A whole file: Tipi splices it (`to_path`); other servers iterate it.

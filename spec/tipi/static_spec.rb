@@ -65,6 +65,35 @@ RSpec.describe 'tipi serving a directory' do
     expect([headers[':status'], headers['content-range']]).to eq([416, 'bytes */13'])
   end
 
+  it 'compares If-None-Match weakly: W/"tag" matches (RFC 9110 13.1.2)' do
+    etag = request('GET /hello.txt HTTP/1.1').first['etag']
+    expect(request("GET /hello.txt HTTP/1.1\r\nIf-None-Match: \"x\", W/#{etag}").first[':status']).to eq(304)
+  end
+
+  it 'serves the whole file (200) when If-Range names another version, the range when it names this one' do
+    headers, = request('GET /hello.txt HTTP/1.1')
+    etag, modified = headers.values_at('etag', 'last-modified')
+    stale = [%("0-0"), "W/#{etag}", (Time.httpdate(modified) - 60).httpdate]
+    stale.each do |validator|
+      headers, body = request("GET /hello.txt HTTP/1.1\r\nRange: bytes=0-4\r\nIf-Range: #{validator}")
+      expect([headers[':status'], body]).to eq([200, "hello static\n"]), validator
+    end
+    [etag, modified].each do |validator|
+      headers, body = request("GET /hello.txt HTTP/1.1\r\nRange: bytes=0-4\r\nIf-Range: #{validator}")
+      expect([headers[':status'], body]).to eq([206, 'hello']), validator
+    end
+  end
+
+  it 'reads a large range as the client takes it, not into memory whole' do
+    headers, body = request("GET /big.bin HTTP/1.1\r\nRange: bytes=1-2999990")
+    expect([headers[':status'], headers['content-length']]).to eq([206, '2999990'])
+    expect(body).to eq(@big[1..2_999_990])
+    headers, body = request("GET /big.bin HTTP/1.1\r\nRange: bytes=0-0,-1")
+    expect(headers[':status']).to eq(206)
+    expect(body).to end_with("\r\n\r\n#{@big[-1]}\r\n--#{headers['content-type'][/boundary=(.*)/, 1]}--\r\n".b)
+    expect(headers['content-length']).to eq(body.bytesize.to_s)
+  end
+
   it 'answers HEAD with the headers only' do
     socket = TCPSocket.new('127.0.0.1', @port)
     socket.write("HEAD /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
