@@ -69,6 +69,17 @@ module Tipi
       @parser&.__reading__
     end
 
+    # What the connection waits on the client for, as a number that changes as the client
+    # makes progress: the read of a request head under way (see #reading), or while a response
+    # is written, minus one minus the bytes the client has taken so far; nil otherwise. The
+    # server's sweeper cuts a connection it finds at the same mark for longer than the timeout:
+    # a client that sends no head, or one that stops reading its response.
+    def stall_mark
+      return @parser&.__reading__ unless (written = @parser&.__writing__)
+
+      -1 - written
+    end
+
     # The client's socket (a Polyphony::TLS socket once a TLS handshake is done).
     attr_reader :socket
 
@@ -119,8 +130,8 @@ module Tipi
       return serve_http2(@parser.buffered) if h2c_preface?
 
       respond_error(400, e.message)
-    rescue SystemCallError, IOError
-      nil # the client went away
+    rescue SystemCallError, IOError, Expired
+      nil # the client went away, or stopped reading its response
     rescue StandardError => e
       # A fault of Tipi's own: this connection ends, the server goes on.
       Tipi.report(e, $stderr)

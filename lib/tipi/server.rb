@@ -131,8 +131,9 @@ module Tipi
     SPARES = 128 # connection fibers kept waiting for the next connection, at most
     private_constant :SPARES
 
-    # Cuts connections whose request head is late, a few times per timeout (one timer for all
-    # connections rather than one per request).
+    # Cuts connections whose request head is late, or whose client stopped reading its
+    # response, a few times per timeout (one timer for all connections rather than one per
+    # request).
     def sweep
       timeout = @options[:timeout]
       interval = [timeout / 4.0, 1.0].min
@@ -144,12 +145,12 @@ module Tipi
       end
     end
 
-    # Raises Expired in each connection found on the same read of a request head for longer
-    # than `timeout` (so cut between `timeout` and `timeout` plus two sweeps after the read
-    # began); returns what was seen this time.
+    # Raises Expired in each connection found on the same read of a request head, or at the
+    # same point of writing a response, for longer than `timeout` (so cut between `timeout`
+    # and `timeout` plus two sweeps after it stalled); returns what was seen this time.
     def sweep_reads(seen, now, timeout)
       @live.each_with_object({}.compare_by_identity) do |(fiber, connection), found|
-        next unless (read = connection.reading)
+        next unless (read = connection.stall_mark)
 
         # (By socket: a Connection renewed for another socket numbers its reads anew.)
         socket = connection.socket
@@ -158,6 +159,22 @@ module Tipi
         fiber.raise(Connection::Expired) if now - found[socket][1] > timeout
       end
     end
+
+    # At --max-connections: waits for a connection to end; meanwhile, when a new one waits to
+    # be accepted, an idle keep-alive connection is closed to make room (as nginx does), so
+    # that idle clients cannot lock others out.
+    def wait_for_slot(listener)
+      while @connections >= @max_connections
+        if IO.select([listener.socket], nil, nil, 0)
+          idle = @live.find { |_fiber, connection| connection.idle? }
+          idle&.first&.stop
+        end
+        move_on_after(SLOT_POLL) { @slot_freed.await }
+      end
+    end
+
+    SLOT_POLL = 0.1 # seconds between looks for a waiting connection, at the limit
+    private_constant :SLOT_POLL
 
     # Waits a little (at most BALANCE_WAIT pauses) while this worker holds more connections
     # than the least busy other worker (by more than BALANCE_SLACK), which then accepts the
@@ -213,7 +230,7 @@ module Tipi
       spare = [] # fiber, connection, fiber, connection...: see #serve_connections
       @spares << spare
       loop do
-        @slot_freed.await while @max_connections && @connections >= @max_connections
+        wait_for_slot(listener) if @max_connections && @connections >= @max_connections
         defer_to_other_workers if @balance
         begin
           socket, ip = listener.accept

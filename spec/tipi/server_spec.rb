@@ -250,6 +250,27 @@ RSpec.describe 'tipi limits' do
     stop(io) if io
   end
 
+  it 'cuts a client that stops reading its response, and its memory stays bounded' do
+    io, port = start('--timeout', '1')
+    socket = TCPSocket.new('127.0.0.1', port)
+    socket.write("GET /huge HTTP/1.1\r\nHost: x\r\n\r\n")
+    sleep 4 # not reading: the server's writes stop making progress
+    rss = File.read("/proc/#{io.pid}/status")[/VmRSS:\s+(\d+)/, 1].to_i
+    received = 0
+    closed = begin
+      received += socket.readpartial(1 << 20).bytesize while socket.wait_readable(5)
+      false
+    rescue EOFError, Errno::ECONNRESET
+      true
+    end
+    expect(closed).to be(true)
+    expect(received).to be < 30_000_000 # of 100 MB: the rest was never made
+    expect(rss).to be < 200_000 # KiB
+  ensure
+    socket&.close
+    stop(io) if io
+  end
+
   it 'cuts a client that sends its head too slowly, or idles between requests (slowloris)' do
     io, port = start('--timeout', '0.3')
     slow = TCPSocket.new('127.0.0.1', port)
@@ -283,18 +304,17 @@ RSpec.describe 'tipi limits' do
     stop(io) if io
   end
 
-  it 'serves at most --max-connections at once, the next waiting its turn' do
+  it 'serves at most --max-connections at once; an idle keep-alive connection is closed to make room' do
     io, port = start('--max-connections', '1')
-    first = TCPSocket.new('127.0.0.1', port)
-    first.write("GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
-    responses = H1P::Parser.new(first, :client)
-    responses.parse_headers
-    expect(responses.read_body).to include('/first')
+    busy = TCPSocket.new('127.0.0.1', port)
+    busy.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n") # answered after 0.5 s, then kept alive
+    sleep 0.1
     second = TCPSocket.new('127.0.0.1', port)
     second.write("GET /second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    expect(IO.select([second], nil, nil, 0.3)).to be_nil # not served while the first is open
-    first.close
+    expect(IO.select([second], nil, nil, 0.2)).to be_nil # not served while the first is busy
+    expect(IO.select([second], nil, nil, 3)).not_to be_nil # the first, idle now, made room
     expect(second.read).to include('/second')
+    expect(busy.read).to end_with('slow') # answered, then closed
   ensure
     stop(io) if io
   end

@@ -68,10 +68,20 @@ fn io_write(ruby: &Ruby, fd: i32, data: RString) -> Result<Value, Error> {
 
 /// Writes all of `data` to `fd` through the backend (at once when the descriptor is ready),
 /// op after op for what a short write left.
-pub(crate) fn write_all(fd: i32, mut data: Vec<u8>) -> Result<Awaited<()>, Error> {
+pub(crate) fn write_all(fd: i32, data: Vec<u8>) -> Result<Awaited<()>, Error> {
+    write_all_with(fd, data, |_| {})
+}
+
+/// As `write_all`, telling `progress` the bytes of each write the kernel took.
+pub(crate) fn write_all_with(
+    fd: i32,
+    mut data: Vec<u8>,
+    mut progress: impl FnMut(usize),
+) -> Result<Awaited<()>, Error> {
     while !data.is_empty() {
         match attempt_or_await(fd, Write::new(fd, data, u64::MAX))? {
             Awaited::Done((Ok(n), mut rest)) => {
+                progress(n);
                 rest.drain(..n.min(rest.len()));
                 data = rest;
             }
@@ -212,6 +222,17 @@ impl Relay {
         dest: i32,
         limit: Option<u64>,
     ) -> Result<Awaited<u64>, Error> {
+        self.pump_with(src, dest, limit, |_| {})
+    }
+
+    /// As `pump`, telling `progress` the bytes of each move into `dest`.
+    pub(crate) fn pump_with(
+        &self,
+        src: i32,
+        dest: i32,
+        limit: Option<u64>,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Awaited<u64>, Error> {
         let mut total = 0u64;
         loop {
             let want = limit.map_or(1 << 20, |l| (l - total).min(1 << 20)) as u32;
@@ -230,7 +251,10 @@ impl Relay {
                     Awaited::Done(0) => {
                         return Err(io_error(&std::io::Error::from_raw_os_error(libc::EPIPE)))
                     }
-                    Awaited::Done(m) => out += m,
+                    Awaited::Done(m) => {
+                        progress(m);
+                        out += m;
+                    }
                     Awaited::Interrupted(v) => return Ok(Awaited::Interrupted(v)),
                 }
             }

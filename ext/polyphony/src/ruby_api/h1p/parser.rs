@@ -5,6 +5,8 @@
 //! buffer; the header hash is built straight from spans of it.
 
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use h1p::pull::{Message, Parser, PullError, Source};
 use h1p::{Limits, Mode, Version};
@@ -160,6 +162,10 @@ pub(crate) struct H1PParser {
     between: Cell<bool>,
     /// Bytes written by the last `respond`.
     sent: Cell<u64>,
+    /// Bytes the kernel took of the response being written, for `__writing__`.
+    progress: Arc<AtomicU64>,
+    /// A response is being written.
+    writing: Cell<bool>,
     /// `parse_headers` checks a request's Host as a server must (`check_host: true`).
     check_host: bool,
 }
@@ -232,6 +238,8 @@ fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
         heads: Cell::new(0),
         between: Cell::new(false),
         sent: Cell::new(0),
+        progress: Arc::new(AtomicU64::new(0)),
+        writing: Cell::new(false),
         check_host,
     }))
 }
@@ -892,6 +900,16 @@ fn heads(rb_self: &H1PParser) -> u64 {
     rb_self.heads.get()
 }
 
+/// `parser.__writing__`: while `respond` writes, the bytes the kernel took so far (a number
+/// that stays the same while the client reads nothing); nil otherwise. Tipi's sweeper cuts a
+/// connection it finds at the same count for longer than its timeout.
+fn writing(rb_self: &H1PParser) -> Option<u64> {
+    rb_self
+        .writing
+        .get()
+        .then(|| rb_self.progress.load(Relaxed))
+}
+
 /// `parser.bytes_sent`: the bytes the last `respond` wrote, head included.
 fn bytes_sent(rb_self: &H1PParser) -> u64 {
     rb_self.sent.get()
@@ -937,7 +955,10 @@ fn answer(
         reusable,
     };
     rb_self.sent.set(0);
-    let result = rack_response::respond(ruby, io, request, status, headers, body);
+    rb_self.writing.set(true);
+    let sink = rack_response::Sink::new(io, Arc::clone(&rb_self.progress));
+    let result = rack_response::respond(ruby, &sink, request, status, headers, body);
+    rb_self.writing.set(false);
     if let Ok(outcome) = &result {
         rb_self.sent.set(outcome.bytes);
     }
@@ -961,6 +982,7 @@ pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     class.define_method("__reading__", method!(reading, 0))?;
     class.define_method("__idle__", method!(is_idle, 0))?;
     class.define_method("__heads__", method!(heads, 0))?;
+    class.define_method("__writing__", method!(writing, 0))?;
     class.define_method("respond", method!(respond, -1))?;
     class.define_method("bytes_sent", method!(bytes_sent, 0))?;
     class.define_method("serve_rack", method!(serve_rack, -1))?;

@@ -15,6 +15,7 @@
 //! 500 in its place, and the error raised to the caller, who logs it and ends the connection.
 
 use std::io::Read as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use h1p::response::{BodyFramer, BodySize, Finished, Framing, Request, ResponseHead};
@@ -22,7 +23,9 @@ use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::value::{LazyId, ReprValue};
 use magnus::{Error, ExceptionClass, RArray, RHash, RString, Ruby, Value};
 
-use super::response::{add_field, plain_io_fd, status_code, text, trailer_section, write_out};
+use super::response::{
+    add_field, plain_io_fd, status_code, text, trailer_section, write_counted, write_out,
+};
 use crate::ruby_api::backend::Awaited;
 use crate::ruby_api::io::Relay;
 
@@ -46,25 +49,52 @@ static CALL: LazyId = LazyId::new("call");
 const INTERNAL_ERROR: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n\
 Content-Length: 22\r\nConnection: close\r\n\r\nInternal Server Error\n";
 
-/// Writes the response `[status, headers, body]` to `io` for `request`, then closes the body
+/// Where a response goes: the client's IO, and the count of bytes the kernel took so far,
+/// which a server's sweeper watches to cut a client that stopped reading.
+#[derive(Clone)]
+pub(crate) struct Sink {
+    io: rb_sys::VALUE,
+    progress: Arc<AtomicU64>,
+}
+
+impl Sink {
+    pub(crate) fn new(io: Value, progress: Arc<AtomicU64>) -> Self {
+        Self {
+            io: io.as_raw(),
+            progress,
+        }
+    }
+
+    fn io(&self) -> Value {
+        // SAFETY: the caller of `respond` holds the IO for as long as the response is written
+        // (and a body's `each` keeping the block is checked by `Stream::over`).
+        unsafe { Value::from_raw(self.io) }
+    }
+
+    fn write(&self, ruby: &Ruby, data: Vec<u8>) -> Result<(), Error> {
+        write_counted(ruby, self.io(), data, &self.progress)
+    }
+}
+
+/// Writes the response `[status, headers, body]` to `sink` for `request`, then closes the body
 /// (Rack's contract) however that went. On an error (see the module's doc) the connection must
 /// end; a 500 was sent if nothing else had been.
 pub(crate) fn respond(
     ruby: &Ruby,
-    io: Value,
+    sink: &Sink,
     request: Request,
     status: Value,
     headers: Value,
     body: Value,
 ) -> Result<Outcome, Error> {
     let mut sent = 0u64;
-    let result = write(ruby, io, request, (status, headers, body), &mut sent);
+    let result = write(ruby, sink, request, (status, headers, body), &mut sent);
     let closed = close(body);
     let outcome = result.and_then(|outcome| closed.map(|()| outcome));
     if outcome.is_err() && sent == 0 {
         // Nothing reached the client: it gets an answer, not a reset. (A failed write here
         // changes nothing: the caller ends the connection.)
-        let _ = write_out(ruby, io, INTERNAL_ERROR.to_vec(), None);
+        let _ = write_out(ruby, sink.io(), INTERNAL_ERROR.to_vec(), None);
     }
     outcome
 }
@@ -92,7 +122,7 @@ fn invalid_class() -> ExceptionClass {
 
 fn write(
     ruby: &Ruby,
-    io: Value,
+    sink: &Sink,
     request: Request,
     (status, headers, body): (Value, Value, Value),
     sent: &mut u64,
@@ -128,8 +158,8 @@ fn write(
         // Rack's partial hijack: the head as given, then the socket is the callback's.
         let bytes = head.as_given();
         *sent += bytes.len() as u64;
-        write_out(ruby, io, bytes, None)?;
-        callback.funcall::<_, _, Value>(*CALL, (io,))?;
+        sink.write(ruby, bytes)?;
+        callback.funcall::<_, _, Value>(*CALL, (sink.io(),))?;
         return Ok(Outcome {
             keep_alive: false,
             bytes: *sent,
@@ -137,7 +167,7 @@ fn write(
         });
     }
     if let Some(parts) = whole(ruby, body)? {
-        return write_whole(ruby, io, head, request, parts, sent);
+        return write_whole(ruby, sink, head, request, parts, sent);
     }
     let done = head
         .finish(BodySize::Unknown, request)
@@ -145,7 +175,7 @@ fn write(
     let keep_alive = done.keep_alive;
     if done.framing == Framing::Empty {
         *sent += done.bytes.len() as u64;
-        write_out(ruby, io, done.bytes, None)?;
+        sink.write(ruby, done.bytes)?;
         return Ok(Outcome {
             keep_alive,
             bytes: *sent,
@@ -159,8 +189,8 @@ fn write(
         _ => None,
     };
     let kept = match path {
-        Some(path) => send_file(ruby, io, done, &path, sent)?,
-        None => stream(ruby, io, done, body, sent)?,
+        Some(path) => send_file(ruby, sink, done, &path, sent)?,
+        None => stream(ruby, sink, done, body, sent)?,
     };
     Ok(Outcome {
         keep_alive: keep_alive && kept,
@@ -197,7 +227,7 @@ fn whole(ruby: &Ruby, body: Value) -> Result<Option<RArray>, Error> {
 
 fn write_whole(
     ruby: &Ruby,
-    io: Value,
+    sink: &Sink,
     head: ResponseHead,
     request: Request,
     parts: RArray,
@@ -224,7 +254,7 @@ fn write_whole(
         }
     }
     *sent += bytes.len() as u64;
-    write_out(ruby, io, bytes, None)?;
+    sink.write(ruby, bytes)?;
     if total > 0 && matches!(done.framing, Framing::Length(n) if n < total) {
         return Err(invalid(format!(
             "the body ({total} bytes) is longer than its Content-Length ({}): the rest was not sent",
@@ -245,7 +275,7 @@ fn write_whole(
 /// connection can go on (the file had them all).
 fn send_file(
     ruby: &Ruby,
-    io: Value,
+    sink: &Sink,
     done: Finished,
     path: &[u8],
     sent: &mut u64,
@@ -257,11 +287,14 @@ fn send_file(
         std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path));
     let mut file = std::fs::File::open(path).map_err(|e| crate::ruby_api::backend::io_error(&e))?;
     *sent += done.bytes.len() as u64;
-    write_out(ruby, io, done.bytes, None)?;
-    let moved = match plain_io_fd(io) {
+    sink.write(ruby, done.bytes)?;
+    let moved = match plain_io_fd(sink.io()) {
         Some(fd) => {
             use std::os::fd::AsRawFd;
-            match Relay::new()?.pump(file.as_raw_fd(), fd, Some(length))? {
+            let progress = |n: usize| {
+                sink.progress.fetch_add(n as u64, Relaxed);
+            };
+            match Relay::new()?.pump_with(file.as_raw_fd(), fd, Some(length), progress)? {
                 Awaited::Done(n) => n,
                 Awaited::Interrupted(_) => {
                     return Err(super::error("the file's write was interrupted"))
@@ -280,7 +313,7 @@ fn send_file(
                 if n == 0 {
                     break;
                 }
-                write_out(ruby, io, buf[..n].to_vec(), None)?;
+                sink.write(ruby, buf[..n].to_vec())?;
                 moved += n as u64;
             }
             moved
@@ -298,8 +331,7 @@ fn send_file(
 
 /// What the block given to the body's `each` needs, shared with it.
 struct Stream {
-    /// The client's IO (alive: the caller holds it while `each` runs).
-    io: rb_sys::VALUE,
+    sink: Sink,
     framer: BodyFramer,
     /// The head, until it goes out with the first piece.
     head: Option<Vec<u8>>,
@@ -312,13 +344,13 @@ struct Stream {
 /// `trailers`, Rack 3's convention, when chunked). Returns whether the connection can go on.
 fn stream(
     ruby: &Ruby,
-    io: Value,
+    sink: &Sink,
     done: Finished,
     body: Value,
     sent: &mut u64,
 ) -> Result<bool, Error> {
     let state = Arc::new(Mutex::new(Stream {
-        io: io.as_raw(),
+        sink: sink.clone(),
         framer: BodyFramer::new(done.framing),
         head: Some(done.bytes),
         sent: 0,
@@ -350,10 +382,9 @@ fn stream(
             return Ok(());
         }
         stream.sent += data.len() as u64;
-        // SAFETY: the caller holds the IO for as long as `each` runs (checked by `over`).
-        let io = unsafe { Value::from_raw(stream.io) };
+        let sink = stream.sink.clone();
         drop(stream); // (the write may switch fibers)
-        write_out(ruby, io, data, None).map(|_| ())
+        sink.write(ruby, data)
     });
     let iterated = body.funcall_with_block::<_, _, Value>(*EACH, (), block);
     let mut stream = state.lock().expect("one fiber at a time");
@@ -384,7 +415,7 @@ fn stream(
     };
     if !data.is_empty() {
         *sent += data.len() as u64;
-        write_out(ruby, io, data, None)?;
+        sink.write(ruby, data)?;
     }
     match (failure, done.framing) {
         (Some(error), _) => Err(error),

@@ -252,6 +252,29 @@ pub(crate) fn write_out(
     }
 }
 
+/// Writes `data` to `io` as `write_out` does, adding to `progress` the bytes as the kernel
+/// takes them (a server's sweeper tells a client that stopped reading by it).
+pub(crate) fn write_counted(
+    ruby: &Ruby,
+    io: Value,
+    data: Vec<u8>,
+    progress: &std::sync::atomic::AtomicU64,
+) -> Result<(), Error> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if let Some(fd) = plain_io_fd(io) {
+        return match crate::ruby_api::io::write_all_with(fd, data, |n| {
+            progress.fetch_add(n as u64, Relaxed);
+        })? {
+            Awaited::Done(()) => Ok(()),
+            Awaited::Interrupted(_) => Err(error("the response write was interrupted")),
+        };
+    }
+    let len = data.len() as u64;
+    write_out(ruby, io, data, None)?;
+    progress.fetch_add(len, Relaxed);
+    Ok(())
+}
+
 /// Writes through the backend when it can; otherwise hands `head` back.
 fn write_fast(
     io: Value,
