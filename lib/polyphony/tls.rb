@@ -28,6 +28,14 @@ module Polyphony
         self
       end
 
+      # @api private
+      # What H1P and the response writers use in place of this object's methods, resolved
+      # once per connection: [session, fd], or nil while bytes read past a line by #gets are
+      # held here (then #readpartial gives them first).
+      def __transport__
+        [@session, @io.fileno] unless @buffer
+      end
+
       # The protocol ALPN chose ("h2", "http/1.1"), or nil.
       def alpn_protocol
         @session.alpn_protocol

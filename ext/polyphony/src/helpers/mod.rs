@@ -1,3 +1,4 @@
+pub(crate) mod consts;
 pub(crate) mod fiber;
 pub(crate) mod hash;
 pub(crate) mod io;

@@ -22,7 +22,7 @@ use polyphony_acme::{
 use polyphony_tls::CertStore;
 
 static ERROR: Lazy<ExceptionClass> =
-    Lazy::new(|ruby| super::tls::polyphony_const(ruby, "ACME", "Error"));
+    Lazy::new(|ruby| crate::helpers::consts::polyphony_const(ruby, "ACME", "Error"));
 
 fn acme_error(message: impl Into<String>) -> Error {
     let ruby = Ruby::get().expect("called from Ruby");
@@ -383,7 +383,24 @@ impl Order {
     }
 }
 
+/// `Polyphony::TLS::ServerContext#challenge_dir=`: where TLS-ALPN-01 responses of orders run
+/// by any process are found (see `alpn_challenge_from_dir`). Defined here, over the context's
+/// certificate store, so that the TLS binding knows nothing of ACME.
+fn set_challenge_dir(context: Value, dir: String) -> Result<(), Error> {
+    let Some(store) = super::tls::store_of(context)? else {
+        return Ok(());
+    };
+    let dir = PathBuf::from(dir);
+    store.set_challenge_loader(Some(Box::new(move |name| {
+        alpn_challenge_from_dir(&dir, name)
+    })));
+    Ok(())
+}
+
 pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
+    let context: magnus::RClass =
+        crate::helpers::consts::polyphony_const(ruby, "TLS", "ServerContext");
+    context.define_method("challenge_dir=", method!(set_challenge_dir, 1))?;
     let acme = polyphony.define_module("ACME")?;
     acme.define_error("Error", ruby.exception_standard_error())?;
     let class = acme.define_class("Order", ruby.class_object())?;

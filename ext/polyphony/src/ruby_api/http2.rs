@@ -15,7 +15,7 @@ use magnus::{
 };
 
 static ERROR: Lazy<ExceptionClass> =
-    Lazy::new(|ruby| super::tls::polyphony_const(ruby, "HTTP2", "Error"));
+    Lazy::new(|ruby| crate::helpers::consts::polyphony_const(ruby, "HTTP2", "Error"));
 
 fn h2_error(e: h2p::Error) -> Error {
     let ruby = Ruby::get().expect("called from Ruby");
@@ -63,7 +63,7 @@ fn h1p_headers(
     let fields = headers
         .iter()
         .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
-    super::h1p::parser::add_fields(ruby, hash, fields)?;
+    super::h1p::hash::add_fields(ruby, hash, fields)?;
     Ok(hash)
 }
 
@@ -168,7 +168,7 @@ impl Http2Server {
                 let fields = headers
                     .iter()
                     .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
-                array.push(super::h1p::parser::fields_hash(ruby, fields)?)?;
+                array.push(super::h1p::hash::fields_hash(ruby, fields)?)?;
             }
             Some(Event::Reset { stream }) => {
                 array.push(ruby.to_symbol("reset"))?;

@@ -7,6 +7,7 @@ mod http2;
 pub(crate) mod io;
 mod shared;
 pub(crate) mod tls;
+mod transport;
 mod websocket;
 
 use magnus::{Error, Ruby};

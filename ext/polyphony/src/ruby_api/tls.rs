@@ -6,9 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use magnus::value::{Lazy, ReprValue};
-use magnus::{
-    function, method, prelude::*, Error, ExceptionClass, RClass, RModule, RString, Ruby, Value,
-};
+use magnus::{function, method, prelude::*, Error, ExceptionClass, RModule, RString, Ruby, Value};
 use polyphony_runtime::op::Read as ReadOp;
 use polyphony_tls::{CertStore, Read, Session};
 
@@ -27,7 +25,7 @@ static CERTIFICATE_ERROR: Lazy<ExceptionClass> =
     Lazy::new(|ruby| error_class(ruby, "CertificateError"));
 
 fn error_class(ruby: &Ruby, name: &str) -> ExceptionClass {
-    polyphony_const(ruby, "TLS", name)
+    crate::helpers::consts::polyphony_const(ruby, "TLS", name)
 }
 
 fn tls_error(e: polyphony_tls::Error) -> Error {
@@ -102,14 +100,6 @@ impl ServerContext {
         Ok(())
     }
 
-    /// Where TLS-ALPN-01 responses of orders run by any process are found (see acme.rs).
-    fn set_challenge_dir(&self, dir: String) {
-        let dir = std::path::PathBuf::from(dir);
-        self.store.set_challenge_loader(Some(Box::new(move |name| {
-            super::acme::alpn_challenge_from_dir(&dir, name)
-        })));
-    }
-
     fn covers(&self, name: String) -> bool {
         self.store.covers(&name)
     }
@@ -171,7 +161,7 @@ fn peek_server_name(ruby: &Ruby, bytes: RString) -> Value {
 /// move the ciphertext through the backend. Writes from several fibers go out in order: while
 /// one fiber flushes, the others' records join its queue.
 #[magnus::wrap(class = "Polyphony::TLS::Session", free_immediately, size)]
-struct TlsSession {
+pub(crate) struct TlsSession {
     inner: RefCell<Session>,
     outbox: RefCell<Vec<u8>>,
     flushing: Cell<bool>,
@@ -179,7 +169,7 @@ struct TlsSession {
 }
 
 /// What came of waiting for I/O: done, or the fiber was resumed with a value first.
-type Step<T> = Result<Result<T, Value>, Error>;
+pub(crate) type Step<T> = Result<Result<T, Value>, Error>;
 
 impl TlsSession {
     fn new(session: Session) -> Self {
@@ -261,7 +251,12 @@ impl TlsSession {
     /// Decrypts at most `max` bytes (reading ciphertext as needed) into the session's own
     /// buffer, zeroed once for its life (a record's worth: more is never decrypted at once),
     /// and hands them to `take` (empty at the end); or the value the fiber was resumed with.
-    fn read_with<T>(&self, fd: i32, max: usize, take: impl FnOnce(&[u8]) -> T) -> Step<T> {
+    pub(crate) fn read_with<T>(
+        &self,
+        fd: i32,
+        max: usize,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> Step<T> {
         let mut out = self.read_buffer.take();
         out.resize(RECORD, 0);
         let read = self.read_plain(fd, &mut out[..max.clamp(1, RECORD)]);
@@ -317,7 +312,7 @@ impl TlsSession {
         Ok(ruby.integer_from_u64(data.len() as u64).as_value())
     }
 
-    fn write_bytes(&self, fd: i32, data: &[u8]) -> Step<()> {
+    pub(crate) fn write_bytes(&self, fd: i32, data: &[u8]) -> Step<()> {
         self.inner.borrow_mut().write(data).map_err(tls_error)?;
         self.flush(fd)
     }
@@ -349,68 +344,6 @@ impl TlsSession {
     }
 }
 
-static SOCKET: Lazy<RClass> = Lazy::new(|ruby| polyphony_const(ruby, "TLS", "Socket"));
-
-/// `Polyphony::<module>::<name>`, defined at init.
-pub(crate) fn polyphony_const<T: magnus::TryConvert>(ruby: &Ruby, module: &str, name: &str) -> T {
-    ruby.define_module("Polyphony")
-        .and_then(|p| p.const_get::<_, RModule>(module))
-        .and_then(|m| m.const_get(name))
-        .unwrap_or_else(|_| panic!("Polyphony::{module}::{name} is defined at init"))
-}
-
-/// A `Polyphony::TLS::Socket`'s session and descriptor, and the socket object; None for
-/// anything else.
-fn socket_session(
-    socket: Value,
-) -> Result<Option<(&'static TlsSession, i32, magnus::RObject)>, Error> {
-    let ruby = Ruby::get().expect("called from Ruby");
-    if !socket.is_kind_of(ruby.get_inner(&SOCKET)) {
-        return Ok(None);
-    }
-    let Some(object) = magnus::RObject::from_value(socket) else {
-        return Ok(None);
-    };
-    let session: &TlsSession = object.ivar_get("@session")?;
-    let fd: i32 = object.ivar_get::<_, Value>("@io")?.funcall("fileno", ())?;
-    Ok(Some((session, fd, object)))
-}
-
-/// H1P's fast path for a `Polyphony::TLS::Socket`: plaintext from its session appended to
-/// `buf` with no Ruby method call. None when `socket` is something else (or has bytes of its
-/// own buffered by `gets`): the parser calls `readpartial` then.
-pub(crate) fn read_for_parser(
-    socket: Value,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> Result<Option<usize>, Error> {
-    let Some((session, fd, object)) = socket_session(socket)? else {
-        return Ok(None);
-    };
-    if !object.ivar_get::<_, Value>("@buffer")?.is_nil() {
-        return Ok(None);
-    }
-    match session.read_with(fd, max, |data| {
-        buf.extend_from_slice(data);
-        data.len()
-    })? {
-        Ok(n) => Ok(Some(n)),
-        Err(_) => Err(super::h1p::error("the parser's read was interrupted")),
-    }
-}
-
-/// The response writers' fast path for a `Polyphony::TLS::Socket`: `data` encrypted and sent
-/// with no Ruby method call. None when `socket` is something else.
-pub(crate) fn write_for_writer(socket: Value, data: &[u8]) -> Result<Option<usize>, Error> {
-    let Some((session, fd, _)) = socket_session(socket)? else {
-        return Ok(None);
-    };
-    match session.write_bytes(fd, data)? {
-        Ok(()) => Ok(Some(data.len())),
-        Err(_) => Err(super::h1p::error("the response write was interrupted")),
-    }
-}
-
 pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     let tls = polyphony.define_module("TLS")?;
     let base = tls.define_error("Error", ruby.exception_standard_error())?;
@@ -419,8 +352,6 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     tls.define_error("CertificateError", base)?;
     tls.define_singleton_method("self_signed", function!(self_signed, 1))?;
     tls.define_singleton_method("__peek_server_name__", function!(peek_server_name, 1))?;
-    // Its methods are Ruby's (lib/polyphony/tls.rb); defined here for H1P's fast path.
-    tls.define_class("Socket", ruby.class_object())?;
 
     let class = tls.define_class("ServerContext", ruby.class_object())?;
     class.define_singleton_method("new", function!(ServerContext::new, 1))?;
@@ -430,10 +361,6 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     )?;
     class.define_method("set_challenge", method!(ServerContext::set_challenge, 2))?;
     class.define_method("covers?", method!(ServerContext::covers, 1))?;
-    class.define_method(
-        "challenge_dir=",
-        method!(ServerContext::set_challenge_dir, 1),
-    )?;
     class.define_method("session", method!(ServerContext::session, 0))?;
 
     let class = tls.define_class("ClientContext", ruby.class_object())?;

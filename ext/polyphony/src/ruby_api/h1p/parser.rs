@@ -19,14 +19,13 @@ use magnus::{
 };
 use rb_sys::VALUE;
 
-use super::names::names;
+use super::errors::{error, ERROR};
+use super::hash::{build_hash, fields_hash};
 use super::rack_response::{self, Outcome};
-use super::{error, ERROR};
-use crate::helpers::fiber::QNIL;
-use crate::helpers::io;
-use crate::ruby_api::backend::{io_error, Awaited, Backend};
+use crate::ruby_api::backend::{Awaited, Backend};
 use crate::ruby_api::io::{is_pipe, splice_kernel, Relay};
-use polyphony_runtime::op::{Read, Splice};
+use crate::ruby_api::transport::Transport;
+use polyphony_runtime::op::Splice;
 
 /// The source object is held as a raw VALUE (marked by the parser object) so that the
 /// parser is `Send`, as wrapped Rust data must be.
@@ -34,15 +33,18 @@ use polyphony_runtime::op::{Read, Splice};
 enum Kind {
     /// A block or an object answering `call`.
     Call(VALUE),
-    /// An object answering `readpartial`.
-    ReadPartial(VALUE),
+    /// An IO, a TLS socket, or an object answering `readpartial`: its transport, resolved
+    /// when the parser is made or renewed.
+    Stream(Transport),
 }
 
 impl Kind {
     fn object(self) -> Value {
-        let (Kind::Call(raw) | Kind::ReadPartial(raw)) = self;
-        // SAFETY: the parser object marks (and pins) the source, so it is alive.
-        unsafe { magnus::rb_sys::FromRawValue::from_raw(raw) }
+        match self {
+            // SAFETY: the parser object marks (and pins) the source, so it is alive.
+            Kind::Call(raw) => unsafe { magnus::rb_sys::FromRawValue::from_raw(raw) },
+            Kind::Stream(transport) => transport.object(),
+        }
     }
 }
 
@@ -58,15 +60,18 @@ impl Source for RubySource {
 
     fn read(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<usize, Error> {
         let ruby = Ruby::get().expect("called from Ruby");
-        let object = self.kind.object();
-        if let Kind::ReadPartial(raw) = self.kind {
-            if let Some(n) = read_through_backend(raw, buf, max, &mut self.spare)? {
-                return Ok(n);
-            }
-            if let Some(n) = super::super::tls::read_for_parser(object, buf, max)? {
-                return Ok(n);
+        if let Kind::Stream(transport) = self.kind {
+            // The fast paths: an IO read by the backend (other fibers run meanwhile), a TLS
+            // socket's session; no Ruby method call, no String.
+            match transport.read(buf, max, &mut self.spare)? {
+                Some(Awaited::Done(n)) => return Ok(n),
+                Some(Awaited::Interrupted(_)) => {
+                    return Err(error("the parser's read was interrupted"))
+                }
+                None => {}
             }
         }
+        let object = self.kind.object();
         let chunk: Value = match self.kind {
             // An empty String is no end (nil is): the callable is asked again.
             Kind::Call(_) => loop {
@@ -75,7 +80,7 @@ impl Source for RubySource {
                     break chunk;
                 }
             },
-            Kind::ReadPartial(_) => match object.funcall(*READPARTIAL, (max,)) {
+            Kind::Stream(_) => match object.funcall(*READPARTIAL, (max,)) {
                 Ok(chunk) => chunk,
                 Err(e) if e.is_kind_of(ruby.exception_eof_error()) => ruby.qnil().as_value(),
                 Err(e) => return Err(e),
@@ -95,44 +100,6 @@ impl Source for RubySource {
         let bytes = unsafe { chunk.as_slice() };
         buf.extend_from_slice(bytes);
         Ok(bytes.len())
-    }
-}
-
-/// The fast path: an IO on a thread that runs Polyphony fibers, with nothing in Ruby's own
-/// read buffer, is read by the backend (io_uring) straight from its descriptor, with no Ruby
-/// method call and no String; other fibers run meanwhile. `None`: take the Ruby path.
-fn read_through_backend(
-    io: VALUE,
-    buf: &mut Vec<u8>,
-    max: usize,
-    spare: &mut Vec<u8>,
-) -> Result<Option<usize>, Error> {
-    let Some(backend) = Backend::existing() else {
-        return Ok(None);
-    };
-    // Not an IO, or closed (the Ruby path then raises IOError), or with bytes in Ruby's buffer.
-    let Some(fd) = unread_fd(io) else {
-        return Ok(None);
-    };
-    let mut data = std::mem::take(spare);
-    data.clear();
-    data.reserve(max);
-    match backend.await_op(fd, Read::new(fd, data, u64::MAX))? {
-        // Into an empty buffer (the usual case: each read of a head or body begins with the
-        // last one consumed), the bytes are not copied: the read's buffer becomes the parser's.
-        Awaited::Done((Ok(n), data)) if buf.is_empty() => {
-            *spare = std::mem::replace(buf, data);
-            Ok(Some(n))
-        }
-        Awaited::Done((Ok(n), data)) => {
-            buf.extend_from_slice(&data);
-            *spare = data;
-            Ok(Some(n))
-        }
-        // Not readable this way (a directory, a mode the kernel refuses): the Ruby path.
-        Awaited::Done((Err(e), _)) if e.raw_os_error() == Some(22) => Ok(None),
-        Awaited::Done((Err(e), _)) => Err(io_error(&e)),
-        Awaited::Interrupted(_) => Err(error("the parser's read was interrupted")),
     }
 }
 
@@ -248,7 +215,7 @@ fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
 fn io_kind(ruby: &Ruby, io: Value) -> Result<Kind, Error> {
     // (The IDs are interned once: interning a name costs more than the rest of `new`.)
     if io.respond_to(*READPARTIAL, false)? {
-        Ok(Kind::ReadPartial(io.as_raw()))
+        Ok(Kind::Stream(Transport::of(io)?))
     } else if io.respond_to(*CALL, false)? {
         Ok(Kind::Call(io.as_raw()))
     } else {
@@ -363,7 +330,7 @@ impl H1PParser {
 
 fn convert<E: Into<Error>>(e: PullError<E>) -> Error {
     match e {
-        PullError::Parse(e) => super::parse_error(&e),
+        PullError::Parse(e) => super::errors::parse_error(&e),
         PullError::Source(e) => e.into(),
         PullError::Misuse(m) => error(m),
     }
@@ -426,7 +393,7 @@ fn parse_headers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Erro
                     rb_self.request.set(RequestFacts::of(&message));
                     if rb_self.check_host && mode == Mode::Server {
                         h1p::target::request_target(&message)
-                            .map_err(|e| super::parse_error(&e))?;
+                            .map_err(|e| super::errors::parse_error(&e))?;
                     }
                     build_hash(ruby, &message, mode).map(Some)
                 }
@@ -458,231 +425,6 @@ fn parse_rack_env(ruby: &Ruby, rb_self: &H1PParser, base: RHash) -> Result<Optio
             }
         })
     })
-}
-
-fn str_value(ruby: &Ruby, bytes: &[u8]) -> VALUE {
-    ruby.str_from_slice(bytes).as_raw()
-}
-
-/// A message's values as new binary Strings, as H1P makes them. (Not as substrings of one copy
-/// of the head: Ruby shares a substring's bytes only when it ends where its string ends and
-/// copies the others, so each long value was copied twice, and its encoding copied too.)
-pub(crate) struct Values<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Values<'a> {
-    pub(crate) fn new(message: &Message<'a>) -> Self {
-        Values {
-            bytes: message.bytes,
-        }
-    }
-
-    pub(crate) fn get(&self, span: h1p::Span) -> VALUE {
-        let bytes = span.of(self.bytes);
-        // SAFETY: the GVL is held; `bytes` is valid for its length, and Ruby copies it.
-        unsafe { rb_sys::rb_str_new(bytes.as_ptr().cast(), bytes.len() as _) }
-    }
-}
-
-/// Fields handled on the stack; a message with more goes through `build_hash_slow`.
-const STACK_FIELDS: usize = 64;
-
-/// Builds the headers hash: key/value pairs are gathered in an array on the machine stack
-/// (which the GC scans, so the new strings in it are safe) and inserted at once, which sizes
-/// the table once. A repeated field's values become an Array, in arrival order.
-fn build_hash(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHash, Error> {
-    let head = message.head;
-    let fields = &head.fields;
-    if fields.len() > STACK_FIELDS {
-        return build_hash_slow(ruby, message, mode);
-    }
-    let n = names();
-    let values = Values::new(message);
-    let mut pairs = [QNIL; 2 * (STACK_FIELDS + 4)];
-    let mut len = 0;
-    let mut push = |pairs: &mut [VALUE], key: VALUE, value: VALUE| {
-        pairs[len] = key;
-        pairs[len + 1] = value;
-        len += 2;
-        len - 2
-    };
-    push(&mut pairs, n.protocol, protocol_value(head.version));
-    match mode {
-        Mode::Server => {
-            push(
-                &mut pairs,
-                n.method,
-                method_value(ruby, message.get(head.method)),
-            );
-            push(&mut pairs, n.path, values.get(head.target));
-        }
-        Mode::Client => {
-            let status = ruby.integer_from_u64(u64::from(head.status)).as_raw();
-            push(&mut pairs, n.status, status);
-            push(&mut pairs, n.status_message, values.get(head.reason));
-        }
-    }
-    // Where each field's key sits in `pairs`, whether its value is an Array already, and
-    // whether its key is interned (the one key of its name: compared as a reference).
-    let mut slots = [0u16; STACK_FIELDS];
-    let mut arrays = [false; STACK_FIELDS];
-    let mut interned = [false; STACK_FIELDS];
-    for (i, field) in fields.iter().enumerate() {
-        let name = message.get(field.name);
-        let value = values.get(field.value);
-        let (key, known) = match n.header(name) {
-            Some(key) => (key, true),
-            None => (new_header_key(ruby, name), false),
-        };
-        let earlier = (0..i).find(|&j| {
-            if known {
-                interned[j] && pairs[slots[j] as usize] == key
-            } else {
-                !interned[j] && message.get(fields[j].name).eq_ignore_ascii_case(name)
-            }
-        });
-        let Some(j) = earlier else {
-            slots[i] = push(&mut pairs, key, value) as u16;
-            interned[i] = known;
-            continue;
-        };
-        // `j` is the name's first field: `find` finds the earliest.
-        let slot = slots[j] as usize;
-        if arrays[j] {
-            // SAFETY: the slot holds an Array we made; `value` is a live String.
-            unsafe { rb_sys::rb_ary_push(pairs[slot + 1], value) };
-        } else {
-            let both = [pairs[slot + 1], value];
-            // SAFETY: both are live objects; the new Array is stored on the stack at once.
-            pairs[slot + 1] = unsafe { rb_sys::rb_ary_new_from_values(2, both.as_ptr()) };
-            arrays[j] = true;
-        }
-    }
-    push(
-        &mut pairs,
-        n.rx,
-        ruby.integer_from_u64(head.len as u64).as_raw(),
-    );
-    let hash = crate::helpers::hash::with_capacity(len / 2);
-    // SAFETY: `pairs[..len]` holds live keys and values, in pairs; `hash` is a new Hash.
-    unsafe { rb_sys::rb_hash_bulk_insert(len as _, pairs.as_ptr(), hash) };
-    // SAFETY: a live Hash, just made.
-    let hash: Value = unsafe { magnus::rb_sys::FromRawValue::from_raw(hash) };
-    RHash::try_convert(hash)
-}
-
-fn protocol_value(version: Version) -> VALUE {
-    let n = names();
-    match version {
-        Version::Http10 => n.http10,
-        Version::Http11 => n.http11,
-        Version::Http1 => n.http1,
-    }
-}
-
-/// The method, upper-cased (H1P's behaviour), interned when common.
-pub(crate) fn method_value(ruby: &Ruby, method: &[u8]) -> VALUE {
-    let mut upper = [0u8; 16];
-    if method.len() > upper.len() {
-        return str_value(ruby, &method.to_ascii_uppercase());
-    }
-    let upper = &mut upper[..method.len()];
-    upper.copy_from_slice(method);
-    upper.make_ascii_uppercase();
-    names()
-        .method(upper)
-        .unwrap_or_else(|| str_value(ruby, upper))
-}
-
-/// The lower-cased name as a hash key, interned when common.
-fn header_key(ruby: &Ruby, name: &[u8]) -> VALUE {
-    names()
-        .header(name)
-        .unwrap_or_else(|| new_header_key(ruby, name))
-}
-
-/// A new String for a name that is not interned: lower-cased.
-fn new_header_key(ruby: &Ruby, name: &[u8]) -> VALUE {
-    // Field names are tokens: ASCII.
-    let lower = name.to_ascii_lowercase();
-    ruby.str_new(std::str::from_utf8(&lower).unwrap_or_default())
-        .as_raw()
-}
-
-/// The general case (more fields than fit on the stack): one `aset` per field.
-fn build_hash_slow(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHash, Error> {
-    let n = names();
-    let head = message.head;
-    let values = Values::new(message);
-    let hash = ruby.hash_new();
-    let h = hash.as_raw();
-    let aset = |key: VALUE, value: VALUE| {
-        // SAFETY: `h` is a live Hash we just made; keys and values are live objects.
-        unsafe { rb_sys::rb_hash_aset(h, key, value) };
-    };
-    let protocol = match head.version {
-        Version::Http10 => n.http10,
-        Version::Http11 => n.http11,
-        Version::Http1 => n.http1,
-    };
-    match mode {
-        Mode::Server => {
-            let method = message.get(head.method);
-            let mut upper = [0u8; 16];
-            let method_value = if method.len() <= upper.len() {
-                let upper = &mut upper[..method.len()];
-                upper.copy_from_slice(method);
-                upper.make_ascii_uppercase();
-                n.method(upper).unwrap_or_else(|| str_value(ruby, upper))
-            } else {
-                str_value(ruby, &method.to_ascii_uppercase())
-            };
-            aset(n.method, method_value);
-            aset(n.path, values.get(head.target));
-            aset(n.protocol, protocol);
-        }
-        Mode::Client => {
-            aset(n.protocol, protocol);
-            aset(
-                n.status,
-                ruby.integer_from_u64(u64::from(head.status)).as_raw(),
-            );
-            aset(n.status_message, values.get(head.reason));
-        }
-    }
-    let fields = &head.fields;
-    for (i, field) in fields.iter().enumerate() {
-        let name = message.get(field.name);
-        let value = values.get(field.value);
-        let key = header_key(ruby, name);
-        let repeated = fields[..i]
-            .iter()
-            .any(|earlier| message.get(earlier.name).eq_ignore_ascii_case(name));
-        if repeated {
-            // SAFETY: as above.
-            let existing = unsafe { rb_sys::rb_hash_aref(h, key) };
-            // SAFETY: `existing` came from the hash.
-            let existing: Value = unsafe { magnus::rb_sys::FromRawValue::from_raw(existing) };
-            if let Some(array) = magnus::RArray::from_value(existing) {
-                // SAFETY: `value` is a live String.
-                array.push(unsafe { <Value as magnus::rb_sys::FromRawValue>::from_raw(value) })?;
-                continue;
-            }
-            // SAFETY: both are live objects.
-            let pair = unsafe {
-                ruby.ary_new_from_values(&[
-                    existing,
-                    <Value as magnus::rb_sys::FromRawValue>::from_raw(value),
-                ])
-            };
-            aset(key, pair.as_raw());
-        } else {
-            aset(key, value);
-        }
-    }
-    aset(n.rx, ruby.integer_from_u64(head.len as u64).as_raw());
-    Ok(hash)
 }
 
 fn read_body(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RString>, Error> {
@@ -749,10 +491,11 @@ fn splice_body_in_kernel(
     dest: Value,
 ) -> Result<Option<u64>, Error> {
     let source = match rb_self.with(|p| Ok(p.source().kind))? {
-        Kind::ReadPartial(raw) => raw,
+        Kind::Stream(transport) => transport,
         Kind::Call(_) => return Ok(None),
     };
-    let (Some(src_fd), Some(dest_fd)) = (unread_fd(source), unread_fd(dest.as_raw())) else {
+    let (Some(src_fd), Some(dest_fd)) = (source.readable_fd(), Transport::of(dest)?.writable_fd())
+    else {
         return Ok(None);
     };
     if Backend::existing().is_none() {
@@ -783,7 +526,9 @@ fn splice_body_in_kernel(
     } else {
         match Relay::new()?.pump(src_fd, dest_fd, Some(remaining))? {
             Awaited::Done(n) => n,
-            Awaited::Interrupted(_) => return Err(super::error("splice_body_to was interrupted")),
+            Awaited::Interrupted(_) => {
+                return Err(super::errors::error("splice_body_to was interrupted"))
+            }
         }
     };
     total += moved;
@@ -795,7 +540,7 @@ fn splice_body_in_kernel(
             p.fail_with(error.clone());
             Ok(())
         })?;
-        return Err(super::parse_error(&error));
+        return Err(super::errors::parse_error(&error));
     }
     Ok(Some(total))
 }
@@ -803,15 +548,8 @@ fn splice_body_in_kernel(
 fn splice(fd_in: i32, fd_out: i32, len: u32) -> Result<usize, Error> {
     match splice_kernel(Splice::new(fd_in, fd_out, len))? {
         Awaited::Done(n) => Ok(n),
-        Awaited::Interrupted(_) => Err(super::error("splice_body_to was interrupted")),
+        Awaited::Interrupted(_) => Err(super::errors::error("splice_body_to was interrupted")),
     }
-}
-
-/// The descriptor of an open IO with nothing in Ruby's read buffer.
-fn unread_fd(io: VALUE) -> Option<i32> {
-    let fptr = io::open_fptr(io)?;
-    // SAFETY: `open_fptr` hands out the live rb_io_t of an open IO; the GVL is held.
-    unsafe { (rb_sys::rb_io_read_pending(fptr) == 0).then_some((*fptr).fd) }
 }
 
 fn is_complete(rb_self: &H1PParser) -> Result<bool, Error> {
@@ -839,38 +577,6 @@ fn trailers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Error> {
         )
         .map(Some)
     })
-}
-
-/// `{name => value or [values]}` of fields whose names are lower-case already.
-pub(crate) fn fields_hash<'a>(
-    ruby: &Ruby,
-    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-) -> Result<RHash, Error> {
-    let hash = ruby.hash_new();
-    add_fields(ruby, hash, fields)?;
-    Ok(hash)
-}
-
-/// Adds fields to `hash` as [`fields_hash`] makes them.
-pub(crate) fn add_fields<'a>(
-    ruby: &Ruby,
-    hash: RHash,
-    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-) -> Result<(), Error> {
-    for (name, value) in fields {
-        // Names are tokens, so ASCII: UTF-8 keys, as H1P's headers have.
-        let key = std::str::from_utf8(name)
-            .map_or_else(|_| ruby.str_from_slice(name), |n| ruby.str_new(n));
-        let value = ruby.str_from_slice(value);
-        match hash.get(key) {
-            None => hash.aset(key, value)?,
-            Some(earlier) => match magnus::RArray::from_value(earlier) {
-                Some(all) => all.push(value)?,
-                None => hash.aset(key, ruby.ary_new_from_values(&[earlier, value.as_value()]))?,
-            },
-        }
-    }
-    Ok(())
 }
 
 fn is_keep_alive(rb_self: &H1PParser) -> Result<bool, Error> {
@@ -956,7 +662,14 @@ fn answer(
     };
     rb_self.sent.set(0);
     rb_self.writing.set(true);
-    let sink = rack_response::Sink::new(io, Arc::clone(&rb_self.progress));
+    // The parser's own transport when `io` is its source (Tipi's case), else `io`'s.
+    // (A parser in use is read by another fiber: its source cannot be looked at now.)
+    let source = rb_self.inner.try_borrow().ok().map(|p| p.source().kind);
+    let transport = match source {
+        Some(Kind::Stream(transport)) if transport.object().as_raw() == io.as_raw() => transport,
+        _ => Transport::of(io)?,
+    };
+    let sink = rack_response::Sink::new(transport, Arc::clone(&rb_self.progress));
     let result = rack_response::respond(ruby, &sink, request, status, headers, body);
     rb_self.writing.set(false);
     if let Ok(outcome) = &result {

@@ -9,8 +9,8 @@ use magnus::rb_sys::AsRawValue;
 use magnus::{prelude::*, Error, RHash, Ruby};
 use rb_sys::VALUE;
 
+use super::hash::{method_value, Values};
 use super::names::{frozen, header_index};
-use super::parser::{method_value, Values};
 
 struct Keys {
     request_method: VALUE,
@@ -170,7 +170,8 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
         method_value(ruby, message.get(head.method)),
     );
     // RFC 9112 3.2: Host checked, and an absolute-form target's authority taken over it.
-    let target = h1p::target::request_target(message).map_err(|e| super::parse_error(&e))?;
+    let target =
+        h1p::target::request_target(message).map_err(|e| super::errors::parse_error(&e))?;
     let path = target.path;
     let path = &path[..path.iter().position(|&b| b == b'#').unwrap_or(path.len())];
     match path.iter().position(|&b| b == b'?') {

@@ -19,15 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use h1p::response::{BodyFramer, BodySize, Finished, Framing, Request, ResponseHead};
-use magnus::rb_sys::{AsRawValue, FromRawValue};
+use magnus::rb_sys::AsRawValue;
 use magnus::value::{LazyId, ReprValue};
 use magnus::{Error, ExceptionClass, RArray, RHash, RString, Ruby, Value};
 
-use super::response::{
-    add_field, plain_io_fd, status_code, text, trailer_section, write_counted, write_out,
-};
+use super::response::{add_field, status_code, text, trailer_section, write_counted, write_out};
 use crate::ruby_api::backend::Awaited;
 use crate::ruby_api::io::Relay;
+use crate::ruby_api::transport::Transport;
 
 /// How a response ended.
 pub(crate) struct Outcome {
@@ -49,30 +48,30 @@ static CALL: LazyId = LazyId::new("call");
 const INTERNAL_ERROR: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n\
 Content-Length: 22\r\nConnection: close\r\n\r\nInternal Server Error\n";
 
-/// Where a response goes: the client's IO, and the count of bytes the kernel took so far,
-/// which a server's sweeper watches to cut a client that stopped reading.
+/// Where a response goes: the client's transport, and the count of bytes the kernel took so
+/// far, which a server's sweeper watches to cut a client that stopped reading.
 #[derive(Clone)]
 pub(crate) struct Sink {
-    io: rb_sys::VALUE,
+    transport: Transport,
     progress: Arc<AtomicU64>,
 }
 
 impl Sink {
-    pub(crate) fn new(io: Value, progress: Arc<AtomicU64>) -> Self {
+    /// The caller holds the transport's object for as long as the response is written (a
+    /// body's `each` keeping the block is checked by `Stream::over`).
+    pub(crate) fn new(transport: Transport, progress: Arc<AtomicU64>) -> Self {
         Self {
-            io: io.as_raw(),
+            transport,
             progress,
         }
     }
 
     fn io(&self) -> Value {
-        // SAFETY: the caller of `respond` holds the IO for as long as the response is written
-        // (and a body's `each` keeping the block is checked by `Stream::over`).
-        unsafe { Value::from_raw(self.io) }
+        self.transport.object()
     }
 
     fn write(&self, ruby: &Ruby, data: Vec<u8>) -> Result<(), Error> {
-        write_counted(ruby, self.io(), data, &self.progress)
+        write_counted(ruby, &self.transport, data, &self.progress)
     }
 }
 
@@ -117,7 +116,7 @@ fn invalid(message: String) -> Error {
 fn invalid_class() -> ExceptionClass {
     Ruby::get()
         .expect("called from Ruby")
-        .get_inner(&super::INVALID_RESPONSE)
+        .get_inner(&super::errors::INVALID_RESPONSE)
 }
 
 fn write(
@@ -288,7 +287,7 @@ fn send_file(
     let mut file = std::fs::File::open(path).map_err(|e| crate::ruby_api::backend::io_error(&e))?;
     *sent += done.bytes.len() as u64;
     sink.write(ruby, done.bytes)?;
-    let moved = match plain_io_fd(sink.io()) {
+    let moved = match sink.transport.writable_fd() {
         Some(fd) => {
             use std::os::fd::AsRawFd;
             let progress = |n: usize| {
@@ -297,7 +296,7 @@ fn send_file(
             match Relay::new()?.pump_with(file.as_raw_fd(), fd, Some(length), progress)? {
                 Awaited::Done(n) => n,
                 Awaited::Interrupted(_) => {
-                    return Err(super::error("the file's write was interrupted"))
+                    return Err(super::errors::error("the file's write was interrupted"))
                 }
             }
         }
@@ -360,7 +359,7 @@ fn stream(
     let block = ruby.proc_from_fn(move |ruby, args, _| -> Result<(), Error> {
         let mut stream = shared.lock().expect("one fiber at a time");
         if stream.over {
-            return Err(super::error(
+            return Err(super::errors::error(
                 "the body was iterated after its response ended",
             ));
         }

@@ -10,12 +10,9 @@ use magnus::{
     function, prelude::*, Error, Integer, RArray, RHash, RModule, RString, Ruby, Symbol, Value,
 };
 
-use magnus::rb_sys::AsRawValue;
-
-use super::error;
-use crate::helpers::io;
-use crate::ruby_api::backend::{Awaited, Backend};
-use crate::ruby_api::io::write_all;
+use super::errors::error;
+use crate::ruby_api::backend::Awaited;
+use crate::ruby_api::transport::Transport;
 
 /// A Ruby String, Symbol or anything else as its `to_s` bytes.
 pub(crate) fn text(value: Value) -> Result<Vec<u8>, Error> {
@@ -221,7 +218,7 @@ fn send_head(ruby: &Ruby, io: Value, headers: RHash) -> Result<Value, Error> {
 fn add_fields(head: &mut ResponseHead, headers: RHash) -> Result<(), Error> {
     let class = Ruby::get()
         .expect("called from Ruby")
-        .get_inner(&super::ERROR);
+        .get_inner(&super::errors::ERROR);
     headers.foreach(|key: Value, value: Value| {
         // SAFETY: the first byte is read at once, with no Ruby call in between.
         let pseudo = RString::from_value(key)
@@ -242,72 +239,33 @@ pub(crate) fn write_out(
     head: Vec<u8>,
     body: Option<RString>,
 ) -> Result<Value, Error> {
-    let head = match write_fast(io, head, body)? {
-        Ok(written) => return Ok(ruby.integer_from_u64(written as u64).as_value()),
-        Err(head) => head,
+    let transport = Transport::of(io)?;
+    let total = head.len() + body.map_or(0, |b| b.len());
+    let written = match body {
+        Some(body) => transport.write_with_body(ruby, head, body)?,
+        None => transport.write(ruby, head, |_| {})?,
     };
-    match body {
-        Some(body) => io.funcall("write", (ruby.str_from_slice(&head), body)),
-        None => io.funcall("write", (ruby.str_from_slice(&head),)),
-    }
-}
-
-/// Writes `data` to `io` as `write_out` does, adding to `progress` the bytes as the kernel
-/// takes them (a server's sweeper tells a client that stopped reading by it).
-pub(crate) fn write_counted(
-    ruby: &Ruby,
-    io: Value,
-    data: Vec<u8>,
-    progress: &std::sync::atomic::AtomicU64,
-) -> Result<(), Error> {
-    use std::sync::atomic::Ordering::Relaxed;
-    if let Some(fd) = plain_io_fd(io) {
-        return match crate::ruby_api::io::write_all_with(fd, data, |n| {
-            progress.fetch_add(n as u64, Relaxed);
-        })? {
-            Awaited::Done(()) => Ok(()),
-            Awaited::Interrupted(_) => Err(error("the response write was interrupted")),
-        };
-    }
-    let len = data.len() as u64;
-    write_out(ruby, io, data, None)?;
-    progress.fetch_add(len, Relaxed);
-    Ok(())
-}
-
-/// Writes through the backend when it can; otherwise hands `head` back.
-fn write_fast(
-    io: Value,
-    head: Vec<u8>,
-    body: Option<RString>,
-) -> Result<Result<usize, Vec<u8>>, Error> {
-    let Some(fd) = plain_io_fd(io) else {
-        if body.is_none() {
-            if let Some(written) = crate::ruby_api::tls::write_for_writer(io, &head)? {
-                return Ok(Ok(written));
-            }
-        }
-        return Ok(Err(head));
-    };
-    let mut data = head;
-    if let Some(body) = body {
-        // SAFETY: the bytes are copied at once, before any Ruby code runs.
-        data.extend_from_slice(unsafe { body.as_slice() });
-    }
-    let total = data.len();
-    match write_all(fd, data)? {
-        Awaited::Done(()) => Ok(Ok(total)),
+    match written {
+        Awaited::Done(()) => Ok(ruby.integer_from_u64(total as u64).as_value()),
         Awaited::Interrupted(_) => Err(error("the response write was interrupted")),
     }
 }
 
-/// The descriptor of `io` when it is an open IO whose Ruby write buffer is empty (so bytes
-/// written around it keep their order), and a backend runs on this thread.
-pub(crate) fn plain_io_fd(io: Value) -> Option<i32> {
-    Backend::existing()?;
-    let fptr = io::open_fptr(io.as_raw())?;
-    // SAFETY: `open_fptr` hands out the live rb_io_t of an open IO; the GVL is held.
-    unsafe { ((*fptr).wbuf.len == 0).then_some((*fptr).fd) }
+/// Writes `data` to `transport`, adding to `progress` the bytes as the kernel takes them (a
+/// server's sweeper tells a client that stopped reading by it).
+pub(crate) fn write_counted(
+    ruby: &Ruby,
+    transport: &Transport,
+    data: Vec<u8>,
+    progress: &std::sync::atomic::AtomicU64,
+) -> Result<(), Error> {
+    let written = transport.write(ruby, data, |n| {
+        progress.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    })?;
+    match written {
+        Awaited::Done(()) => Ok(()),
+        Awaited::Interrupted(_) => Err(error("the response write was interrupted")),
+    }
 }
 
 /// The largest body copied behind its head to be written in one call.
@@ -347,7 +305,7 @@ fn send_body_chunk(ruby: &Ruby, args: &[Value]) -> Result<u64, Error> {
     let chunk = chunk.filter(|c| !c.is_empty());
     match trailers {
         Some(trailers) if chunk.is_none() => {
-            let last = trailer_section(trailers, ruby.get_inner(&super::ERROR))?;
+            let last = trailer_section(trailers, ruby.get_inner(&super::errors::ERROR))?;
             Integer::try_convert(write_out(ruby, io, last.finish(), None)?)?.to_u64()
         }
         Some(_) => Err(error("trailers go with the last chunk (nil)")),

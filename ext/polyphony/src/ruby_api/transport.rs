@@ -1,0 +1,208 @@
+//! A connection's transport, resolved once per connection: where H1P's parser reads and the
+//! response writers write. An IO goes through the backend with no Ruby method call (while
+//! Ruby's own buffers for it are empty), a `Polyphony::TLS::Socket` through its session (which
+//! the socket hands over by its declared `__transport__`), anything else through its own
+//! `readpartial` and `write`.
+
+use magnus::rb_sys::{AsRawValue, FromRawValue};
+use magnus::value::{LazyId, ReprValue};
+use magnus::{Error, RArray, RString, Ruby, TryConvert, Value};
+use polyphony_runtime::op::Read;
+use rb_sys::VALUE;
+
+use super::backend::{io_error, Awaited, Backend};
+use super::io::write_all_with;
+use super::tls::TlsSession;
+use crate::helpers::io;
+
+/// A connection's transport (see the module's doc). It holds its objects as raw VALUEs (so
+/// that it is `Send`, as wrapped Rust data must be): the owner keeps the object alive (and
+/// marked), and with it a TLS socket's session.
+#[derive(Clone, Copy)]
+pub(crate) enum Transport {
+    /// An IO.
+    Io(VALUE),
+    /// A TLS socket: its session (a `Polyphony::TLS::Session`) and descriptor.
+    Tls {
+        socket: VALUE,
+        session: VALUE,
+        fd: i32,
+    },
+    /// Anything else answering `readpartial` and `write`.
+    Other(VALUE),
+}
+
+static TRANSPORT: LazyId = LazyId::new("__transport__");
+static WRITE: LazyId = LazyId::new("write");
+
+impl Transport {
+    /// How `object` is read and written.
+    pub(crate) fn of(object: Value) -> Result<Self, Error> {
+        let raw = object.as_raw();
+        if io::is_io(raw) {
+            return Ok(Transport::Io(raw));
+        }
+        if object.respond_to(*TRANSPORT, false)? {
+            // `[session, fd]`, or nil while the socket holds bytes of its own (read past a line
+            // by `gets`): those are the socket's to give, through `readpartial`.
+            let answer: Value = object.funcall(*TRANSPORT, ())?;
+            if let Some(pair) = RArray::from_value(answer).filter(|a| a.len() == 2) {
+                let session: Value = pair.entry(0)?;
+                let _: &TlsSession = TryConvert::try_convert(session)?; // (checked once)
+                return Ok(Transport::Tls {
+                    socket: raw,
+                    session: session.as_raw(),
+                    fd: pair.entry(1)?,
+                });
+            }
+        }
+        Ok(Transport::Other(raw))
+    }
+
+    /// A TLS socket's session.
+    fn session(session: VALUE) -> Result<&'static TlsSession, Error> {
+        // SAFETY: the socket holds the session, and the owner the socket (see the type's doc).
+        TryConvert::try_convert(unsafe { Value::from_raw(session) })
+    }
+
+    /// The object it was resolved from.
+    pub(crate) fn object(&self) -> Value {
+        let (Transport::Io(raw) | Transport::Tls { socket: raw, .. } | Transport::Other(raw)) =
+            *self;
+        // SAFETY: the owner keeps the object alive (see the type's doc).
+        unsafe { Value::from_raw(raw) }
+    }
+
+    /// The descriptor of an IO with nothing in Ruby's read buffer, on a thread with a backend:
+    /// what the backend may read (and splice from).
+    pub(crate) fn readable_fd(&self) -> Option<i32> {
+        let Transport::Io(raw) = *self else {
+            return None;
+        };
+        Backend::existing()?;
+        let fptr = io::open_fptr(raw)?;
+        // SAFETY: `open_fptr` hands out the live rb_io_t of an open IO; the GVL is held.
+        unsafe { (rb_sys::rb_io_read_pending(fptr) == 0).then_some((*fptr).fd) }
+    }
+
+    /// The descriptor of an IO with nothing in Ruby's write buffer (so bytes written around it
+    /// keep their order), on a thread with a backend: what the backend may write (and splice
+    /// to).
+    pub(crate) fn writable_fd(&self) -> Option<i32> {
+        let Transport::Io(raw) = *self else {
+            return None;
+        };
+        Backend::existing()?;
+        let fptr = io::open_fptr(raw)?;
+        // SAFETY: `open_fptr` hands out the live rb_io_t of an open IO; the GVL is held.
+        unsafe { ((*fptr).wbuf.len == 0).then_some((*fptr).fd) }
+    }
+
+    /// Appends at most `max` bytes to `buf` with no Ruby method call; the count (0 at the end),
+    /// `Interrupted` when the fiber was resumed otherwise, or None when this transport is read
+    /// the Ruby way (`readpartial`). `spare` is the buffer the backend reads into, kept from
+    /// one read to the next.
+    pub(crate) fn read(
+        &self,
+        buf: &mut Vec<u8>,
+        max: usize,
+        spare: &mut Vec<u8>,
+    ) -> Result<Option<Awaited<usize>>, Error> {
+        match *self {
+            Transport::Io(_) => {
+                let (Some(backend), Some(fd)) = (Backend::existing(), self.readable_fd()) else {
+                    return Ok(None);
+                };
+                let mut data = std::mem::take(spare);
+                data.clear();
+                data.reserve(max);
+                match backend.await_op(fd, Read::new(fd, data, u64::MAX))? {
+                    // Into an empty buffer (the usual case: each read of a head or body begins
+                    // with the last one consumed), the bytes are not copied: the read's buffer
+                    // becomes the caller's.
+                    Awaited::Done((Ok(n), data)) if buf.is_empty() => {
+                        *spare = std::mem::replace(buf, data);
+                        Ok(Some(Awaited::Done(n)))
+                    }
+                    Awaited::Done((Ok(n), data)) => {
+                        buf.extend_from_slice(&data);
+                        *spare = data;
+                        Ok(Some(Awaited::Done(n)))
+                    }
+                    // Not readable this way (a directory, a mode the kernel refuses).
+                    Awaited::Done((Err(e), _)) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        Ok(None)
+                    }
+                    Awaited::Done((Err(e), _)) => Err(io_error(&e)),
+                    Awaited::Interrupted(value) => Ok(Some(Awaited::Interrupted(value))),
+                }
+            }
+            Transport::Tls { session, fd, .. } => {
+                let read = Self::session(session)?.read_with(fd, max, |data| {
+                    buf.extend_from_slice(data);
+                    data.len()
+                })?;
+                Ok(Some(match read {
+                    Ok(n) => Awaited::Done(n),
+                    Err(value) => Awaited::Interrupted(value.as_raw()),
+                }))
+            }
+            Transport::Other(_) => Ok(None),
+        }
+    }
+
+    /// Writes all of `data`, telling `progress` the bytes as the kernel takes them (all at
+    /// once for a Ruby `write`); `Interrupted` when the fiber was resumed otherwise.
+    pub(crate) fn write(
+        &self,
+        ruby: &Ruby,
+        data: Vec<u8>,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Awaited<()>, Error> {
+        match *self {
+            Transport::Tls { session, fd, .. } => {
+                match Self::session(session)?.write_bytes(fd, &data)? {
+                    Ok(()) => {
+                        progress(data.len());
+                        Ok(Awaited::Done(()))
+                    }
+                    Err(value) => Ok(Awaited::Interrupted(value.as_raw())),
+                }
+            }
+            _ => match self.writable_fd() {
+                Some(fd) => write_all_with(fd, data, progress),
+                None => {
+                    let len = data.len();
+                    let _: Value = self
+                        .object()
+                        .funcall(*WRITE, (ruby.str_from_slice(&data),))?;
+                    progress(len);
+                    Ok(Awaited::Done(()))
+                }
+            },
+        }
+    }
+
+    /// Writes `head` then `body` (a String kept for Ruby's own `write(head, body)`, a writev);
+    /// through the backend they go out together.
+    pub(crate) fn write_with_body(
+        &self,
+        ruby: &Ruby,
+        mut head: Vec<u8>,
+        body: RString,
+    ) -> Result<Awaited<()>, Error> {
+        if matches!(self, Transport::Other(_)) || self.writable_fd().is_none() && !self.is_tls() {
+            let _: Value = self
+                .object()
+                .funcall(*WRITE, (ruby.str_from_slice(&head), body))?;
+            return Ok(Awaited::Done(()));
+        }
+        // SAFETY: the bytes are copied at once, before any Ruby code runs.
+        head.extend_from_slice(unsafe { body.as_slice() });
+        self.write(ruby, head, |_| {})
+    }
+
+    fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls { .. })
+    }
+}
