@@ -116,37 +116,21 @@ module Tipi
         o.on('--acme-eab KID:HMAC', 'external account binding (ZeroSSL...)') do |v|
           acme_option(options, :eab, v.split(':', 2))
         end
-        o.on('-w', '--workers N', Integer, 'forked worker processes sharing the listeners') do |v|
-          abort 'tipi: --workers must be positive' unless v.positive?
-          options[:workers] = v
-        end
+        positive(o, options, :workers, Integer, '-w', '--workers N', 'forked worker processes sharing the listeners')
         o.on('-C', '--config FILE', 'a Ruby config file (see docs/tipi.md)') { |v| options[:config] = v }
         o.on('-e', '--environment NAME', 'RACK_ENV for the app (default: $RACK_ENV, else development)') do |v|
           options[:environment] = v
         end
         o.on('-P', '--pidfile FILE', '--pid FILE', 'write the controller\'s pid to FILE') { |v| options[:pidfile] = v }
         o.on('-q', '--quiet', 'no access log') { options[:quiet] = true }
-        o.on('--timeout SECONDS', Float, 'for a request head, between requests, for a body (30)') do |v|
-          abort 'tipi: --timeout must be positive' unless v.positive?
-          options[:timeout] = v
-        end
-        o.on('--max-body BYTES', Integer, 'largest request body (413 beyond; no limit by default)') do |v|
-          abort 'tipi: --max-body must be positive' unless v.positive?
-          options[:max_body] = v
-        end
-        o.on('--max-connections N', Integer, 'connections served at once') do |v|
-          abort 'tipi: --max-connections must be positive' unless v.positive?
-          options[:max_connections] = v
-        end
-        o.on('--max-header-size BYTES', Integer, "longest request target or header value (#{Server::MAX_HEADER_SIZE};",
-             '414 or 431 beyond)') do |v|
-          abort 'tipi: --max-header-size must be positive' unless v.positive?
-          options[:max_header_size] = v
-        end
-        o.on('--max-head-size BYTES', Integer, "longest request head, all fields (#{Server::MAX_HEAD_SIZE}; 431 beyond)") do |v|
-          abort 'tipi: --max-head-size must be positive' unless v.positive?
-          options[:max_head_size] = v
-        end
+        positive(o, options, :timeout, Float, '--timeout SECONDS',
+                 'for a request head, between requests, for a body, for a stalled write (30)')
+        positive(o, options, :max_body, Integer, '--max-body BYTES', 'largest request body (413 beyond; no limit by default)')
+        positive(o, options, :max_connections, Integer, '--max-connections N', 'connections served at once')
+        positive(o, options, :max_header_size, Integer, '--max-header-size BYTES',
+                 "longest request target or header value (#{Server::MAX_HEADER_SIZE}; 414 or 431 beyond)")
+        positive(o, options, :max_head_size, Integer, '--max-head-size BYTES',
+                 "longest request head, all fields (#{Server::MAX_HEAD_SIZE}; 431 beyond)")
         o.on('--check', 'load the config and the app, then exit (0 when they load)') { options[:check] = true }
         o.on('-v', '--version', 'print the version') do
           puts "Tipi #{Tipi::VERSION}"
@@ -156,6 +140,14 @@ module Tipi
           puts o
           exit
         end
+      end
+    end
+
+    # An option whose value must be positive (the message names it otherwise).
+    def positive(parser, options, key, type, *switches, description)
+      parser.on(*switches, type, description) do |value|
+        abort "tipi: #{switches.last.split.first} must be positive" unless value.positive?
+        options[key] = value
       end
     end
 

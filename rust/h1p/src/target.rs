@@ -131,7 +131,7 @@ fn is_sub_delim(b: u8) -> bool {
 
 /// "example.com:8080" → ("example.com", Some("8080")); "[::1]:80" → ("[::1]", Some("80")); an
 /// empty port counts as none.
-fn split_authority(value: &[u8]) -> (&[u8], Option<&[u8]>) {
+pub fn split_authority(value: &[u8]) -> (&[u8], Option<&[u8]>) {
     let port_at = if value.first() == Some(&b'[') {
         value
             .iter()

@@ -1,22 +1,12 @@
 //! The pull parser: a Content-Length body handed over to a caller that moves it itself, and a
 //! chunked body's trailer fields kept for its message only.
 
-use std::convert::Infallible;
-
-use h1p::pull::{Parser, Source};
+use h1p::pull::Parser;
 use h1p::{Limits, Mode};
 
-struct Once(Option<Vec<u8>>);
+mod common;
 
-impl Source for Once {
-    type Error = Infallible;
-
-    fn read(&mut self, buf: &mut Vec<u8>, _max: usize) -> Result<usize, Infallible> {
-        let data = self.0.take().unwrap_or_default();
-        buf.extend_from_slice(&data);
-        Ok(data.len())
-    }
-}
+use common::Once;
 
 #[test]
 fn a_length_body_is_handed_over_with_what_is_buffered_and_what_remains() {

@@ -1,22 +1,12 @@
 //! What a server makes of a request's target and Host (RFC 9112 3.2).
 
-use std::convert::Infallible;
-
-use h1p::pull::{Parser, Source};
+use h1p::pull::Parser;
 use h1p::target::{request_target, Target};
 use h1p::{Error, Limits, Mode};
 
-struct Once(Option<Vec<u8>>);
+mod common;
 
-impl Source for Once {
-    type Error = Infallible;
-
-    fn read(&mut self, buf: &mut Vec<u8>, _max: usize) -> Result<usize, Infallible> {
-        let data = self.0.take().unwrap_or_default();
-        buf.extend_from_slice(&data);
-        Ok(data.len())
-    }
-}
+use common::Once;
 
 fn target(request: &str) -> Result<(String, Option<String>), Error> {
     let mut parser = Parser::new(

@@ -291,22 +291,6 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// "example.com:8080" → ("example.com", Some("8080")); "[::1]:80" → ("[::1]", Some("80")).
-fn split_host(host: &[u8]) -> (&[u8], Option<&[u8]>) {
-    let port_at = if host.first() == Some(&b'[') {
-        host.iter()
-            .position(|&b| b == b']')
-            .map(|end| end + 1)
-            .filter(|&i| host.get(i) == Some(&b':'))
-    } else {
-        host.iter().position(|&b| b == b':')
-    };
-    match port_at {
-        Some(i) => (&host[..i], Some(&host[i + 1..]).filter(|p| !p.is_empty())),
-        None => (host, None),
-    }
-}
-
 /// The env of an HTTP/2 request, on a copy of `base` (which carries SERVER_PROTOCOL and the
 /// connection's entries): REQUEST_METHOD, PATH_INFO, QUERY_STRING, HTTP_HOST and SERVER_NAME
 /// from the authority (unless a Host field came), CONTENT_TYPE, CONTENT_LENGTH and HTTP_*
@@ -354,7 +338,8 @@ pub(crate) fn build_h2_env<'a>(
     if let Some(host) = host {
         env.set(
             keys.server_name,
-            ruby.str_from_slice(split_host(host).0).as_raw(),
+            ruby.str_from_slice(h1p::target::split_authority(host).0)
+                .as_raw(),
         );
     }
     env.finish()
