@@ -272,7 +272,7 @@ module Tipi
     # Serves requests in H1P's loop (H1P::Parser#serve_rack: no body, no Upgrade field, as
     # #serve_request would), until the connection ends (false), the client leaves (nil), or a
     # request needs the Ruby path: its env, unanswered. A late head is cut as in #read_request.
-    # The loop calls #call_app, #hijacked? and #finished.
+    # The loop calls #call_app and #finished.
     def serve_in_rust
       @parser.serve_rack(self, @socket, @base_env ||= base_env, @owner, !@logger.nil?)
     rescue Expired

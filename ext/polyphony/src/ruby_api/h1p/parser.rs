@@ -12,7 +12,7 @@ use h1p::pull::{Message, Parser, PullError, Source};
 use h1p::{Limits, Mode, Version};
 use magnus::rb_sys::AsRawValue;
 use magnus::typed_data::{DataTypeFunctions, Obj};
-use magnus::value::{LazyId, ReprValue};
+use magnus::value::{Lazy, LazyId, ReprValue};
 use magnus::{
     function, gc, method, prelude::*, Error, RArray, RHash, RModule, RString, Ruby, Symbol,
     TryConvert, Value,
@@ -705,7 +705,12 @@ pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
 }
 
 static CALL_APP: LazyId = LazyId::new("call_app");
-static HIJACKED: LazyId = LazyId::new("hijacked?");
+/// Rack's key for the socket a full hijack took (`env['rack.hijack']` sets it).
+static HIJACK_IO: Lazy<RString> = Lazy::new(|ruby| {
+    let key = ruby.str_new("rack.hijack_io");
+    key.freeze();
+    key
+});
 static FINISHED: LazyId = LazyId::new("finished");
 static STOPPING: LazyId = LazyId::new("stopping?");
 
@@ -716,8 +721,9 @@ static STOPPING: LazyId = LazyId::new("stopping?");
 /// request needs the connection's Ruby path: that request's env is returned, unanswered.
 ///
 /// It talks to `connection` through its declared methods: `call_app(env)` gives the app's
-/// response (false when it was answered already, or cut), `hijacked?` says whether the app took
-/// the socket, and with `log`, `finished(env, status, bytes, seconds)` follows each response.
+/// response (false when it was answered already, or cut), and with `log`,
+/// `finished(env, status, bytes, seconds)` follows each response. An app that took the socket
+/// (Rack's full hijack) left it in the env as `rack.hijack_io`: the loop ends there.
 /// `owner` (a Tipi::Server, or nil) is asked `stopping?` before each response.
 fn serve_rack(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value, Error> {
     let [connection, io, base, owner, log] = args else {
@@ -746,7 +752,8 @@ fn serve_rack(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value,
             Some(triple) => triple.entry::<Value>(0)?,
             None => ruby.qnil().as_value(),
         };
-        let hijacked = connection.funcall::<_, _, Value>(*HIJACKED, ())?.to_bool();
+        // (Rack's full hijack leaves the socket in the env: no call to ask.)
+        let hijacked = env.get(ruby.get_inner(&HIJACK_IO)).is_some();
         let outcome = if hijacked {
             None
         } else {
