@@ -17,6 +17,8 @@ module Tipi
     RESPAWN_PAUSE = 1.0
     # Workers whose connection counts are shared (more can run; they take part unbalanced).
     BALANCE_SLOTS = 256
+    # Seconds an app's EventMachine reactor has to stop before the process exits anyway.
+    REACTOR_STOP_WAIT = 5
 
     Slot = Struct.new(:index, :pid, :fiber, :retired)
 
@@ -74,6 +76,25 @@ module Tipi
         end
       end
       serving.await
+    ensure
+      stop_app_reactor
+    end
+
+    # The serving process is about to exit. An EventMachine reactor that the app runs in a
+    # thread of its own (faye-websocket starts one so, for the sockets it hijacks) is stopped
+    # here and its thread waited for: else Ruby's exit kills that thread wherever it is, and
+    # killed inside a connection's unbind callback (which EventMachine runs from a C++
+    # destructor) the reactor then crashes in release_machine.
+    def stop_app_reactor
+      return unless defined?(EventMachine) && EventMachine.reactor_running?
+
+      reactor = EventMachine.reactor_thread
+      return unless reactor && !reactor.equal?(Thread.current)
+
+      EventMachine.stop_event_loop
+      reactor.join(REACTOR_STOP_WAIT)
+    rescue StandardError
+      nil # the reactor's own error, which its thread reported as it ended
     end
 
     # Traps `signals` (before the banner says we are ready: an early signal is not lost) into

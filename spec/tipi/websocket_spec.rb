@@ -169,6 +169,10 @@ RSpec.describe 'tipi serving WebSockets' do
       it "serves #{app}.ru" do
         tipi = TipiProcess.new('-l', '127.0.0.1:0', File.join(FIXTURES, "#{app}.ru"))
         expect_echo_from_clients(tipi.port)
+        if app == 'faye' # its reactor thread is stopped before the process exits
+          tipi.signal('TERM')
+          expect(tipi.read_until(/reactor running at exit/)).to include('false')
+        end
         expect(tipi.stop).to be_success
       end
     end
