@@ -378,7 +378,8 @@ void polyphony_waker_free(struct polyphony_waker *waker);
 // `*content_length` (with POLYPHONY_H1P_FRAMING_LENGTH) and `*keep_alive` (1 if the
 // connection serves another request after this response) are set. Returns -1 for a response
 // that cannot be sent (`polyphony_h1p_last_error()` says why): a status outside 100-999, or a
-// 1xx other than 101 with Upgrade; a field name that is no token, a value with CR, LF or NUL;
+// 1xx other than 101 with Upgrade; a field name that is no token, a value with a control
+// character (CR, LF, NUL...);
 // a Content-Length that is invalid, repeated, with a Transfer-Encoding, or more than
 // `body_size`.
 //

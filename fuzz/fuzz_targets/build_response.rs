@@ -77,9 +77,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if matches!(done.framing, Framing::AsGiven) || (status != 101 && status < 200) {
         return; // the app's own framing; 1xx never gets here
     }
+    // (The builder has no limits of its own: the reader here has none either.)
     let limits = Limits {
         head: usize::MAX,
+        header_name: usize::MAX,
         header_value: usize::MAX,
+        headers: usize::MAX,
         ..Limits::default()
     };
     let mut parser = Parser::new(Bytes(Some(wire)), Mode::Client, limits);

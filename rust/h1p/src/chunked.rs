@@ -177,7 +177,12 @@ impl ChunkedDecoder {
     }
 
     fn trailer_line(&mut self, input: &[u8]) -> Result<Step, Error> {
-        let max_line = self.limits.header_name + self.limits.header_value + 260;
+        // (Saturating: a caller may set a limit to usize::MAX, meaning none.)
+        let max_line = self
+            .limits
+            .header_name
+            .saturating_add(self.limits.header_value)
+            .saturating_add(260);
         let Some(nl) = memchr(b'\n', input) else {
             if input.len() > max_line {
                 return Err(too_large(

@@ -277,7 +277,7 @@ impl HeadParser {
         match self.mode {
             Mode::Server => self.request_line(line, self.pos, false),
             // "HTTP/1.1 200 " and the message.
-            Mode::Client if line.len() > self.limits.status_message + 32 => {
+            Mode::Client if line.len() > self.limits.status_message.saturating_add(32) => {
                 Err(too_large(Limit::StatusMessage, self.limits.status_message))
             }
             Mode::Client => Ok(()),
@@ -395,7 +395,7 @@ impl HeadParser {
         let value_start = i;
         let (mut value_end, next) = loop {
             let Some(p) = find_special(line, i, 0x20) else {
-                if line.len() - value_start > limits.header_value + OWS_SLACK {
+                if line.len() - value_start > limits.header_value.saturating_add(OWS_SLACK) {
                     return Err(too_large(Limit::HeaderValue, limits.header_value));
                 }
                 return Ok(None);

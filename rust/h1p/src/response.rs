@@ -104,8 +104,9 @@ impl ResponseHead {
         self.status
     }
 
-    /// Adds one field. The name must be a token (RFC 9110 5.1) and the value must hold no CR,
-    /// LF or NUL: anything else could split the response, so it is an error, never repaired.
+    /// Adds one field. The name must be a token (RFC 9110 5.1) and the value must hold no
+    /// control character (CR, LF, NUL...): anything else could split the response or be
+    /// refused by the client, so it is an error, never repaired.
     pub fn field(&mut self, name: &[u8], value: &[u8]) -> Result<(), Error> {
         self.fields.add(name, value)
     }
@@ -418,10 +419,13 @@ fn content_length((start, end): (usize, usize), buf: &[u8]) -> Result<u64, Error
         .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
-/// A field value a response may carry: no CR, LF or NUL (the bytes that end a line or a C
-/// string); other bytes are the app's business.
+/// A field value a response may carry (RFC 9110 5.5): visible bytes, spaces, tabs and
+/// obs-text; no control character (CR, LF and NUL end a line or a C string, and a client may
+/// refuse the others, as H1P's parser does).
 pub fn is_field_value(value: &[u8]) -> bool {
-    !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 /// Whether `name` is a token (RFC 9110 5.6.2), as field names and methods are.

@@ -173,3 +173,24 @@ fn response_framing() {
         Error::InvalidStatus
     );
 }
+
+#[test]
+fn a_limit_set_to_the_largest_value_means_none() {
+    // (Found by fuzz/fuzz_targets/build_response.rs: the trailer line's bound overflowed.)
+    let limits = Limits {
+        header_name: usize::MAX,
+        header_value: usize::MAX,
+        status_message: usize::MAX,
+        head: usize::MAX,
+        ..Limits::default()
+    };
+    let mut parser = HeadParser::new(Mode::Client, limits);
+    assert!(parser
+        .parse(b"HTTP/1.1 200 OK\r\nX: y\r\n\r\n")
+        .unwrap()
+        .is_some());
+    let mut decoder = h1p::ChunkedDecoder::new(limits);
+    let step = decoder.decode(b"0\r\nX-Partial").unwrap();
+    assert_eq!(step.consumed, 3);
+    assert!(decoder.decode(b"X-Partial").unwrap().data.is_none());
+}

@@ -37,7 +37,7 @@ pub(crate) fn field_error(
     let message = match e {
         h1p::Error::InvalidHeaderName => format!("invalid header name {}", key.inspect()),
         h1p::Error::InvalidHeaderValue => format!(
-            "header {} has CR, LF or NUL in its value",
+            "header {} has CR, LF or NUL or another control character in its value",
             String::from_utf8_lossy(name)
         ),
         other => other.to_string(),
