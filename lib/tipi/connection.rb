@@ -62,18 +62,12 @@ module Tipi
     # Raised in a connection's fiber by the server's sweeper when its request head is late.
     class Expired < StandardError; end
 
-    # Which read of a request head is under way (a number that changes with each request), or
-    # nil between them: the server's sweeper raises Expired in the fiber of a connection it
-    # finds on the same read for longer than the timeout.
-    def reading
-      @parser&.__reading__
-    end
-
     # What the connection waits on the client for, as a number that changes as the client
-    # makes progress: the read of a request head under way (see #reading), or while a response
-    # is written, minus one minus the bytes the client has taken so far; nil otherwise. The
-    # server's sweeper cuts a connection it finds at the same mark for longer than the timeout:
-    # a client that sends no head, or one that stops reading its response.
+    # makes progress: the read of a request head under way (its number, which changes with each
+    # request), or while a response is written, minus one minus the bytes the client has taken
+    # so far; nil otherwise. The server's sweeper raises Expired in the fiber of a connection it
+    # finds at the same mark for longer than the timeout: a client that sends no head, or one
+    # that stops reading its response.
     def stall_mark
       return @parser&.__reading__ unless (written = @parser&.__writing__)
 
@@ -261,7 +255,7 @@ module Tipi
 
     # A native handler's next request (H1P's headers), or nil when the client closes, or sends
     # nothing (or not all of a head) within the timeout: a slow or idle client is cut (by the
-    # server's sweeper, see #reading: a timer, or even a look at the clock, per request would
+    # server's sweeper, see #stall_mark: a timer, or even a look at the clock, per request would
     # cost more than much of the rest of the request's handling).
     def read_request
       @parser.parse_headers

@@ -78,16 +78,10 @@ pub struct Finished {
 impl ResponseHead {
     /// A head with the status line for `status`: three digits, 100 to 999.
     pub fn new(status: u16) -> Result<Self, Error> {
-        Self::with_buffer(Vec::with_capacity(256), status)
-    }
-
-    /// As [`ResponseHead::new`], writing into `buf` (cleared first), whose capacity is kept:
-    /// a caller that sends the body in the same write reserves room for it.
-    pub fn with_buffer(mut buf: Vec<u8>, status: u16) -> Result<Self, Error> {
         if !(100..=999).contains(&status) {
             return Err(Error::InvalidStatus);
         }
-        buf.clear();
+        let mut buf = Vec::with_capacity(256);
         buf.extend_from_slice(b"HTTP/1.1 ");
         push_decimal(&mut buf, status.into());
         buf.push(b' ');
@@ -97,11 +91,6 @@ impl ResponseHead {
             fields: Fields::new(buf),
             status,
         })
-    }
-
-    /// The status given to [`ResponseHead::new`].
-    pub fn status(&self) -> u16 {
-        self.status
     }
 
     /// Adds one field. The name must be a token (RFC 9110 5.1) and the value must hold no
@@ -114,16 +103,6 @@ impl ResponseHead {
     /// Whether the fields given so far frame the body (Content-Length, Transfer-Encoding).
     pub fn is_framed(&self) -> bool {
         self.fields.length.is_some() || self.fields.encoding
-    }
-
-    /// Whether a field named Connection says `close`.
-    pub fn asks_close(&self) -> bool {
-        self.fields.close
-    }
-
-    /// Whether the status has no body whatever the request (RFC 9110 6.4.1).
-    pub fn is_bodiless(&self) -> bool {
-        is_bodiless(self.status)
     }
 
     /// The head as given, with nothing added: for a response whose bytes after the head are
@@ -422,19 +401,14 @@ fn content_length((start, end): (usize, usize), buf: &[u8]) -> Result<u64, Error
 /// A field value a response may carry (RFC 9110 5.5): visible bytes, spaces, tabs and
 /// obs-text; no control character (CR, LF and NUL end a line or a C string, and a client may
 /// refuse the others, as H1P's parser does).
-pub fn is_field_value(value: &[u8]) -> bool {
+fn is_field_value(value: &[u8]) -> bool {
     value
         .iter()
         .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
-/// Whether `name` is a token (RFC 9110 5.6.2), as field names and methods are.
-pub fn is_token(name: &[u8]) -> bool {
-    !name.is_empty() && name.iter().all(|&b| is_tchar(b))
-}
-
 /// Whether a response with this status has no body (RFC 9110 6.4.1).
-pub fn is_bodiless(status: u16) -> bool {
+fn is_bodiless(status: u16) -> bool {
     matches!(status, 100..=199 | 204 | 304)
 }
 
@@ -447,7 +421,7 @@ fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Appends `n` in decimal.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
@@ -469,7 +443,7 @@ fn push_hex(out: &mut Vec<u8>, n: usize) {
 }
 
 /// The reason phrase of a status (RFC 9110 15), empty for one it does not name.
-pub fn reason(status: u16) -> &'static str {
+fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",
