@@ -3,6 +3,7 @@
 require_relative 'polyphony/version'
 
 require_relative 'polyphony/native'
+H1P.__send__(:__define_polyphony__)
 require_relative 'polyphony/core/exceptions'
 require_relative 'polyphony/core/timeout'
 require_relative 'polyphony/extensions/fiber'

@@ -75,3 +75,25 @@ RSpec.describe 'H1P without Polyphony' do
     expect(out).to eq("/client0 /client1\ntrue\n")
   end
 end
+
+RSpec.describe "require 'h1p'" do
+  it 'defines H1P and nothing else: no other constant, no method on Object or a core class' do
+    out, err, status = run_ruby(<<~RUBY)
+      require 'stringio'
+      def snapshot
+        [Object.constants.sort, Object.private_instance_methods.sort, Object.instance_methods.sort,
+         Kernel.private_instance_methods.sort, IO.instance_methods.sort, Fiber.instance_methods.sort,
+         Thread.instance_methods.sort, Fiber.scheduler]
+      end
+      before = snapshot
+      require 'h1p'
+      after = snapshot
+      p after[0] - before[0]
+      p before.drop(1) == after.drop(1)
+      p H1P::Parser.new(StringIO.new("GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")).parse_headers[':path']
+    RUBY
+    expect(err).to eq('')
+    expect(status).to be_success
+    expect(out).to eq("[:H1P]\ntrue\n\"/\"\n")
+  end
+end

@@ -12,6 +12,16 @@ RSpec.describe 'stock blocking calls in the root fiber' do
     expect(pipe.read).to eq('from a fiber')
   end
 
+  it "sets the caller's $_ from gets and readline handed to a helper fiber" do
+    reader, writer = IO.pipe
+    spin { sleep 0.01; writer.puts 'first', 'second'; writer.close }
+    expect(reader.gets).to eq("first\n")
+    expect($_).to eq("first\n")
+    expect(reader.readline).to eq("second\n")
+    expect($_).to eq("second\n")
+    expect { reader.readline }.to raise_error(EOFError)
+  end
+
   it 'pops a Thread::Queue another fiber pushes to, and joins threads' do
     queue = Thread::Queue.new
     spin { sleep 0.01; queue << :pushed }

@@ -432,6 +432,14 @@ module Polyphony
       @children ||= {}
     end
 
+    # The backend calls this in the fiber where a thread first uses Polyphony, which may be a
+    # wait in its root fiber (a blocking one, for Ruby) before anything was spun: the thread is
+    # made ready and the fiber learns it, so that wakers in other threads can reach it.
+    # @api private
+    def __backend_made__
+      @thread ||= Polyphony.__thread_init__ if blocking?
+    end
+
     # @api private
     def __setup_root__
       @root = true

@@ -31,8 +31,12 @@ module Polyphony
 
     # Sleeps for `duration` seconds, letting other fibers run. Without a duration, waits until
     # the fiber is scheduled (and returns the value it was scheduled with).
+    # A thread's root fiber with no fiber of its own alive and no timeout pending sleeps as
+    # stock Ruby does (Thread#wakeup and Thread#run end it): there is nobody to let run.
     # @return [Integer] the seconds slept, rounded (as Kernel#sleep)
     def sleep(duration = nil)
+      fiber = Fiber.current
+      return duration.nil? ? super() : super if fiber.blocking? && !fiber.__cooperative__?
       return Polyphony.__switch__ if duration.nil?
 
       unless duration.is_a?(Numeric)

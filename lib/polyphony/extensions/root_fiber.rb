@@ -29,6 +29,12 @@ module Polyphony
         helper.stop if helper&.alive?
       end
 
+      # `io.gets(*args)` or `io.readline(*args)` (`name`) on a helper fiber, for
+      # Polyphony::LineMethods, which sets the caller's `$_` from the line.
+      def delegate_line(io, name, args)
+        delegate { io.__send__(name, *args) }
+      end
+
       # Defines `names` in `mod` as cooperative wrappers around the stock methods, or, given
       # `unless_true`, only where that expression is false. (`def name(...)` passes arguments
       # on as they came: define_method's `|*args, **kw, &block|` made 6 objects per call,
@@ -47,7 +53,8 @@ module Polyphony
       end
     end
 
-    IO_METHODS = %i[read readpartial gets readline readlines getc getbyte readchar readbyte sysread pread
+    # (gets and readline are Polyphony::LineMethods, native: they set their caller's `$_`.)
+    IO_METHODS = %i[read readpartial readlines getc getbyte readchar readbyte sysread pread
                     write puts print << printf syswrite pwrite wait_readable wait_writable wait].freeze
 
     # IO methods; a File is exempt (disk reads and writes do not wait for a peer).
@@ -126,6 +133,7 @@ module Polyphony
 end
 
 IO.prepend(Polyphony::RootFiber::IOMethods)
+IO.prepend(Polyphony::LineMethods)
 IO.singleton_class.prepend(Polyphony::RootFiber::SelectMethods)
 [TCPServer, UNIXServer, Socket].each { |c| c.prepend(Polyphony::RootFiber::AcceptMethods) }
 [Socket, BasicSocket].each { |c| c.prepend(Polyphony::RootFiber::SocketMethods) }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use magnus::rb_sys::AsRawValue;
 use magnus::typed_data::{DataTypeFunctions, Obj};
-use magnus::value::{ReprValue, Value};
+use magnus::value::{LazyId, ReprValue, Value};
 use magnus::{function, gc, method, prelude::*, Error, Exception, RHash, RModule, Ruby, Symbol};
 use polyphony_runtime::op::Op;
 use polyphony_runtime::{Chain, Driver, Kind, OpId, TimerHeap, TimerKey, Waker};
@@ -153,7 +153,14 @@ impl Backend {
         let raw = unsafe { rb_sys::rb_ivar_get(thread, id) };
         // SAFETY: `raw` came from Ruby just now.
         let value: Value = unsafe { magnus::rb_sys::FromRawValue::from_raw(raw) };
-        if let Ok(obj) = Obj::<Backend>::try_convert(value) {
+        // (nil first: converting it would look the class up, which `require 'h1p'` alone
+        // does not define.)
+        let obj = if value.is_nil() {
+            None
+        } else {
+            Obj::<Backend>::try_convert(value).ok()
+        };
+        if let Some(obj) = obj {
             if obj.fork_generation == FORK_GENERATION.load(Ordering::Acquire) {
                 return Ok(Some(obj));
             }
@@ -165,6 +172,13 @@ impl Backend {
         let obj = ruby.obj_wrap(Backend::new()?);
         // SAFETY: as above; the ivar keeps the backend alive as long as the thread.
         unsafe { rb_sys::rb_ivar_set(thread, id, obj.as_value().as_raw()) };
+        // The thread's first use of Polyphony (it may be a wait in its root fiber, before any
+        // spin): the fiber learns its thread, so that wakers in other threads can reach it.
+        static BACKEND_MADE: LazyId = LazyId::new("__backend_made__");
+        // SAFETY: the GVL is held; rb_fiber_current returns a live fiber.
+        let fiber: Value =
+            unsafe { magnus::rb_sys::FromRawValue::from_raw(rb_sys::rb_fiber_current()) };
+        let _: Value = fiber.funcall(*BACKEND_MADE, ())?;
         Ok(Some(obj))
     }
 
