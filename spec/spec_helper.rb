@@ -23,6 +23,22 @@ module SpecHelpers
     run_command(RbConfig.ruby, '-I', File.join(ROOT, 'lib'), '-e', script, *args)
   end
 
+  # Runs `script` in a child Ruby twice, plain and after `require 'polyphony'` (on the backend
+  # this suite runs on); both must succeed and print the same, which is returned. The scripts
+  # print coarse facts (classes, values, "fast"), never raw timings, and bound their own waits
+  # so that a hang shows as a difference, not a stuck suite.
+  def expect_same_as_stock(script, limit: 30)
+    stock, err, status = run_command(RbConfig.ruby, '-e', script, limit: limit)
+    raise "the script fails on stock Ruby:\n#{err}" unless status.success?
+
+    out, err, status = run_command(RbConfig.ruby, '-I', File.join(ROOT, 'lib'), '-rpolyphony', '-e', script,
+                                   limit: limit)
+    expect(err).to eq('')
+    expect(status).to be_success
+    expect(out).to eq(stock)
+    stock
+  end
+
   # Builds the C ABI's static library (release) and compiles `source` against it and
   # include/polyphony.h into `dir`; returns the binary's path.
   def build_c_program(source, dir)

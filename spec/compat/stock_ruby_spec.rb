@@ -1,26 +1,11 @@
 # frozen_string_literal: true
 
-# Loading Polyphony must leave stock Ruby's behaviour as it was. Each script runs twice in a
-# child Ruby, once plain and once after `require 'polyphony'` (on the backend this suite runs
-# on), and must print the same. The scripts print coarse facts (classes, values, "fast"), never
-# raw timings, and bound their own waits so that a hang shows as a difference, not a stuck suite.
+# Loading Polyphony must leave stock Ruby's behaviour as it was: each script runs plain and with
+# Polyphony (SpecHelpers#expect_same_as_stock) and must print the same.
 RSpec.describe 'stock Ruby with Polyphony loaded' do
-  # Runs `script` plain and with Polyphony; both must succeed and print the same.
-  def expect_stock(script, limit: 30)
-    stock, err, status = run_command(RbConfig.ruby, '-e', script, limit: limit)
-    raise "the script fails on stock Ruby:\n#{err}" unless status.success?
-
-    out, err, status = run_command(RbConfig.ruby, '-I', File.join(ROOT, 'lib'), '-rpolyphony', '-e', script,
-                                   limit: limit)
-    expect(err).to eq('')
-    expect(status).to be_success
-    expect(out).to eq(stock)
-    stock
-  end
-
   describe 'Timeout.timeout' do
     it 'interrupts a blocking read in a thread that spun no fiber' do
-      out = expect_stock(<<~RUBY)
+      out = expect_same_as_stock(<<~RUBY)
         require 'timeout'
         r, _w = IO.pipe
         t = Thread.new do
@@ -34,7 +19,7 @@ RSpec.describe 'stock Ruby with Polyphony loaded' do
     end
 
     it 'raises to its caller: the block cannot rescue it as Timeout::Error or StandardError' do
-      out = expect_stock(<<~RUBY)
+      out = expect_same_as_stock(<<~RUBY)
         require 'timeout'
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
         [Timeout::Error, StandardError].each do |rescued|
@@ -64,7 +49,7 @@ RSpec.describe 'stock Ruby with Polyphony loaded' do
     end
 
     it 'stops net/http, which rescues and retries its own timeouts, when the server is slow' do
-      out = expect_stock(<<~RUBY)
+      out = expect_same_as_stock(<<~RUBY)
         require 'timeout'
         require 'net/http'
         require 'socket'
@@ -97,8 +82,16 @@ RSpec.describe 'stock Ruby with Polyphony loaded' do
     end
   end
 
+  it 'leaves the stock blocking methods themselves in place until a fiber is spun' do
+    expect_same_as_stock(<<~RUBY)
+      require 'socket'
+      p [IO, Thread, Thread::Queue, TCPSocket.singleton_class, Process.singleton_class].map(&:ancestors).map(&:first)
+      p IO.instance_method(:write).owner, Thread.instance_method(:join).owner
+    RUBY
+  end
+
   it 'lets Thread#wakeup end a bare sleep in another thread' do
-    out = expect_stock(<<~RUBY)
+    out = expect_same_as_stock(<<~RUBY)
       t = Thread.new { sleep; :woken }
       Thread.pass until t.status == 'sleep' || !t.alive?
       t.wakeup
@@ -108,7 +101,7 @@ RSpec.describe 'stock Ruby with Polyphony loaded' do
   end
 
   it 'sets $_ and $. in IO#gets and IO#readline' do
-    out = expect_stock(<<~RUBY)
+    out = expect_same_as_stock(<<~RUBY)
       r, w = IO.pipe
       w.puts 'one', 'two', 'three'
       w.close
@@ -123,7 +116,7 @@ RSpec.describe 'stock Ruby with Polyphony loaded' do
   end
 
   it 'runs Monitor, ConditionVariable and concurrent-ruby futures in threads' do
-    expect_stock(<<~RUBY)
+    expect_same_as_stock(<<~RUBY)
       require 'monitor'
       require 'concurrent'
       monitor = Monitor.new

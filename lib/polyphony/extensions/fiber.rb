@@ -29,7 +29,9 @@ module Polyphony
 
       fiber = Fiber.new(&RUN)
       fiber.__prepare__(tag, block, self, @thread ||= Polyphony.__thread_init__)
-      (@children ||= {})[fiber] = true
+      children = (@children ||= {})
+      children[fiber] = true
+      Polyphony::RootFiber.cooperative(true) if children.size == 1 && blocking?
       Polyphony.__spawn__(fiber)
     end
 
@@ -400,7 +402,11 @@ module Polyphony
 
     # @api private
     def __remove_child__(child)
-      @children&.delete(child)
+      children = @children
+      return unless children
+
+      children.delete(child)
+      Polyphony::RootFiber.cooperative(__cooperative__?) if children.empty? && blocking?
     end
 
     # In a forked child: the parent process's other fibers do not run here, so this fiber
@@ -425,6 +431,8 @@ module Polyphony
     # @api private
     def __timeouts__(delta)
       @__timeouts = (@__timeouts || 0) + delta
+      Polyphony::RootFiber.cooperative(__cooperative__?)
+      @__timeouts
     end
 
     # @api private

@@ -29,37 +29,31 @@ module Polyphony
         helper.stop if helper&.alive?
       end
 
-      # `io.gets(*args)` or `io.readline(*args)` (`name`) on a helper fiber, for
-      # Polyphony::LineMethods, which sets the caller's `$_` from the line.
-      def delegate_line(io, name, args)
-        delegate { io.__send__(name, *args) }
+      # `receiver.name(*args, &block)` on a helper fiber, for the native wrappers (the last of
+      # `args` holds the keywords, when `keywords`).
+      def delegate_call(receiver, name, args, keywords, block)
+        if keywords
+          options = args.pop
+          delegate { receiver.__send__(name, *args, **options, &block) }
+        else
+          delegate { receiver.__send__(name, *args, &block) }
+        end
       end
 
-      # Defines `names` in `mod` as cooperative wrappers around the stock methods, or, given
-      # `unless_true`, only where that expression is false. (`def name(...)` passes arguments
-      # on as they came: define_method's `|*args, **kw, &block|` made 6 objects per call,
-      # and these wrap every IO read and write.)
-      def wrap(mod, names, unless_true = 'false')
-        names.each do |name|
-          mod.module_eval(<<~RUBY, __FILE__, __LINE__ + 1)
-            def #{name}(...)
-              return super if #{unless_true} || !RootFiber.delegate?
-
-              RootFiber.delegate { super }
-            end
-          RUBY
-        end
-        mod
+      # Defines `names` in `mod` as cooperative wrappers around the stock methods. They are
+      # native (ext/polyphony/src/ruby_api/stock.rs): with no fiber alive beside the root
+      # fiber, a call costs one look at a flag more than the stock method, and `gets` still
+      # sets its caller's `$_`. A File is exempt (disk reads and writes do not wait for a peer).
+      def wrap(mod, names)
+        Polyphony.__cooperative_methods__(mod, names)
       end
     end
 
-    # (gets and readline are Polyphony::LineMethods, native: they set their caller's `$_`.)
-    IO_METHODS = %i[read readpartial readlines getc getbyte readchar readbyte sysread pread
+    IO_METHODS = %i[read readpartial gets readline readlines getc getbyte readchar readbyte sysread pread
                     write puts print << printf syswrite pwrite wait_readable wait_writable wait].freeze
 
-    # IO methods; a File is exempt (disk reads and writes do not wait for a peer).
     module IOMethods
-      RootFiber.wrap(self, IO_METHODS, 'instance_of?(File)')
+      RootFiber.wrap(self, IO_METHODS)
     end
 
     # IO.select in any fiber of a Polyphony thread (Ruby 3.1 gives the scheduler no hook for
@@ -129,17 +123,32 @@ module Polyphony
     module SizedQueueMethods
       RootFiber.wrap(self, %i[push << enq])
     end
+
+    class << self
+      # Tells the thread's backend whether its root fiber must now wait cooperatively (the
+      # fiber tree calls this when the root fiber gets its first child or timeout, and when it
+      # has none left). The wrappers are put in place the first time: a program that never
+      # spins a fiber nor sets a timeout calls the stock methods as they are, for nothing.
+      def cooperative(flag)
+        install if flag && !@installed
+        Polyphony.__root_cooperative__(flag)
+      end
+
+      private
+
+      def install
+        @installed = true
+        IO.prepend(IOMethods)
+        IO.singleton_class.prepend(SelectMethods)
+        [TCPServer, UNIXServer, Socket].each { |c| c.prepend(AcceptMethods) }
+        [Socket, BasicSocket].each { |c| c.prepend(SocketMethods) }
+        TCPSocket.singleton_class.prepend(TCPSocketClassMethods)
+        Process.singleton_class.prepend(ProcessMethods)
+        Object.prepend(KernelMethods)
+        Thread.prepend(ThreadMethods)
+        Thread::Queue.prepend(QueueMethods)
+        Thread::SizedQueue.prepend(SizedQueueMethods)
+      end
+    end
   end
 end
-
-IO.prepend(Polyphony::RootFiber::IOMethods)
-IO.prepend(Polyphony::LineMethods)
-IO.singleton_class.prepend(Polyphony::RootFiber::SelectMethods)
-[TCPServer, UNIXServer, Socket].each { |c| c.prepend(Polyphony::RootFiber::AcceptMethods) }
-[Socket, BasicSocket].each { |c| c.prepend(Polyphony::RootFiber::SocketMethods) }
-TCPSocket.singleton_class.prepend(Polyphony::RootFiber::TCPSocketClassMethods)
-Process.singleton_class.prepend(Polyphony::RootFiber::ProcessMethods)
-Object.prepend(Polyphony::RootFiber::KernelMethods)
-Thread.prepend(Polyphony::RootFiber::ThreadMethods)
-Thread::Queue.prepend(Polyphony::RootFiber::QueueMethods)
-Thread::SizedQueue.prepend(Polyphony::RootFiber::SizedQueueMethods)

@@ -78,6 +78,11 @@ pub(crate) struct Backend {
     /// Operations reported complete by the last wait (not in `sched`: the wait runs without
     /// the GVL, while another thread's GC may mark this backend).
     completed: RefCell<Vec<u64>>,
+    /// Whether the thread's root fiber has fibers alive or a timeout pending, so that its stock
+    /// blocking calls must wait cooperatively (lib/ keeps it: `Polyphony.__root_cooperative__`).
+    /// The native wrappers of those calls look here first and cost nothing more when it is
+    /// false.
+    root_cooperative: Cell<bool>,
     fork_generation: u64,
 }
 
@@ -113,8 +118,14 @@ impl Backend {
             driver: RefCell::new(Some(driver)),
             inbox: Mutex::new(Vec::new()),
             completed: RefCell::new(Vec::new()),
+            root_cooperative: Cell::new(false),
             fork_generation: FORK_GENERATION.load(Ordering::Acquire),
         })
+    }
+
+    /// See the field.
+    pub(crate) fn root_cooperative(&self) -> bool {
+        self.root_cooperative.get()
     }
 
     /// The calling thread's backend, created on first use.
@@ -641,6 +652,12 @@ fn rb_schedule(fiber: Value, value: Value, prioritize: bool) -> Result<Value, Er
     Ok(fiber)
 }
 
+/// Tells the calling thread's backend whether its root fiber must wait cooperatively.
+fn rb_root_cooperative(cooperative: bool) -> Result<bool, Error> {
+    Backend::current()?.root_cooperative.set(cooperative);
+    Ok(cooperative)
+}
+
 /// Schedules a newly spun fiber; a launcher starts it (see the module docs).
 fn rb_spawn(fiber: Value) -> Result<Value, Error> {
     let backend = Backend::current()?;
@@ -845,6 +862,7 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     polyphony.define_singleton_method("__timer_cancel__", function!(rb_timer_cancel, 1))?;
     polyphony.define_singleton_method("__timer_reset__", function!(rb_timer_reset, 2))?;
     polyphony.define_singleton_method("__stats__", function!(rb_stats, 0))?;
+    polyphony.define_singleton_method("__root_cooperative__", function!(rb_root_cooperative, 1))?;
     polyphony.define_singleton_method("backend_for", function!(rb_backend_for, 1))?;
     polyphony.define_singleton_method("backend", function!(rb_current_backend, 0))?;
     polyphony.define_singleton_method("backend_kind", function!(rb_backend_kind, 0))?;

@@ -5,8 +5,8 @@ mod backend;
 mod h1p;
 mod http2;
 pub(crate) mod io;
-mod lines;
 mod shared;
+mod stock;
 pub(crate) mod tls;
 mod transport;
 mod websocket;
@@ -33,7 +33,7 @@ fn define_polyphony() -> Result<(), Error> {
     let polyphony = ruby.define_module("Polyphony")?;
     backend::init(ruby, polyphony)?;
     io::init(ruby, polyphony)?;
-    lines::init(ruby, polyphony)?;
+    stock::init(ruby, polyphony)?;
     tls::init(ruby, polyphony)?;
     acme::init(ruby, polyphony)?;
     http2::init(ruby, polyphony)?;
