@@ -95,6 +95,7 @@ module Polyphony
 
   # Closing an IO that fibers of this thread wait on raises IOError ("stream closed in
   # another fiber") in them, as Ruby does for threads; otherwise they would wait forever.
+  # Prepended to IO with the root-fiber wrappers, once a fiber has been spun.
   module IOClose
     def close
       return super if closed?
@@ -110,6 +111,5 @@ module Polyphony
 end
 
 IO.include(Polyphony::IOAPI)
-IO.prepend(Polyphony::IOClose)
 TCPServer.include(Polyphony::ServerAPI)
 UNIXServer.include(Polyphony::ServerAPI)

@@ -127,8 +127,8 @@ module Polyphony
     class << self
       # Tells the thread's backend whether its root fiber must now wait cooperatively (the
       # fiber tree calls this when the root fiber gets its first child or timeout, and when it
-      # has none left). The wrappers are put in place the first time: a program that never
-      # spins a fiber nor sets a timeout calls the stock methods as they are, for nothing.
+      # has none left). The wrappers (and IOClose) are put in place the first time: a program
+      # that never spins a fiber nor sets a timeout calls the stock methods as they are.
       def cooperative(flag)
         install if flag && !@installed
         Polyphony.__root_cooperative__(flag)
@@ -139,6 +139,7 @@ module Polyphony
       def install
         @installed = true
         IO.prepend(IOMethods)
+        IO.prepend(IOClose)
         IO.singleton_class.prepend(SelectMethods)
         [TCPServer, UNIXServer, Socket].each { |c| c.prepend(AcceptMethods) }
         [Socket, BasicSocket].each { |c| c.prepend(SocketMethods) }
