@@ -1,15 +1,19 @@
 # frozen_string_literal: true
 
 module Polyphony
-  # A mutual exclusion lock between fibers, handed to waiters in order. Not re-entrant.
+  # A mutual exclusion lock between fibers, handed to waiters in order. `synchronize` is
+  # re-entrant for the fiber holding the lock (as Polyphony's); `lock` is not.
   class Mutex
     def initialize
       @owner = nil
       @waiters = WaitList.new
     end
 
-    # Runs the block holding the lock; returns its value.
+    # Runs the block holding the lock; returns its value. In the fiber that holds the lock
+    # already, just runs the block.
     def synchronize
+      return yield if @owner.equal?(Fiber.current)
+
       lock
       begin
         yield

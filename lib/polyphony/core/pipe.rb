@@ -31,13 +31,22 @@ module Polyphony
       self
     end
 
+    # Closes the writing end, as Polyphony's Pipe#close does (readers see EOF); the reading end
+    # closes with #close_read, or when the pipe is garbage collected.
     def close
-      [@read_io, @write_io].each { |io| io.close unless io.closed? }
+      close_write
       nil
     end
 
+    # Closes the reading end.
+    def close_read
+      @read_io.close unless @read_io.closed?
+      self
+    end
+
+    # Whether the writing end is closed.
     def closed?
-      @read_io.closed? && @write_io.closed?
+      @write_io.closed?
     end
 
     # @api private

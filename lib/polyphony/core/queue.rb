@@ -64,9 +64,10 @@ module Polyphony
       self
     end
 
-    # Removes `item` (each occurrence).
+    # Removes `item` (each occurrence); pushers waiting for room look again.
     def delete(item)
       @items.delete(item)
+      @pushers.wake_all if @capacity
       self
     end
 

@@ -15,6 +15,7 @@ module Polyphony
       @factory = factory
       @size = 0
       @available = Polyphony::Queue.new
+      @held = {}
     end
 
     # How many resources exist.
@@ -25,12 +26,19 @@ module Polyphony
       @available.size
     end
 
-    # Lends a resource to the block; returns the block's value.
+    # Lends a resource to the block; returns the block's value. A fiber that holds one already
+    # (a nested acquire) gets the same one.
     def acquire
+      fiber = Fiber.current
+      held = @held[fiber]
+      return yield(held) if held
+
       resource = __checkout__
+      @held[fiber] = resource
       begin
         yield resource
       ensure
+        @held.delete(fiber)
         @available << resource
       end
     end

@@ -32,6 +32,10 @@ module Polyphony
       children = (@children ||= {})
       children[fiber] = true
       Polyphony::RootFiber.cooperative(true) if children.size == 1 && blocking?
+      if (supervised = @supervised) # (see #supervise)
+        fiber.monitor(self)
+        supervised[fiber] = true
+      end
       Polyphony.__spawn__(fiber)
     end
 
@@ -85,8 +89,9 @@ module Polyphony
     end
     alias stop interrupt
 
-    # Ends the fiber and its children; `ensure` blocks run.
-    def terminate(graceful = false)
+    # Ends the fiber and its children; `ensure` blocks run. `graceful` (positional, as
+    # Polyphony takes it, or a keyword) is what `graceful_shutdown?` answers meanwhile.
+    def terminate(positional = false, graceful: positional)
       @graceful_shutdown = graceful
       __control__(Polyphony::Terminate.new)
     end
@@ -116,6 +121,7 @@ module Polyphony
 
       parent = @parent && !@parent.__dead__ ? @parent : Fiber.current
       replacement = parent.spin(@tag, &@block)
+      replacement.schedule(value) unless value.nil? # (the block's first value)
       @monitors&.each_key { |monitor| replacement.monitor(monitor) }
       @replacement = replacement
     end
@@ -162,15 +168,22 @@ module Polyphony
       return self unless @children && !@children.empty?
 
       kids = @children.keys
-      kids.each { |child| child.terminate(graceful) }
+      __terminate_in_spin_order__(kids, graceful)
       Polyphony.__await__(kids, false)
       self
     end
 
     # Terminates every child without waiting.
     def terminate_all_children(graceful = false)
-      @children&.each_key { |child| child.terminate(graceful) }
+      __terminate_in_spin_order__(@children.keys, graceful) if @children
       self
+    end
+
+    # Each termination goes to the front of the run queue: the youngest child first, so that
+    # they unwind in the order they were spun.
+    # @api private
+    def __terminate_in_spin_order__(kids, graceful)
+      kids.reverse_each { |child| child.terminate(graceful) }
     end
 
     # Whether the fiber is being terminated gracefully.
@@ -188,13 +201,21 @@ module Polyphony
         Kernel.raise ArgumentError, "restart: must be :always or :on_error, not #{restart.inspect}"
       end
 
-      fibers = children if fibers.empty?
       supervised = {}
-      fibers.each do |fiber|
+      # Supervising all children: those spun on this fiber meanwhile are supervised too.
+      @supervised = supervised if fibers.empty?
+      (fibers.empty? ? children : fibers).each do |fiber|
         fiber.attach_to(self) unless fiber.parent.equal?(self)
         fiber.monitor(self)
         supervised[fiber] = true
       end
+      __supervision_loop__(supervised, restart, block)
+    ensure
+      @supervised = nil if fibers.empty?
+    end
+
+    # @api private
+    def __supervision_loop__(supervised, restart, block)
       mailbox = monitor_mailbox
       until supervised.empty?
         fiber, result = mailbox.shift

@@ -15,10 +15,14 @@ module Polyphony
     def spin_loop(tag = nil, rate: nil, interval: nil, &block)
       raise ArgumentError, 'spin_loop needs a block' unless block
 
-      if rate || interval
-        Fiber.current.spin(tag) { throttled_loop(rate, interval: interval, &block) }
-      else
-        Fiber.current.spin(tag) { loop(&block) }
+      Fiber.current.spin(tag) do
+        rate || interval ? throttled_loop(rate, interval: interval, &block) : loop(&block)
+      rescue LocalJumpError => e
+        # `break` in the block: its method (this one) has returned, so Ruby cannot end it, and
+        # the break ends the loop instead, as in Polyphony.
+        Kernel.raise unless e.reason == :break
+
+        e.exit_value
       end
     end
 

@@ -54,6 +54,7 @@ module Polyphony
       total
     ensure
       pipe&.close
+      pipe&.close_read
     end
 
     # Compresses `src` into `dest` in the gzip format, until EOF; returns the bytes written.

@@ -130,13 +130,14 @@ RSpec.describe 'Polyphony synchronisation classes' do
   end
 
   describe Polyphony::Timer do
-    it 'runs after/every fibers and stops them' do
+    it 'runs after fibers and every loops (in the calling fiber) and stops them' do
       timer = described_class.new(resolution: 0.01)
       hits = []
       timer.after(0.01) { hits << :after }
-      timer.every(0.01) { hits << :every }
+      looping = spin { timer.every(0.01) { hits << :every }; :loop_ended }
       sleep 0.045
       timer.stop
+      expect(looping.await).to eq(:loop_ended)
       count = hits.size
       sleep 0.02
       expect(hits.size).to eq(count)

@@ -15,12 +15,21 @@ use std::hash::{BuildHasherDefault, Hasher};
 use rb_sys::VALUE;
 
 /// INVARIANT: every fiber in `live` has exactly one entry in `entries` with the recorded `seq`;
-/// any other entry for it is stale. `live` holds `seq << 1 | fresh`.
-#[derive(Default)]
+/// any other entry for it is stale. `live` holds `seq << 1 | fresh`, and the entry's value.
 pub(crate) struct RunQueue {
     entries: VecDeque<Entry>,
-    live: HashMap<VALUE, u64, BuildHasherDefault<ValueHasher>>,
+    live: HashMap<VALUE, (u64, VALUE), BuildHasherDefault<ValueHasher>>,
     next_seq: u64,
+    /// Whether a value must not be replaced by a later one that is not of its kind: an
+    /// exception to raise in the fiber (a timeout that fell due) outranks a plain wake-up (the
+    /// sleep that ended at the same time), which would otherwise make it lost.
+    outranks: fn(VALUE) -> bool,
+}
+
+impl Default for RunQueue {
+    fn default() -> Self {
+        Self::new(|_| false)
+    }
 }
 
 /// A fiber to run, the value it gets, and whether it has never run.
@@ -33,8 +42,19 @@ struct Entry {
 }
 
 impl RunQueue {
+    /// An empty queue; see the `outranks` field.
+    pub(crate) fn new(outranks: fn(VALUE) -> bool) -> Self {
+        Self {
+            entries: VecDeque::new(),
+            live: HashMap::default(),
+            next_seq: 0,
+            outranks,
+        }
+    }
+
     /// Queues `fiber` to be resumed with `value`, at the back, or at the front if `prioritize`.
-    /// A fiber already queued loses its earlier entry: it runs once, with the latest value.
+    /// A fiber already queued loses its earlier entry: it runs once, with the latest value,
+    /// unless the earlier value outranks the latest (see the field).
     pub(crate) fn push(&mut self, fiber: VALUE, value: VALUE, prioritize: bool) {
         self.enqueue(fiber, value, prioritize, false);
     }
@@ -45,6 +65,11 @@ impl RunQueue {
     }
 
     fn enqueue(&mut self, fiber: VALUE, value: VALUE, prioritize: bool, fresh: bool) {
+        if let Some(&(_, pending)) = self.live.get(&fiber) {
+            if (self.outranks)(pending) && !(self.outranks)(value) {
+                return;
+            }
+        }
         self.next_seq += 1;
         let seq = self.next_seq;
         let entry = Entry { fiber, value, seq };
@@ -55,12 +80,12 @@ impl RunQueue {
         }
         let replaced = match self.live.entry(fiber) {
             Slot::Occupied(mut slot) => {
-                let fresh = fresh || *slot.get() & 1 == 1;
-                slot.insert(seq << 1 | fresh as u64);
+                let fresh = fresh || slot.get().0 & 1 == 1;
+                slot.insert((seq << 1 | fresh as u64, value));
                 true
             }
             Slot::Vacant(slot) => {
-                slot.insert(seq << 1 | fresh as u64);
+                slot.insert((seq << 1 | fresh as u64, value));
                 false
             }
         };
@@ -73,12 +98,12 @@ impl RunQueue {
     pub(crate) fn pop(&mut self) -> Option<Runnable> {
         while let Some(entry) = self.entries.pop_front() {
             match self.live.remove(&entry.fiber) {
-                Some(tagged) if tagged >> 1 == entry.seq => {
+                Some((tagged, _)) if tagged >> 1 == entry.seq => {
                     return Some((entry.fiber, entry.value, tagged & 1 == 1));
                 }
                 // A stale entry: the fiber's live one is further back.
-                Some(tagged) => {
-                    self.live.insert(entry.fiber, tagged);
+                Some(live) => {
+                    self.live.insert(entry.fiber, live);
                 }
                 None => {}
             }
@@ -106,7 +131,7 @@ impl RunQueue {
     fn compact(&mut self) {
         let live = &self.live;
         self.entries
-            .retain(|e| live.get(&e.fiber).map(|tagged| tagged >> 1) == Some(e.seq));
+            .retain(|e| live.get(&e.fiber).map(|(tagged, _)| tagged >> 1) == Some(e.seq));
     }
 }
 
@@ -172,6 +197,19 @@ mod tests {
         }
         assert!(q.entries.len() < 200);
         assert_eq!(q.pop(), Some((8, 9_999, false)));
+    }
+
+    #[test]
+    fn an_outranking_value_is_kept_until_one_of_its_kind_replaces_it() {
+        let mut q = RunQueue::new(|value| value >= 100);
+        q.push(8, 100, false); // the timeout's exception
+        q.push(8, 1, false); // the sleep that ended with it
+        assert_eq!(q.pop(), Some((8, 100, false)));
+        q.push(8, 1, false);
+        q.push(8, 100, false);
+        q.push(8, 200, true);
+        assert_eq!(q.pop(), Some((8, 200, false)));
+        assert!(q.is_empty());
     }
 
     #[test]

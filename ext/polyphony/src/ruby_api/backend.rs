@@ -106,7 +106,7 @@ impl Backend {
         let driver = new_driver()?;
         Ok(Self {
             sched: RefCell::new(Sched {
-                runqueue: RunQueue::default(),
+                runqueue: RunQueue::new(is_exception),
                 timers: TimerHeap::new(),
                 switches: 0,
                 launchers: Vec::new(),
@@ -822,6 +822,12 @@ fn rb_backend_schedule(rb_self: &Backend, args: &[Value]) -> Result<Value, Error
         rb_self.schedule_remote(raw(fiber), value);
     }
     Ok(fiber)
+}
+
+/// Whether `value` is an exception (to raise in the fiber it wakes).
+fn is_exception(value: VALUE) -> bool {
+    // SAFETY: the GVL is held (the run queue is only used with it); `value` is a live object.
+    unsafe { rb_sys::rb_obj_is_kind_of(value, rb_sys::rb_eException) == rb_sys::Qtrue as VALUE }
 }
 
 extern "C" fn after_fork_in_child() {
