@@ -28,9 +28,13 @@ module Polyphony
 
     # `snooze` (let other runnable fibers run, then continue) is defined natively on Object.
 
-    # Waits until the current fiber is scheduled; returns the value it was scheduled with.
+    # Waits until the current fiber is scheduled; returns the value it was scheduled with. A
+    # thread's root fiber that has fibers working also returns (nil) once the thread has no work
+    # left: no fiber runnable, no timer, no I/O in flight. (With none, it waits to be
+    # scheduled, from a trap handler or another thread, say.)
     def suspend
-      Polyphony.__switch__
+      fiber = Fiber.current
+      fiber.blocking? && fiber.__cooperative__? ? Polyphony.__suspend__ : Polyphony.__switch__
     end
 
     # Sleeps for `duration` seconds, letting other fibers run. Without a duration, waits until

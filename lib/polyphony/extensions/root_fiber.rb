@@ -14,10 +14,12 @@ module Polyphony
   # ConditionVariable (a helper fiber would own the lock).
   module RootFiber
     class << self
-      # Whether a call in the current fiber must go through a helper fiber.
+      # Whether a call must go through a helper fiber, asked by the native wrappers once they
+      # know that the calling fiber is a blocking one and that the thread's root fiber has fibers
+      # alive or a timeout pending: whether the thread runs Polyphony's scheduler. (The calling
+      # fiber may be the root fiber or another blocking one, such as an Enumerator's for #next.)
       def delegate?
-        fiber = Fiber.current
-        fiber.blocking? && fiber.__cooperative__? && Fiber.scheduler.is_a?(Polyphony::Scheduler)
+        Fiber.scheduler.is_a?(Polyphony::Scheduler)
       end
 
       # Runs the stock call on a helper fiber and waits for it; if the wait is interrupted (a
@@ -61,10 +63,7 @@ module Polyphony
     # select (with a zero timeout) says what is ready.
     module SelectMethods
       def select(reads, writes = nil, errors = nil, timeout = nil)
-        fiber = Fiber.current
-        cooperative = Fiber.scheduler.is_a?(Polyphony::Scheduler) &&
-                      (!fiber.blocking? || fiber.__cooperative__?)
-        return super unless cooperative
+        return super unless RootFiber.cooperative_here?
 
         ready = super(reads, writes, errors, 0)
         return ready if ready || timeout&.zero?
@@ -109,11 +108,31 @@ module Polyphony
     end
 
     module KernelMethods
-      RootFiber.wrap(self, %i[system `])
+      RootFiber.wrap(self, %i[system ` gets readline readlines])
     end
 
     module ThreadMethods
       RootFiber.wrap(self, %i[join value])
+    end
+
+    # Thread#join with a time limit in a Polyphony fiber: Ruby 3.1 hands the wait to the
+    # scheduler in a loop that ignores the limit, so the limit is a timeout around a plain join.
+    module ThreadJoinLimit
+      def join(*args)
+        limit = args.first
+        return super if limit.nil? || !RootFiber.cooperative_here?
+
+        move_on_after(limit, with_value: nil) { super() }
+      end
+    end
+
+    class << self
+      # Whether the current fiber waits cooperatively: a spun fiber, or a root fiber that has
+      # fibers alive or a timeout pending.
+      def cooperative_here?
+        fiber = Fiber.current
+        Fiber.scheduler.is_a?(Polyphony::Scheduler) && (!fiber.blocking? || fiber.__cooperative__?)
+      end
     end
 
     module QueueMethods
@@ -147,6 +166,7 @@ module Polyphony
         Process.singleton_class.prepend(ProcessMethods)
         Object.prepend(KernelMethods)
         Thread.prepend(ThreadMethods)
+        Thread.prepend(ThreadJoinLimit)
         Thread::Queue.prepend(QueueMethods)
         Thread::SizedQueue.prepend(SizedQueueMethods)
       end

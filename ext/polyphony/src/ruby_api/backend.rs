@@ -83,6 +83,9 @@ pub(crate) struct Backend {
     /// The native wrappers of those calls look here first and cost nothing more when it is
     /// false.
     root_cooperative: Cell<bool>,
+    /// The root fiber in `suspend`, resumed when the thread has no work left. INVARIANT: a
+    /// thread's root fiber, kept alive by its thread.
+    idle_waiter: Cell<Option<VALUE>>,
     fork_generation: u64,
 }
 
@@ -119,6 +122,7 @@ impl Backend {
             inbox: Mutex::new(Vec::new()),
             completed: RefCell::new(Vec::new()),
             root_cooperative: Cell::new(false),
+            idle_waiter: Cell::new(None),
             fork_generation: FORK_GENERATION.load(Ordering::Acquire),
         })
     }
@@ -231,13 +235,18 @@ impl Backend {
             if resumed == done {
                 continue;
             }
-            if fiber::is_exception(resumed) {
-                // SAFETY: `resumed` is an Exception instance (checked) from Ruby.
-                let exc: Value = unsafe { magnus::rb_sys::FromRawValue::from_raw(resumed) };
-                return Err(Exception::from_value(exc).expect("checked above").into());
-            }
-            return Ok(resumed);
+            return raise_if_exception(resumed);
         }
+    }
+
+    /// Parks `current` (a thread's root fiber) like [`Backend::switch`]; it is also resumed,
+    /// with nil, when the thread has no work left: nothing runnable, no timer, no operation in
+    /// flight, nothing from other threads.
+    fn suspend(&self, current: VALUE) -> Result<VALUE, Error> {
+        let outer = self.idle_waiter.replace(Some(current));
+        let resumed = self.switch(current);
+        self.idle_waiter.set(outer);
+        resumed
     }
 
     /// Starts `fiber` through an idle launcher (a new one if none is idle and the cap allows,
@@ -297,6 +306,12 @@ impl Backend {
 
     fn next_runnable(&self) -> Result<Runnable, Error> {
         loop {
+            if let Some(waiter) = self.idle_waiter.get() {
+                if self.idle() {
+                    self.idle_waiter.set(None);
+                    self.sched.borrow_mut().runqueue.push(waiter, QNIL, false);
+                }
+            }
             let due_for_poll = {
                 let mut sched = self.sched.borrow_mut();
                 sched.switches += 1;
@@ -313,6 +328,15 @@ impl Backend {
                 return Ok(next);
             }
         }
+    }
+
+    /// Nothing runnable, no timer, no operation in flight, nothing in the inbox.
+    fn idle(&self) -> bool {
+        let sched = self.sched.borrow();
+        sched.runqueue.is_empty()
+            && sched.timers.is_empty()
+            && sched.waiting.is_empty()
+            && self.inbox.lock().map_or(true, |inbox| inbox.is_empty())
     }
 
     /// Fires due timers, reaps completions and the inbox; waits in the kernel (GVL released)
@@ -643,6 +667,20 @@ fn val(raw: VALUE) -> Value {
 
 // ---- Ruby-facing functions: thin wrappers over the calling thread's backend ----
 
+/// What a parked fiber was resumed with, or the exception it was resumed with as an error.
+fn raise_if_exception(resumed: VALUE) -> Result<VALUE, Error> {
+    if fiber::is_exception(resumed) {
+        // SAFETY: `resumed` is an Exception instance (checked) from Ruby.
+        let exc: Value = unsafe { magnus::rb_sys::FromRawValue::from_raw(resumed) };
+        return Err(Exception::from_value(exc).expect("checked above").into());
+    }
+    Ok(resumed)
+}
+
+fn rb_suspend() -> Result<Value, Error> {
+    Backend::current()?.suspend(fiber::current()).map(val)
+}
+
 fn rb_switch() -> Result<Value, Error> {
     Backend::current()?.switch(fiber::current()).map(val)
 }
@@ -855,6 +893,7 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     class.define_method("schedule", method!(rb_backend_schedule, -1))?;
 
     polyphony.define_singleton_method("__switch__", function!(rb_switch, 0))?;
+    polyphony.define_singleton_method("__suspend__", function!(rb_suspend, 0))?;
     polyphony.define_singleton_method("__schedule__", function!(rb_schedule, 3))?;
     polyphony.define_singleton_method("__spawn__", function!(rb_spawn, 1))?;
     polyphony.define_singleton_method("__snooze__", function!(rb_snooze, 0))?;
