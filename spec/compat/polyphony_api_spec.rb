@@ -23,17 +23,28 @@ RSpec.describe "Polyphony's API, as documented" do
     expect(out).to eq("0\n")
   end
 
-  it 'raises a SIGINT in the main fiber while it awaits a child' do
-    out = polyphony(<<~RUBY)
-      Thread.new { sleep 0.1; Process.kill('INT', Process.pid) }
+  it 'raises a SIGINT in the main fiber while it awaits a child, not in the child' do
+    script = <<~RUBY
+      $stdout.sync = true
       begin
-        spin { sleep 3; :child_done }.await
-        p :await_returned
+        result = spin do
+          puts :ready
+          sleep 3
+        rescue Interrupt
+          :child_caught_it
+        end.await
+        p [:await_returned, result]
       rescue Interrupt
         p :interrupted
       end
     RUBY
-    expect(out).to eq(":interrupted\n")
+    Open3.popen2(RbConfig.ruby, '-I', File.join(ROOT, 'lib'), '-rpolyphony', '-e', script) do |_in, out, waiter|
+      expect(out.gets).to eq("ready\n")
+      sleep 0.3 # (the child now waits in the kernel)
+      Process.kill('INT', waiter.pid)
+      expect(out.read).to eq(":interrupted\n")
+      expect(waiter.value).to be_success
+    end
   end
 
   it 'returns from suspend in the main fiber once no other fiber has work left' do

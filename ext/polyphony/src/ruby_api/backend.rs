@@ -86,6 +86,10 @@ pub(crate) struct Backend {
     /// The root fiber in `suspend`, resumed when the thread has no work left. INVARIANT: a
     /// thread's root fiber, kept alive by its thread.
     idle_waiter: Cell<Option<VALUE>>,
+    /// The fiber the backend was made in: the thread's root fiber (Polyphony makes a thread's
+    /// backend there: at require, at the first spin, after fork in the forking fiber), which
+    /// signals are raised in.
+    root: VALUE,
     fork_generation: u64,
 }
 
@@ -123,6 +127,7 @@ impl Backend {
             completed: RefCell::new(Vec::new()),
             root_cooperative: Cell::new(false),
             idle_waiter: Cell::new(None),
+            root: fiber::current(),
             fork_generation: FORK_GENERATION.load(Ordering::Acquire),
         })
     }
@@ -396,8 +401,31 @@ impl Backend {
         if blocked {
             // Trap handlers, Thread#raise and Thread#kill that ended the wait run now, with no
             // borrow held: a handler may itself switch fibers or do I/O.
-            check_interrupts()?;
+            if let Err(error) = check_interrupts() {
+                return self.raise_signal_in_root(error);
+            }
         }
+        Ok(())
+    }
+
+    /// A signal (Ctrl-C's Interrupt, SIGTERM's SignalException) that came while a fiber other
+    /// than the root one waited in the kernel is the root fiber's, as in Polyphony: it is raised
+    /// there (which ends the program unless rescued), not in the fiber that happened to wait.
+    fn raise_signal_in_root(&self, error: Error) -> Result<(), Error> {
+        let Some(exception) = error.value() else {
+            return Err(error);
+        };
+        let exception = exception.as_raw();
+        // SAFETY: the GVL is held; `exception` is a live exception object.
+        let signal = unsafe { rb_sys::rb_obj_is_kind_of(exception, rb_sys::rb_eSignal) }
+            == rb_sys::Qtrue as VALUE;
+        if !signal || self.root == fiber::current() || !fiber::is_alive(self.root) {
+            return Err(error);
+        }
+        self.sched
+            .borrow_mut()
+            .runqueue
+            .push(self.root, exception, true);
         Ok(())
     }
 
@@ -550,7 +578,7 @@ impl DataTypeFunctions for Backend {
         let queued = inbox.iter().flat_map(|(f, v)| [*f, *v]);
         let launch = sched.launch.iter().flat_map(|(f, v)| [*f, *v]);
         let waiting = sched.waiting.values().map(|(fiber, _)| *fiber);
-        let launchers = sched.launchers.iter().copied();
+        let launchers = sched.launchers.iter().copied().chain([self.root]);
         let held = sched.runqueue.values().chain(timers).chain(queued);
         for value in held.chain(launch).chain(launchers).chain(waiting) {
             // SAFETY: called by the GC on values we hold. `rb_gc_mark` pins them: the run
