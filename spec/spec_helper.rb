@@ -31,12 +31,19 @@ module SpecHelpers
     stock, err, status = run_command(RbConfig.ruby, '-e', script, limit: limit)
     raise "the script fails on stock Ruby:\n#{err}" unless status.success?
 
+    expect(run_with_polyphony(script, limit: limit)).to eq(stock)
+    stock
+  end
+
+  # Runs `script` in a child Ruby after `require 'polyphony'`, killed after `limit` seconds (a
+  # hang fails the example, not the suite); it must succeed and print nothing on stderr. Its
+  # stdout.
+  def run_with_polyphony(script, limit: 20)
     out, err, status = run_command(RbConfig.ruby, '-I', File.join(ROOT, 'lib'), '-rpolyphony', '-e', script,
                                    limit: limit)
     expect(err).to eq('')
     expect(status).to be_success
-    expect(out).to eq(stock)
-    stock
+    out
   end
 
   # Builds the C ABI's static library (release) and compiles `source` against it and

@@ -3,16 +3,8 @@
 # Polyphony's API as its documentation and its own test suite state it. Each case runs in a
 # child Ruby with a time limit, so that a hang fails the example instead of the suite.
 RSpec.describe "Polyphony's API, as documented" do
-  def polyphony(script, limit: 15)
-    out, err, status = run_command(RbConfig.ruby, '-I', File.join(ROOT, 'lib'), '-rpolyphony', '-e', script,
-                                   limit: limit)
-    expect(err).to eq('')
-    expect(status).to be_success
-    out
-  end
-
   it 'never loses a timeout that falls due with a sleep' do
-    out = polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       late = 20.times.count do
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
         move_on_after(0.01) { sleep 0.01; sleep 0.2 }
@@ -48,7 +40,7 @@ RSpec.describe "Polyphony's API, as documented" do
   end
 
   it 'returns from suspend in the main fiber once no other fiber has work left' do
-    out = polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       done = []
       spin { sleep 0.02; done << 1 }
       spin { sleep 0.05; done << 2 }
@@ -59,7 +51,7 @@ RSpec.describe "Polyphony's API, as documented" do
   end
 
   it 'times Thread#join out while another fiber is alive' do
-    out = polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       spin { sleep 2 }
       thread = Thread.new { Kernel.sleep 1 }
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
@@ -70,7 +62,7 @@ RSpec.describe "Polyphony's API, as documented" do
   end
 
   it 'iterates an Enumerator externally over IO#gets on a pipe fed by a fiber' do
-    out = polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       r, w = IO.pipe
       spin { w.puts 'a', 'b'; w.close }
       lines = Enumerator.new { |y| while (line = r.gets); y << line; end }
@@ -80,7 +72,7 @@ RSpec.describe "Polyphony's API, as documented" do
   end
 
   it 'reads Kernel#gets from a $stdin pipe fed by a fiber' do
-    out = polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       r, w = IO.pipe
       $stdin = r
       spin { sleep 0.01; w.puts 'typed'; w.close }
@@ -90,7 +82,7 @@ RSpec.describe "Polyphony's API, as documented" do
   end
 
   it 'receives UDP datagrams with recvfrom in a fiber' do
-    out = polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       a = UDPSocket.new
       a.bind('127.0.0.1', 0)
       b = UDPSocket.new
@@ -102,7 +94,7 @@ RSpec.describe "Polyphony's API, as documented" do
   end
 
   it 'passes the value of restart to the block of a dead fiber' do
-    out = polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       fiber = spin { |value| value }
       fiber.await
       p fiber.restart(42).await
@@ -111,7 +103,7 @@ RSpec.describe "Polyphony's API, as documented" do
   end
 
   it 'ends spin_loop at break' do
-    out = polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       count = 0
       fiber = spin_loop do
         count += 1
@@ -124,7 +116,7 @@ RSpec.describe "Polyphony's API, as documented" do
   end
 
   it 'runs the block of Polyphony::Timer#every in the calling fiber, until stopped' do
-    out = polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       timer = Polyphony::Timer.new(resolution: 0.001)
       ticks = 0
       ticker = spin { timer.every(0.01) { ticks += 1 } }
@@ -136,7 +128,7 @@ RSpec.describe "Polyphony's API, as documented" do
   end
 
   it 'lets a pusher waiting on a full capped queue in when an item is deleted' do
-    out = polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       queue = Polyphony::Queue.new(1)
       queue << :a
       pusher = spin { queue << :b; :pushed }
@@ -148,7 +140,7 @@ RSpec.describe "Polyphony's API, as documented" do
   end
 
   it 'supervises children spun after supervise started' do
-    out = polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       ended = []
       supervisor = spin do
         spin(:first) { sleep 0.01 }
@@ -163,7 +155,7 @@ RSpec.describe "Polyphony's API, as documented" do
   end
 
   it "closes a Polyphony.pipe's write end with close" do
-    out = polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       pipe = Polyphony.pipe
       reader = spin { pipe.read }
       pipe << 'all'
@@ -174,7 +166,7 @@ RSpec.describe "Polyphony's API, as documented" do
   end
 
   it 'runs fibers spun in an at_exit block' do
-    out = polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       at_exit { spin { sleep 0.01; puts 'ran' }.await }
     RUBY
     expect(out).to eq("ran\n")
@@ -182,7 +174,7 @@ RSpec.describe "Polyphony's API, as documented" do
 
   describe 'smaller points' do
     it 'takes terminate(graceful: true) as a keyword too' do
-      out = polyphony(<<~RUBY)
+      out = run_with_polyphony(<<~RUBY)
         fiber = spin do
           suspend
         ensure
@@ -196,7 +188,7 @@ RSpec.describe "Polyphony's API, as documented" do
     end
 
     it "runs terminated children's ensure blocks in spin order" do
-      out = polyphony(<<~RUBY)
+      out = run_with_polyphony(<<~RUBY)
         order = []
         3.times do |i|
           spin do
@@ -214,7 +206,7 @@ RSpec.describe "Polyphony's API, as documented" do
     end
 
     it 'counts signals of an Event before its await once' do
-      out = polyphony(<<~RUBY)
+      out = run_with_polyphony(<<~RUBY)
         event = Polyphony::Event.new
         3.times { event.signal }
         event.await
@@ -224,7 +216,7 @@ RSpec.describe "Polyphony's API, as documented" do
     end
 
     it 'hands the same resource to a nested acquire in the same fiber' do
-      out = polyphony(<<~RUBY)
+      out = run_with_polyphony(<<~RUBY)
         made = 0
         pool = Polyphony::ResourcePool.new(limit: 1) { made += 1; Object.new }
         p(pool.acquire { |outer| pool.acquire { |inner| inner.equal?(outer) } })
@@ -234,7 +226,7 @@ RSpec.describe "Polyphony's API, as documented" do
     end
 
     it 'lets the holder of a Polyphony::Mutex lock it again' do
-      out = polyphony(<<~RUBY)
+      out = run_with_polyphony(<<~RUBY)
         mutex = Polyphony::Mutex.new
         p(mutex.synchronize { mutex.synchronize { :nested } })
       RUBY

@@ -90,6 +90,16 @@ RSpec.describe 'stock Ruby with Polyphony loaded' do
     RUBY
   end
 
+  it 'keeps Kernel#gets and #system private once a fiber has run (Ripper asks sources for gets)' do
+    out = expect_same_as_stock(<<~RUBY)
+      require 'ripper'
+      spin {}.await if defined?(Polyphony)
+      p ['source'.respond_to?(:gets), Object.private_method_defined?(:system)]
+      p Ripper.sexp('1 + 2').flatten.grep(String)
+    RUBY
+    expect(out).to eq("[false, true]\n[\"1\", \"2\"]\n")
+  end
+
   it 'lets Thread#wakeup end a bare sleep in another thread' do
     out = expect_same_as_stock(<<~RUBY)
       t = Thread.new { sleep; :woken }

@@ -3,16 +3,8 @@
 # Polyphony's fibers in more than one thread, and Timeout.timeout inside spun fibers. Each case
 # runs in a child Ruby with a time limit, so that a hang fails the example instead of the suite.
 RSpec.describe 'Polyphony across threads' do
-  def run_polyphony(script)
-    out, err, status = run_command(RbConfig.ruby, '-I', File.join(ROOT, 'lib'), '-rpolyphony', '-e', script,
-                                   limit: 20)
-    expect(err).to eq('')
-    expect(status).to be_success
-    out
-  end
-
   it "wakes a thread's root fiber waiting in receive with a message from another thread" do
-    out = run_polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       main = Fiber.current
       t = Thread.new do
         main << Fiber.current
@@ -27,7 +19,7 @@ RSpec.describe 'Polyphony across threads' do
   end
 
   it "wakes a thread's suspended root fiber scheduled from another thread" do
-    out = run_polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       main = Fiber.current
       t = Thread.new do
         main << Fiber.current
@@ -42,7 +34,7 @@ RSpec.describe 'Polyphony across threads' do
   end
 
   it 'raises Timeout::Error to the caller of Timeout.timeout in a spun fiber, past rescues in the block' do
-    out = run_polyphony(<<~RUBY)
+    out = run_with_polyphony(<<~RUBY)
       require 'timeout'
       ticks = 0
       ticker = spin { loop { sleep 0.01; ticks += 1 } }

@@ -14,14 +14,6 @@ module Polyphony
   # ConditionVariable (a helper fiber would own the lock).
   module RootFiber
     class << self
-      # Whether a call must go through a helper fiber, asked by the native wrappers once they
-      # know that the calling fiber is a blocking one and that the thread's root fiber has fibers
-      # alive or a timeout pending: whether the thread runs Polyphony's scheduler. (The calling
-      # fiber may be the root fiber or another blocking one, such as an Enumerator's for #next.)
-      def delegate?
-        Fiber.scheduler.is_a?(Polyphony::Scheduler)
-      end
-
       # Runs the stock call on a helper fiber and waits for it; if the wait is interrupted (a
       # timeout fires), the call is abandoned rather than left running.
       def delegate(&call)
@@ -31,15 +23,17 @@ module Polyphony
         helper.stop if helper&.alive?
       end
 
-      # `receiver.name(*args, &block)` on a helper fiber, for the native wrappers (the last of
-      # `args` holds the keywords, when `keywords`).
+      # `receiver.name(*args, &block)` on a helper fiber, for the native wrappers, which call
+      # this in a blocking fiber while the thread's root fiber has fibers alive or a timeout
+      # pending (the last of `args` holds the keywords, when `keywords`). In a thread whose
+      # scheduler is not Polyphony's (replaced by the program), the stock method runs as it is.
       def delegate_call(receiver, name, args, keywords, block)
-        if keywords
-          options = args.pop
-          delegate { receiver.__send__(name, *args, **options, &block) }
-        else
-          delegate { receiver.__send__(name, *args, &block) }
+        options = keywords ? args.pop : {}
+        unless Fiber.scheduler.is_a?(Polyphony::Scheduler)
+          return receiver.method(name).super_method.call(*args, **options, &block)
         end
+
+        delegate { receiver.__send__(name, *args, **options, &block) }
       end
 
       # Defines `names` in `mod` as cooperative wrappers around the stock methods. They are
@@ -109,6 +103,9 @@ module Polyphony
 
     module KernelMethods
       RootFiber.wrap(self, %i[system ` gets readline readlines])
+      # Private, as Kernel's are: a public `gets` on every object made Ripper take a String
+      # source for an IO.
+      private :system, :`, :gets, :readline, :readlines
     end
 
     module ThreadMethods

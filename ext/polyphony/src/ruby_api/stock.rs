@@ -3,98 +3,104 @@
 //! scheduler). lib/polyphony/extensions/root_fiber.rb names the methods and
 //! `Polyphony.__cooperative_methods__` defines them here, in modules it prepends.
 //!
-//! They are C functions for two reasons. Code that never spins a fiber must pay close to
-//! nothing: the wrapper asks the thread's backend one flag and calls the stock method. And
-//! `IO#gets` sets `$_` in the frame of the nearest Ruby method, which for a Ruby wrapper would
-//! be the wrapper itself.
+//! They are plain C functions for two reasons. Code with no fiber alive beside the root fiber
+//! must pay close to nothing: the wrapper asks the thread's backend one flag and calls the stock
+//! method. And `IO#gets` sets `$_` in the frame of the nearest Ruby method, which for a Ruby
+//! wrapper would be the wrapper itself.
+//!
+//! No Rust value with a destructor is alive while they call Ruby (`rb_call_super_kw`,
+//! `rb_funcallv`): an exception unwinds through their frame with a longjmp, as through any C
+//! method's.
 
-use magnus::rb_sys::{protect, AsRawValue, FromRawValue};
-use magnus::value::{LazyId, ReprValue};
-use magnus::{function, method, prelude::*, Error, RArray, RModule, Ruby, Symbol, Value};
+use std::ffi::c_int;
+
+use magnus::rb_sys::AsRawValue;
+use magnus::{function, prelude::*, Error, RArray, RModule, Ruby, Symbol};
+use rb_sys::VALUE;
 
 use super::backend::Backend;
 
-static DELEGATE_P: LazyId = LazyId::new("delegate?");
-static DELEGATE_CALL: LazyId = LazyId::new("delegate_call");
-
-fn cooperative(ruby: &Ruby, receiver: Value, args: &[Value]) -> Result<Value, Error> {
-    // SAFETY: the GVL is held, in the frame of the C method Ruby called.
-    let keywords = unsafe { rb_sys::rb_keyword_given_p() } != 0;
-    if must_delegate(ruby, receiver)? {
-        return delegate(ruby, receiver, args, keywords);
-    }
-    let result = protect(|| {
-        // SAFETY: the GVL is held and this runs in the method frame of the C function Ruby
-        // called (rb_protect pushes no frame), which is what rb_call_super_kw looks up (it
-        // passes the block on too); `Value` is a transparent VALUE, and `args` outlives the call.
-        unsafe {
-            rb_sys::rb_call_super_kw(
-                args.len() as std::ffi::c_int,
-                args.as_ptr().cast(),
-                std::ffi::c_int::from(keywords),
-            )
+/// The wrapper: the stock method, or, in a blocking fiber while the thread's root fiber has
+/// fibers alive (or a timeout pending), `Polyphony::RootFiber.delegate_call`, which hands the
+/// call to a helper fiber.
+unsafe extern "C" fn cooperative(argc: c_int, argv: *const VALUE, receiver: VALUE) -> VALUE {
+    // SAFETY: Ruby calls this as a method (GVL held, in the method's frame), with `argc`
+    // arguments at `argv`.
+    unsafe {
+        let keywords = rb_sys::rb_keyword_given_p();
+        if !must_delegate(receiver) {
+            return rb_sys::rb_call_super_kw(argc, argv, keywords);
         }
-    })?;
-    // SAFETY: the value came from Ruby just now.
-    Ok(unsafe { Value::from_raw(result) })
+        let id = rb_sys::rb_frame_this_func();
+        let block = if rb_sys::rb_block_given_p() != 0 {
+            rb_sys::rb_block_proc()
+        } else {
+            rb_sys::Qnil as VALUE
+        };
+        let call = [
+            receiver,
+            rb_sys::rb_id2sym(id),
+            rb_sys::rb_ary_new_from_values(argc as _, argv),
+            if keywords != 0 {
+                rb_sys::Qtrue
+            } else {
+                rb_sys::Qfalse
+            } as VALUE,
+            block,
+        ];
+        let root_fiber = rb_sys::rb_path2class(c"Polyphony::RootFiber".as_ptr());
+        let delegate_call = rb_sys::rb_intern(c"delegate_call".as_ptr());
+        let result = rb_sys::rb_funcallv(
+            root_fiber,
+            delegate_call,
+            call.len() as c_int,
+            call.as_ptr(),
+        );
+        if id == rb_sys::rb_intern(c"gets".as_ptr())
+            || id == rb_sys::rb_intern(c"readline".as_ptr())
+        {
+            rb_sys::rb_lastline_set(result); // in the nearest Ruby frame: our caller's
+        }
+        result
+    }
 }
 
-/// Whether the call must be handed to a helper fiber: in a root fiber that has fibers to let
-/// run, for anything but a File (disk reads and writes do not wait for a peer).
-fn must_delegate(ruby: &Ruby, receiver: Value) -> Result<bool, Error> {
-    // SAFETY: the GVL is held.
-    if unsafe { rb_sys::rb_fiber_scheduler_current() } != ruby.qnil().as_raw() {
-        return Ok(false); // a non-blocking fiber: the scheduler makes the stock call cooperative
+/// Whether the call must be handed to a helper fiber: in a blocking fiber (a non-blocking one
+/// has the scheduler make the stock call cooperative), while the thread's root fiber must wait
+/// cooperatively, for anything but a File (disk reads and writes do not wait for a peer).
+/// Nothing here calls Ruby code.
+///
+/// # Safety
+/// The GVL is held; `receiver` is a live object.
+unsafe fn must_delegate(receiver: VALUE) -> bool {
+    // SAFETY: per this function's contract.
+    unsafe {
+        rb_sys::rb_fiber_scheduler_current() == rb_sys::Qnil as VALUE
+            && Backend::existing().is_some_and(Backend::root_cooperative)
+            && rb_sys::rb_obj_class(receiver) != rb_sys::rb_cFile
     }
-    if !Backend::existing().is_some_and(Backend::root_cooperative) {
-        return Ok(false);
-    }
-    if receiver.class().as_raw() == ruby.class_file().as_raw() {
-        return Ok(false);
-    }
-    root_fiber(ruby)?.funcall(*DELEGATE_P, ())
-}
-
-fn delegate(ruby: &Ruby, receiver: Value, args: &[Value], keywords: bool) -> Result<Value, Error> {
-    // SAFETY: the GVL is held, in the frame of the C method Ruby called.
-    let id = unsafe { rb_sys::rb_frame_this_func() };
-    // SAFETY: as above; symbols made from IDs are never freed.
-    let name = unsafe { Value::from_raw(rb_sys::rb_id2sym(id)) };
-    // SAFETY: the GVL is held, in the frame of the C method Ruby called.
-    let block = if unsafe { rb_sys::rb_block_given_p() } != 0 {
-        // SAFETY: as above, and a block was given.
-        unsafe { Value::from_raw(rb_sys::rb_block_proc()) }
-    } else {
-        ruby.qnil().as_value()
-    };
-    let call_args = (
-        receiver,
-        name,
-        ruby.ary_new_from_values(args),
-        keywords,
-        block,
-    );
-    let result: Value = root_fiber(ruby)?.funcall(*DELEGATE_CALL, call_args)?;
-    // SAFETY: the GVL is held; rb_intern takes NUL-terminated names.
-    let sets_line = unsafe {
-        id == rb_sys::rb_intern(c"gets".as_ptr()) || id == rb_sys::rb_intern(c"readline".as_ptr())
-    };
-    if sets_line {
-        // SAFETY: the GVL is held; the line is set in the nearest Ruby frame, our caller's.
-        unsafe { rb_sys::rb_lastline_set(result.as_raw()) };
-    }
-    Ok(result)
-}
-
-fn root_fiber(ruby: &Ruby) -> Result<RModule, Error> {
-    ruby.define_module("Polyphony")?.const_get("RootFiber")
 }
 
 /// Defines each of `names` in `module` as the cooperative wrapper of the stock method.
-fn define(module: RModule, names: RArray) -> Result<RModule, Error> {
+fn define(ruby: &Ruby, module: RModule, names: RArray) -> Result<RModule, Error> {
     for name in names.into_iter() {
-        let name = Symbol::try_convert(name)?;
-        module.define_method(name, method!(cooperative, -1))?;
+        let name = Symbol::try_convert(name)?.name()?.into_owned();
+        let name = std::ffi::CString::new(name)
+            .map_err(|e| Error::new(ruby.exception_arg_error(), e.to_string()))?;
+        let wrapper: unsafe extern "C" fn(c_int, *const VALUE, VALUE) -> VALUE = cooperative;
+        // SAFETY: the GVL is held; `module` is a module and `name` NUL-terminated; the function
+        // takes (argc, argv, self), as arity -1 asks.
+        unsafe {
+            rb_sys::rb_define_method(
+                module.as_raw(),
+                name.as_ptr(),
+                Some(std::mem::transmute::<
+                    unsafe extern "C" fn(c_int, *const VALUE, VALUE) -> VALUE,
+                    unsafe extern "C" fn() -> VALUE,
+                >(wrapper)),
+                -1,
+            )
+        };
     }
     Ok(module)
 }
