@@ -7,6 +7,7 @@ H1P.__send__(:__define_polyphony__)
 require_relative 'polyphony/core/exceptions'
 require_relative 'polyphony/core/timeout'
 require_relative 'polyphony/extensions/fiber'
+require_relative 'polyphony/extensions/thread'
 require_relative 'polyphony/extensions/kernel'
 require_relative 'polyphony/core/wait_list'
 require_relative 'polyphony/core/queue'

@@ -31,6 +31,15 @@ module Polyphony
       self
     end
 
+    # Takes the lock if it is free, without waiting.
+    # @return [Boolean] whether the lock was taken
+    def try_lock
+      return false if @owner
+
+      @owner = Fiber.current
+      true
+    end
+
     def unlock
       raise ThreadError, 'not owned by this fiber' unless @owner.equal?(Fiber.current)
 

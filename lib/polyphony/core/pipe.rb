@@ -44,6 +44,11 @@ module Polyphony
       self
     end
 
+    # The two descriptors, [read, write].
+    def fds
+      [@read_io.fileno, @write_io.fileno]
+    end
+
     # Whether the writing end is closed.
     def closed?
       @write_io.closed?

@@ -21,6 +21,7 @@ module Polyphony
       self
     end
     alias << push
+    alias enq push
 
     # Adds an item at the front.
     def unshift(item)
@@ -38,6 +39,14 @@ module Polyphony
       item
     end
     alias pop shift
+    alias deq shift
+
+    # Takes every item there is now, yielding each in order; does not wait.
+    # @return [self]
+    def shift_each(&block)
+      shift_all.each(&block)
+      self
+    end
 
     # Removes and returns every item, without waiting.
     def shift_all
@@ -56,6 +65,11 @@ module Polyphony
 
     # @return [Integer, nil]
     attr_reader :capacity
+
+    # Whether the queue has a capacity.
+    def capped?
+      !@capacity.nil?
+    end
 
     # Removes every item.
     def clear

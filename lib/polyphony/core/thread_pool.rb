@@ -28,6 +28,12 @@ module Polyphony
       @jobs = Thread::Queue.new
       @threads = []
       @mutex = Thread::Mutex.new
+      @pending = 0
+    end
+
+    # Whether a job is queued or running.
+    def busy?
+      @mutex.synchronize { @pending.positive? }
     end
 
     # Runs the block on a pool thread and returns its result (or raises its exception) in the
@@ -37,6 +43,7 @@ module Polyphony
 
       __start_threads__
       fiber = Fiber.current
+      @mutex.synchronize { @pending += 1 }
       @jobs << [block, fiber]
       outcome, value = Polyphony.__switch__
       outcome == :error ? Kernel.raise(value) : value
@@ -47,6 +54,7 @@ module Polyphony
       Kernel.raise ArgumentError, 'ThreadPool#cast needs a block' unless block
 
       __start_threads__
+      @mutex.synchronize { @pending += 1 }
       @jobs << [block, nil]
       self
     end
@@ -76,6 +84,8 @@ module Polyphony
           [:ok, block.call]
         rescue Exception => e # rubocop:disable Lint/RescueException -- handed to the caller
           [:error, e]
+        ensure
+          @mutex.synchronize { @pending -= 1 }
         end
         fiber&.__wake__(outcome)
       end

@@ -57,6 +57,52 @@ module Polyphony
       __dead__
     end
 
+    # Whether the fiber has not finished yet (Polyphony's name for it).
+    def running?
+      !__dead__
+    end
+
+    # Whether this is a thread's root fiber.
+    def main?
+      @root || equal?(Thread.current.main_fiber)
+    end
+
+    # The thread the fiber runs in (nil for a fiber Polyphony did not spin, before it waits).
+    def thread
+      @thread
+    end
+
+    # Where the fiber's block was written, as "file:line" (nil for a root fiber).
+    def location
+      return nil unless @block
+
+      @block.source_location&.join(':')
+    end
+
+    # The fiber's mailbox (a Polyphony::Queue): what `<<` puts and `receive` takes.
+    def mailbox
+      __mailbox__
+    end
+
+    # Yields each message of the mailbox as it comes, forever (or until the block breaks).
+    def receive_loop
+      mailbox = __mailbox__
+      loop { yield mailbox.shift }
+    end
+
+    # Moves the fiber under its thread's root fiber: it no longer ends with its parent.
+    # @return [self]
+    def detach
+      attach_to((@thread || Thread.current).main_fiber)
+    end
+
+    # Moves all children of this fiber under `new_parent`.
+    # @return [self]
+    def attach_all_children_to(new_parent)
+      children.each { |child| child.attach_to(new_parent) }
+      self
+    end
+
     # Resumes the fiber with `value` at the next context switch.
     # @raise [FiberError] if the fiber is dead
     def schedule(value = nil)
@@ -82,6 +128,7 @@ module Polyphony
       Polyphony.__await__([self], false).first
     end
     alias join await
+    alias value await
 
     # Ends the fiber quietly; its result is `value`. Its children end first.
     def interrupt(value = nil)
@@ -438,6 +485,7 @@ module Polyphony
       @children = nil
       @root = true
       @thread = Thread.current
+      @thread.main_fiber = self
       self
     end
 
@@ -466,13 +514,18 @@ module Polyphony
     # made ready and the fiber learns it, so that wakers in other threads can reach it.
     # @api private
     def __backend_made__
-      @thread ||= Polyphony.__thread_init__ if blocking?
+      return unless blocking?
+
+      @thread ||= Polyphony.__thread_init__
+      @thread.main_fiber ||= self
     end
 
     # @api private
     def __setup_root__
       @root = true
       @thread = Polyphony.__thread_init__
+      @thread.main_fiber = self
+      @tag = :main
       self
     end
 
@@ -576,4 +629,25 @@ class << Fiber
     Polyphony.__await__(fibers, true)
   end
   alias join await
+
+  # Waits for the first of `fibers` to end; returns [fiber, result] (its result, or the
+  # exception that ended it). The others go on.
+  def select(*fibers)
+    fibers = fibers.first if fibers.size == 1 && fibers.first.is_a?(Array)
+    Kernel.raise ArgumentError, 'Fiber.select needs fibers' if fibers.empty?
+
+    ended = fibers.find(&:dead?)
+    return [ended, ended.result] if ended
+
+    waiter = Fiber.current
+    fibers.each { |fiber| fiber.monitor(waiter) }
+    begin
+      loop do
+        fiber, result = waiter.monitor_mailbox.shift
+        return [fiber, result] if fibers.include?(fiber)
+      end
+    ensure
+      fibers.each { |fiber| fiber.unmonitor(waiter) }
+    end
+  end
 end

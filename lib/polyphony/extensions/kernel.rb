@@ -123,6 +123,11 @@ module Polyphony
       Fiber.current.receive
     end
 
+    # Yields each message of the current fiber's mailbox as it comes: see Fiber#receive_loop.
+    def receive_loop(&block)
+      Fiber.current.receive_loop(&block)
+    end
+
     # All messages waiting in the current fiber's mailbox.
     def receive_all_pending
       Fiber.current.receive_all_pending

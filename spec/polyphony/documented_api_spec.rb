@@ -1,0 +1,99 @@
+# frozen_string_literal: true
+
+# Parts of Polyphony's public API that its documentation gives and that this project lacked
+# (docs/fibers.md has the table of what exists).
+RSpec.describe "Polyphony's documented API" do
+  describe Fiber do
+    it 'answers value, running?, location, thread and main?' do
+      line = __LINE__ + 1
+      fiber = spin { :done }
+      expect(fiber.location).to eq("#{__FILE__}:#{line}")
+      expect(fiber.thread).to eq(Thread.current)
+      expect([fiber.running?, fiber.main?]).to eq([true, false])
+      expect(fiber.value).to eq(:done)
+      expect(fiber.running?).to be(false)
+      expect(Fiber.current.main?).to be(true)
+      expect(Thread.current.main_fiber).to equal(Fiber.current)
+      expect(Thread.main.main_fiber.tag).to eq(:main)
+    end
+
+    it 'hands out its mailbox and loops over it with receive_loop' do
+      seen = []
+      fiber = spin { receive_loop { |message| break if message == :stop; seen << message } }
+      fiber << 1 << 2
+      fiber.mailbox << :stop
+      fiber.await
+      expect(seen).to eq([1, 2])
+    end
+
+    it 'detaches from its parent, and moves all children to another fiber' do
+      detached = nil
+      parent = spin do
+        detached = spin { sleep 0.05; :child }.detach
+        2.times { spin { sleep 0.05 } }
+        suspend
+      end
+      snooze
+      expect(detached.parent).to equal(Fiber.current) # the thread's main fiber
+      adopter = spin { suspend }
+      parent.attach_all_children_to(adopter)
+      expect([parent.children.size, adopter.children.size]).to eq([0, 2])
+      parent.stop
+      parent.await
+      expect(adopter.children.size).to eq(2) # they did not end with their former parent
+      expect(detached.await).to eq(:child)
+      adopter.stop
+      adopter.await
+    end
+
+    it 'selects the first fiber to end, with its result' do
+      slow = spin { sleep 0.05; :slow }
+      fast = spin { sleep 0.01; :fast }
+      expect(Fiber.select(slow, fast)).to eq([fast, :fast])
+      expect(Fiber.select([slow])).to eq([slow, :slow])
+      expect { Fiber.select }.to raise_error(ArgumentError)
+    end
+  end
+
+  describe Thread do
+    it 'sends a message to a thread’s main fiber with <<' do
+      out = run_with_polyphony(<<~RUBY)
+        thread = Thread.new { receive * 2 }
+        sleep 0.01 until thread.main_fiber
+        thread << 21
+        p thread.join(5)&.value
+        p(begin; Thread.new { :no_fiber }.tap(&:join) << 1; rescue ThreadError; :refused; end)
+      RUBY
+      expect(out).to eq("42\n:refused\n")
+    end
+  end
+
+  it 'has Queue#enq, #deq, #capped? and #shift_each, Mutex#try_lock, ThreadPool#busy? and Pipe#fds' do
+    queue = Polyphony::Queue.new
+    queue.enq(1)
+    queue.enq(2)
+    expect(queue.deq).to eq(1)
+    queue << 3
+    items = []
+    queue.shift_each { |item| items << item }
+    expect([items, queue.empty?, queue.capped?, Polyphony::Queue.new(2).capped?]).to eq([[2, 3], true, false, true])
+
+    mutex = Polyphony::Mutex.new
+    expect([mutex.try_lock, mutex.try_lock]).to eq([true, false])
+    mutex.unlock
+
+    pool = Polyphony::ThreadPool.new(1)
+    expect(pool.busy?).to be(false)
+    job = spin { pool.process { Kernel.sleep 0.05 } }
+    snooze
+    expect(pool.busy?).to be(true)
+    job.await
+    expect(pool.busy?).to be(false)
+    pool.stop
+
+    pipe = Polyphony.pipe
+    expect(pipe.fds).to eq([pipe.read_io.fileno, pipe.write_io.fileno])
+    pipe.close
+    pipe.close_read
+  end
+end
