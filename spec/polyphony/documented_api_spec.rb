@@ -46,6 +46,18 @@ RSpec.describe "Polyphony's documented API" do
       adopter.await
     end
 
+    it 'says which fiber an uncaught exception ended: Exception#source_fiber' do
+      failing = nil
+      error = begin
+        failing = spin { raise 'boom' }
+        sleep 1
+      rescue RuntimeError => e
+        e
+      end
+      expect([error.message, error.source_fiber]).to eq(['boom', failing])
+      expect(RuntimeError.new.source_fiber).to be_nil
+    end
+
     it 'selects the first fiber to end, with its result' do
       slow = spin { sleep 0.05; :slow }
       fast = spin { sleep 0.01; :fast }
@@ -95,5 +107,60 @@ RSpec.describe "Polyphony's documented API" do
     expect(pipe.fds).to eq([pipe.read_io.fileno, pipe.write_io.fileno])
     pipe.close
     pipe.close_read
+  end
+
+  it 'takes Throttler.new(rate:) and supervise(restart: true, on_done:, on_error:)' do
+    throttler = Polyphony::Throttler.new(rate: 50)
+    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    3.times { throttler.call {} }
+    expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be >= 0.035
+
+    done = []
+    errors = []
+    runs = 0
+    supervisor = spin do
+      spin(:flaky) do
+        runs += 1
+        raise 'boom' if runs == 1
+      end
+      supervise(restart: true, on_done: ->(f, _) { done << f.tag }, on_error: ->(f, e) { errors << [f.tag, e.message] }) do |fiber, _|
+        fiber.parent.terminate if runs == 2 # (ends the supervision after the restart ran)
+      end
+    end
+    supervisor.await
+    expect([runs, errors]).to eq([2, [[:flaky, 'boom']]])
+    expect(done).to eq(%i[flaky flaky])
+  end
+
+  it 'has IO#recv_loop and Polyphony::Net.tcp_listen / tcp_connect' do
+    server = Polyphony::Net.tcp_listen('127.0.0.1', 0, reuse_addr: true, reuse_port: true, backlog: 16)
+    port = server.local_address.ip_port
+    spin do
+      client = Polyphony::Net.tcp_connect('127.0.0.1', port)
+      client << 'hello'
+      client.close
+    end
+    connection = server.accept
+    received = +''
+    connection.recv_loop { |data| received << data }
+    expect(received).to eq('hello')
+    expect { Polyphony::Net.tcp_listen('127.0.0.1') }.to raise_error(ArgumentError)
+  ensure
+    server&.close
+  end
+
+  it "has ResourcePool#fill!, #discard! and calls delegated to a resource" do
+    made = 0
+    pool = Polyphony::ResourcePool.new(limit: 2) { made += 1; +"resource #{made}" }
+    pool.fill!
+    expect([pool.size, pool.available, made]).to eq([2, 2, 2])
+    expect(pool.upcase).to eq('RESOURCE 1')
+    # (available now: resource 2, then resource 1, given back by the call above)
+    expect(pool.acquire { |resource| pool.discard!; resource }).to eq('resource 2')
+    expect([pool.size, pool.available]).to eq([1, 1])
+    expect(pool.acquire { |outer| pool.acquire { |inner| [outer, inner] } }).to eq(['resource 1'] * 2)
+    pool.fill!
+    expect([pool.size, pool.available, made]).to eq([2, 2, 3])
+    expect { pool.discard! }.to raise_error(ArgumentError)
   end
 end

@@ -30,4 +30,13 @@ module Polyphony
   # Raised by `cancel_after` and `Fiber#cancel`: an error, so if nobody rescues it, it reaches
   # the parent fiber like any other uncaught exception.
   class Cancel < BaseException; end
+
+  # What Polyphony adds to every exception.
+  module ExceptionSource
+    # The fiber an uncaught exception ended (set as it is handed to the fiber's parent), or nil.
+    # @return [Fiber, nil]
+    attr_accessor :source_fiber
+  end
 end
+
+Exception.include(Polyphony::ExceptionSource)

@@ -39,8 +39,42 @@ module Polyphony
         yield resource
       ensure
         @held.delete(fiber)
-        @available << resource
+        if @discarded&.delete(fiber)
+          @size -= 1
+        else
+          @available << resource
+        end
       end
+    end
+
+    # Inside `acquire`: the resource held is not given back to the pool when the block ends
+    # (a broken connection, say); a new one is made when needed.
+    # @return [self]
+    def discard!
+      Kernel.raise ArgumentError, 'discard! outside acquire' unless @held.key?(Fiber.current)
+
+      (@discarded ||= {})[Fiber.current] = true
+      self
+    end
+
+    # Makes resources until there are `limit` of them.
+    # @return [self]
+    def fill!
+      @available << __make__ while @size < @limit
+      self
+    end
+
+    # Calls `name` on a resource, acquired for the call: `pool.query(sql)`.
+    def method_missing(name, *args, **options, &block)
+      return super if %i[to_ary to_str to_hash].include?(name)
+
+      acquire { |resource| resource.public_send(name, *args, **options, &block) }
+    end
+
+    def respond_to_missing?(name, include_private = false)
+      return false if %i[to_ary to_str to_hash].include?(name)
+
+      true
     end
     alias with_resource acquire
 
@@ -49,6 +83,10 @@ module Polyphony
     def __checkout__
       return @available.shift unless @available.empty? && @size < @limit
 
+      __make__
+    end
+
+    def __make__
       @size += 1
       begin
         @factory.call

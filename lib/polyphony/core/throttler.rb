@@ -1,9 +1,10 @@
 # frozen_string_literal: true
 
 module Polyphony
-  # Spaces calls out to at most `rate` per second (or one per `interval` seconds).
+  # Spaces calls out to at most `rate` per second (or one per `interval` seconds). The rate is
+  # given positionally or as `rate:`, as Polyphony takes it.
   class Throttler
-    def initialize(rate = nil, interval: nil)
+    def initialize(positional_rate = nil, rate: positional_rate, interval: nil)
       @interval = interval || (rate.is_a?(Numeric) && rate.positive? ? 1.0 / rate : nil)
       unless @interval.is_a?(Numeric) && @interval.positive? && @interval.finite?
         raise ArgumentError, 'give a positive rate (per second) or interval: (seconds)'

@@ -240,13 +240,18 @@ module Polyphony
 
     # Supervises `fibers` (all children when none are given) until they have all terminated.
     #
-    # @param restart [:always, :on_error, nil] restart a fiber after any termination, only
+    # @param restart [:always (or true), :on_error, nil] restart a fiber after any termination, only
     #   after an exception, or never
+    # @param on_done [#call, nil] called with (fiber, result) after each termination
+    # @param on_error [#call, nil] called with (fiber, exception) after each one by an exception
     # @yield [fiber, result] after each termination
-    def supervise(*fibers, restart: nil, &block)
-      unless [nil, :always, :on_error].include?(restart)
-        Kernel.raise ArgumentError, "restart: must be :always or :on_error, not #{restart.inspect}"
+    def supervise(*fibers, restart: nil, on_done: nil, on_error: nil, &block)
+      restart = :always if restart == true
+      unless [nil, false, :always, :on_error].include?(restart)
+        Kernel.raise ArgumentError, "restart: must be :always, :on_error or true, not #{restart.inspect}"
       end
+
+      block = __supervision_callback__(block, on_done, on_error)
 
       supervised = {}
       # Supervising all children: those spun on this fiber meanwhile are supervised too.
@@ -259,6 +264,19 @@ module Polyphony
       __supervision_loop__(supervised, restart, block)
     ensure
       @supervised = nil if fibers.empty?
+    end
+
+    # `on_done` (after every end), `on_error` (after an end by an exception) and the block, in
+    # that order, as one callback, or nil.
+    # @api private
+    def __supervision_callback__(block, on_done, on_error)
+      return block if on_done.nil? && on_error.nil?
+
+      lambda do |fiber, result|
+        on_done&.call(fiber, result)
+        on_error&.call(fiber, result) if result.is_a?(::Exception)
+        block&.call(fiber, result)
+      end
     end
 
     # @api private
@@ -374,6 +392,7 @@ module Polyphony
       end
       @result = result
       @dead = true
+      result.source_fiber ||= self if uncaught && !result.frozen?
       @parent&.__remove_child__(self)
       __inform__(result, uncaught)
     rescue ::Exception => e

@@ -50,6 +50,8 @@ module Polyphony
       end
     end
 
+    alias recv_loop read_loop
+
     # Feeds each piece of data read to `receiver.send(method, data)`, and yields what that
     # returns when a block is given.
     def feed_loop(receiver, method = :call)
