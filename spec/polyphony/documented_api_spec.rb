@@ -109,6 +109,22 @@ RSpec.describe "Polyphony's documented API" do
     pipe.close_read
   end
 
+  it 'closes a Queue as Thread::Queue closes: pending? shifters get nil, pushers an error' do
+    queue = Polyphony::Queue.new(1)
+    queue << :a
+    pusher = spin { queue << :b; :pushed }
+    snooze
+    expect([queue.shift, queue.pending?]).to eq([:a, false]) # (the pusher is let in)
+    pusher.await
+    expect(queue.shift).to eq(:b)
+    shifter = spin { queue.shift }
+    snooze
+    expect(queue.pending?).to be(true)
+    queue.close
+    expect([shifter.await, queue.closed?, queue.shift]).to eq([nil, true, nil])
+    expect { queue << :c }.to raise_error(ClosedQueueError)
+  end
+
   it 'takes Throttler.new(rate:) and supervise(restart: true, on_done:, on_error:)' do
     throttler = Polyphony::Throttler.new(rate: 50)
     started = Process.clock_gettime(Process::CLOCK_MONOTONIC)

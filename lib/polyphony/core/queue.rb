@@ -2,7 +2,9 @@
 
 module Polyphony
   # A FIFO queue for fibers: `shift` waits (the fiber, not the thread) while the queue is
-  # empty; with a capacity, `push` waits while it is full. Waiters are served in order.
+  # empty; with a capacity, `push` waits while it is full. Waiters are served in order. Once
+  # closed, as a Thread::Queue: pushing raises ClosedQueueError, shifting takes what is left,
+  # then nil.
   class Queue
     # @param capacity [Integer, nil] the most items it holds; nil for no limit
     def initialize(capacity = nil)
@@ -10,12 +12,16 @@ module Polyphony
       @capacity = capacity
       @shifters = WaitList.new
       @pushers = WaitList.new
+      @closed = false
     end
 
     # Adds an item, waiting for room when the queue is capped and full.
+    # @raise [ClosedQueueError] if the queue is closed
     # @return [self]
     def push(item)
-      @pushers.wait_while { @capacity && @items.size >= @capacity }
+      @pushers.wait_while { !@closed && @capacity && @items.size >= @capacity }
+      Kernel.raise ClosedQueueError, 'queue closed' if @closed
+
       @items << item
       @shifters.wake_first
       self
@@ -30,9 +36,12 @@ module Polyphony
       self
     end
 
-    # Removes and returns the first item, waiting for one if the queue is empty.
+    # Removes and returns the first item, waiting for one if the queue is empty; nil once the
+    # queue is closed and empty.
     def shift
-      @shifters.wait_while { @items.empty? }
+      @shifters.wait_while { @items.empty? && !@closed }
+      return nil if @items.empty? # closed and drained
+
       item = @items.shift
       @pushers.wake_first if @capacity
       @shifters.wake_first unless @items.empty?
@@ -92,6 +101,24 @@ module Polyphony
 
     def empty?
       @items.empty?
+    end
+
+    # Closes the queue: waiting shifters get nil once it is empty, waiting pushers an error.
+    # @return [self]
+    def close
+      @closed = true
+      @shifters.wake_all
+      @pushers.wake_all
+      self
+    end
+
+    def closed?
+      @closed
+    end
+
+    # Whether fibers wait to shift.
+    def pending?
+      !@shifters.empty?
     end
 
     # How many fibers wait to shift.
