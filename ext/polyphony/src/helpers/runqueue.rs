@@ -65,22 +65,15 @@ impl RunQueue {
     }
 
     fn enqueue(&mut self, fiber: VALUE, value: VALUE, prioritize: bool, fresh: bool) {
-        if let Some(&(_, pending)) = self.live.get(&fiber) {
-            if (self.outranks)(pending) && !(self.outranks)(value) {
-                return;
-            }
-        }
-        self.next_seq += 1;
-        let seq = self.next_seq;
-        let entry = Entry { fiber, value, seq };
-        if prioritize {
-            self.entries.push_front(entry);
-        } else {
-            self.entries.push_back(entry);
-        }
+        let seq = self.next_seq + 1;
+        let outranks = self.outranks;
         let replaced = match self.live.entry(fiber) {
             Slot::Occupied(mut slot) => {
-                let fresh = fresh || slot.get().0 & 1 == 1;
+                let (tagged, pending) = *slot.get();
+                if outranks(pending) && !outranks(value) {
+                    return;
+                }
+                let fresh = fresh || tagged & 1 == 1;
                 slot.insert((seq << 1 | fresh as u64, value));
                 true
             }
@@ -89,6 +82,13 @@ impl RunQueue {
                 false
             }
         };
+        self.next_seq = seq;
+        let entry = Entry { fiber, value, seq };
+        if prioritize {
+            self.entries.push_front(entry);
+        } else {
+            self.entries.push_back(entry);
+        }
         if replaced && self.entries.len() > 2 * self.live.len() + 64 {
             self.compact();
         }

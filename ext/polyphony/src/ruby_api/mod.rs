@@ -23,13 +23,11 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
 }
 
 /// Polyphony's classes, module functions and `Object#snooze`; once, however often it is called.
-fn define_polyphony() -> Result<(), Error> {
+fn define_polyphony(ruby: &Ruby) -> Result<(), Error> {
     static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if DONE.swap(true, std::sync::atomic::Ordering::AcqRel) {
         return Ok(());
     }
-    let ruby = Ruby::get().expect("called from Ruby");
-    let ruby = &ruby;
     let polyphony = ruby.define_module("Polyphony")?;
     backend::init(ruby, polyphony)?;
     io::init(ruby, polyphony)?;
