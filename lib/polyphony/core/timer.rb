@@ -2,8 +2,8 @@
 
 module Polyphony
   # A group of timers: its `after` fibers are children of the fiber that made the Timer's
-  # calls, `every` loops in the calling fiber, and `stop` cancels them all. `resolution` is accepted for Polyphony
-  # compatibility; the backend's timers are exact, so it only bounds nothing.
+  # calls, `every` loops in the calling fiber, and `stop` cancels them all. `resolution` is
+  # accepted for Polyphony compatibility; the backend's timers are exact, so it bounds nothing.
   class Timer
     def initialize(tag = nil, resolution: 0.001)
       @tag = tag

@@ -64,7 +64,7 @@ module Polyphony
 
     # Whether this is a thread's root fiber.
     def main?
-      @root || equal?(Thread.current.main_fiber)
+      @root || (!@thread.nil? && equal?(@thread.main_fiber))
     end
 
     # The thread the fiber runs in (nil for a fiber Polyphony did not spin, before it waits).
@@ -659,14 +659,19 @@ class << Fiber
     return [ended, ended.result] if ended
 
     waiter = Fiber.current
+    mailbox = waiter.monitor_mailbox
+    others = [] # (ends of fibers the waiter monitors for itself: put back, in order)
     fibers.each { |fiber| fiber.monitor(waiter) }
     begin
       loop do
-        fiber, result = waiter.monitor_mailbox.shift
-        return [fiber, result] if fibers.include?(fiber)
+        message = mailbox.shift
+        return message if fibers.include?(message.first)
+
+        others << message
       end
     ensure
       fibers.each { |fiber| fiber.unmonitor(waiter) }
+      others.reverse_each { |message| mailbox.unshift(message) }
     end
   end
 end

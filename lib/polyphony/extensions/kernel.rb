@@ -44,7 +44,9 @@ module Polyphony
     # @return [Integer] the seconds slept, rounded (as Kernel#sleep)
     def sleep(duration = nil)
       fiber = Fiber.current
-      return duration.nil? ? super() : super if fiber.blocking? && !fiber.__cooperative__?
+      if fiber.blocking? && !fiber.__cooperative__? && !Thread.current.main_fiber&.__cooperative__?
+        return duration.nil? ? super() : super
+      end
       return Polyphony.__switch__ if duration.nil?
 
       unless duration.is_a?(Numeric)
