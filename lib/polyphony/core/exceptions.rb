@@ -40,3 +40,58 @@ module Polyphony
 end
 
 Exception.include(Polyphony::ExceptionSource)
+
+class << Exception
+  # Polyphony's switch: true keeps Polyphony's own frames in the backtraces it chains (see
+  # `Polyphony.backtrace_chaining`).
+  attr_accessor :__disable_sanitized_backtrace__
+end
+
+module Polyphony
+  # lib/polyphony/ and lib/polyphony.rb: frames taken out of chained backtraces.
+  LIB_PREFIX = File.expand_path('../..', __dir__)
+  private_constant :LIB_PREFIX
+
+  class << self
+    # What an exception that ends a fiber and reaches its parent gets appended to its
+    # backtrace: `:locations` (the default) the location of the block of the fiber it came
+    # from and of each of its ancestors, free until an exception happens; `:full` the whole call
+    # stack of each `spin` (as Polyphony does; recorded at every spin, which costs about as much
+    # again as the spin); false or nil, nothing (the backtrace stays Ruby's).
+    attr_reader :backtrace_chaining
+
+    def backtrace_chaining=(mode)
+      unless [:locations, :full, false, nil].include?(mode)
+        Kernel.raise ArgumentError, "backtrace_chaining must be :locations, :full or false, not #{mode.inspect}"
+      end
+
+      @backtrace_chaining = mode
+    end
+
+    # @api private
+    def __chain_backtrace__(exception, fiber)
+      own = exception.backtrace
+      return unless own
+
+      exception.set_backtrace(__sanitize_backtrace__(own) + fiber.caller)
+    end
+
+    # Polyphony's frames taken out, unless `Exception.__disable_sanitized_backtrace__` (or
+    # when nothing else would be left).
+    # @api private
+    def __sanitize_backtrace__(lines)
+      return lines if ::Exception.__disable_sanitized_backtrace__
+
+      kept = lines.reject { |line| line.start_with?(LIB_PREFIX) && __polyphony_frame__(line) }
+      kept.empty? ? lines : kept
+    end
+
+    # @api private
+    def __polyphony_frame__(line)
+      rest = line[LIB_PREFIX.size..]
+      rest.start_with?('/polyphony/', '/polyphony.rb:')
+    end
+  end
+
+  @backtrace_chaining = :locations
+end

@@ -39,7 +39,10 @@ module Polyphony
     # Removes and returns the first item, waiting for one if the queue is empty; nil once the
     # queue is closed and empty.
     def shift
-      @shifters.wait_while { @items.empty? && !@closed }
+      while @items.empty? && !@closed
+        woken = @shifters.wait_unless { !@items.empty? || @closed }
+        return woken.value if woken.is_a?(Flushed)
+      end
       return nil if @items.empty? # closed and drained
 
       item = @items.shift
@@ -125,6 +128,17 @@ module Polyphony
     def num_waiting
       @shifters.size
     end
+
+    # Ends the wait of every fiber waiting to shift: their `shift` returns `value`.
+    # @return [self]
+    def flush_waiters(value)
+      @shifters.wake_all(Flushed.new(value))
+      self
+    end
+
+    # What #flush_waiters wakes shifters with.
+    Flushed = Struct.new(:value)
+    private_constant :Flushed
 
   end
 end

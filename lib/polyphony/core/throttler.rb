@@ -24,5 +24,12 @@ module Polyphony
       yield self
     end
     alias process call
+
+    # Polyphony's throttler had a timer to stop; this one holds nothing, so there is nothing
+    # to release. Kept for code written for Polyphony.
+    # @return [self]
+    def stop
+      self
+    end
   end
 end

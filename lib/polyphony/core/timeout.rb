@@ -4,6 +4,36 @@ module Polyphony
   # A pending timeout for the block of `move_on_after` or `cancel_after`, given to the block.
   # `reset` restarts the countdown (for idle timeouts on connections, say).
   class Timeout
+    class << self
+      # Runs `block` with `exception` raised in the calling fiber if it takes longer than
+      # `interval` seconds. A block that takes an argument is given a canceller fiber (what
+      # Polyphony gives); others run under a plain timer, which costs no fiber. `registry`, a
+      # Hash, holds what was given to the block under the fiber while it runs (for Timer#reset).
+      # @api private
+      def run(interval, exception, block, registry = nil)
+        fiber = Fiber.current
+        timeout = block.arity.positive? ? canceller(interval, exception) : new(interval, fiber, exception)
+        registry[fiber] = timeout if registry
+        begin
+          block.call(timeout)
+        ensure
+          registry&.delete(fiber)
+          timeout.is_a?(Fiber) ? timeout.stop : timeout.cancel
+        end
+      end
+
+      # A child fiber of the calling one that raises `exception` in it after `interval`
+      # seconds. Its `reset` (or `restart`) starts the countdown again; `stop` disarms it.
+      # @api private
+      def canceller(interval, exception)
+        target = Fiber.current
+        target.spin(:canceller) do
+          Polyphony.__sleep__(interval.to_f)
+          target.__control__(exception)
+        end
+      end
+    end
+
     # @return [Numeric] the interval, in seconds
     attr_reader :interval
 
@@ -36,12 +66,6 @@ module Polyphony
       key = @key
       @key = nil
       key ? Polyphony.__timer_cancel__(key) : false
-    end
-
-    # Whether `exception` is the one this timeout raised.
-    # @api private
-    def raised?(exception)
-      exception.equal?(@exception)
     end
   end
 end

@@ -10,6 +10,7 @@ module Polyphony
       @resolution = resolution
       @fibers = {}
       @everies = {}
+      @timeouts = {}
     end
 
     # Runs the block once after `interval` seconds, in a new fiber.
@@ -32,8 +33,35 @@ module Polyphony
       end
     end
 
-    # `sleep`, `move_on_after` and `cancel_after` are Kernel's (Polyphony::KernelAPI), public.
-    public :sleep, :move_on_after, :cancel_after
+    # `sleep` is Kernel's (Polyphony::KernelAPI), public.
+    public :sleep
+
+    # As Kernel's `move_on_after`; `reset`, called in the block's fiber, restarts its countdown.
+    def move_on_after(interval, with_value: nil, &block)
+      exception = Polyphony::MoveOn.new(with_value)
+      Polyphony::Timeout.run(interval, exception, block, @timeouts)
+    rescue Polyphony::MoveOn => e
+      Kernel.raise unless e.equal?(exception)
+
+      with_value
+    end
+
+    # As Kernel's `cancel_after`; `reset`, called in the block's fiber, restarts its countdown.
+    def cancel_after(interval, with_exception: Polyphony::Cancel, &block)
+      exception = Fiber.current.__exception__(with_exception)
+      Polyphony::Timeout.run(interval, exception, block, @timeouts)
+    end
+
+    # Restarts the countdown of the calling fiber's `move_on_after` or `cancel_after` block
+    # run through this timer.
+    # @return [Boolean] whether the fiber had one
+    def reset
+      timeout = @timeouts[Fiber.current]
+      return false unless timeout
+
+      timeout.reset
+      true
+    end
 
     # Stops every fiber started by `after`, and ends the loops of `every`.
     def stop

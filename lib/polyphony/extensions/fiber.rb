@@ -29,6 +29,7 @@ module Polyphony
 
       fiber = Fiber.new(&RUN)
       fiber.__prepare__(tag, block, self, @thread ||= Polyphony.__thread_init__)
+      fiber.__record_caller__ if Polyphony.backtrace_chaining == :full
       children = (@children ||= {})
       children[fiber] = true
       Polyphony::RootFiber.cooperative(true) if children.size == 1 && blocking?
@@ -77,6 +78,20 @@ module Polyphony
       return nil unless @block
 
       @block.source_location&.join(':')
+    end
+
+    # Where the fiber was spun, then where its parent was, up to the thread's root fiber: the
+    # full call stacks of each `spin` when `Polyphony.backtrace_chaining` is :full (recorded at
+    # every spin, which costs), else the location of each fiber's block.
+    # @return [Array<String>]
+    def caller
+      own = @caller || (@block ? [location] : [])
+      @parent ? own + @parent.caller : own
+    end
+
+    # @api private
+    def __record_caller__
+      @caller = Polyphony.__sanitize_backtrace__(Kernel.caller(2))
     end
 
     # The fiber's mailbox (a Polyphony::Queue): what `<<` puts and `receive` takes.
@@ -135,6 +150,7 @@ module Polyphony
       __control__(Polyphony::MoveOn.new(value))
     end
     alias stop interrupt
+    alias move_on interrupt
 
     # Ends the fiber and its children; `ensure` blocks run. `graceful` (positional, as
     # Polyphony takes it, or a keyword) is what `graceful_shutdown?` answers meanwhile.
@@ -153,6 +169,25 @@ module Polyphony
     def cancel(exception = Polyphony::Cancel)
       __control__(__exception__(exception))
     end
+
+    # Runs the block in the fiber at the point where it waits, then lets it go on waiting (for
+    # its I/O, timer, message...). In the running fiber it just calls the block. What the block
+    # raises is raised at the fiber's wait. The block must not wait itself: it runs inside the
+    # interrupted wait, whose wake-up could end the block's wait instead.
+    # @raise [FiberError] if the fiber is dead or belongs to another thread
+    # @return [self]
+    def interject(&block)
+      Kernel.raise ArgumentError, 'interject needs a block' unless block
+      Kernel.raise FiberError, "can't interject in a dead fiber (#{inspect})" if __dead__
+      return tap { block.call } if equal?(Fiber.current)
+      unless @thread.nil? || @thread.equal?(Thread.current)
+        Kernel.raise FiberError, "can't interject in a fiber of another thread (#{inspect})"
+      end
+
+      Polyphony.__interject__(self, block)
+      self
+    end
+
 
     # Runs the fiber's block again: in the same fiber when it is alive, in a new fiber (same
     # block, tag and parent) when it is dead.
@@ -188,6 +223,19 @@ module Polyphony
     def unmonitor(receiver = Fiber.current)
       @monitors&.delete(receiver)
       self
+    end
+
+    # The fibers monitoring this one.
+    # @return [Array<Fiber>]
+    def monitors
+      @monitors ? @monitors.keys : []
+    end
+
+    # Makes `new_parent` the fiber's parent, and has it monitor the fiber.
+    # @return [self]
+    def attach_and_monitor(new_parent)
+      attach_to(new_parent)
+      monitor(new_parent)
     end
 
     # The queue of `[fiber, result]` messages from monitored fibers.
@@ -237,6 +285,9 @@ module Polyphony
     def graceful_shutdown?
       @graceful_shutdown
     end
+
+    # Sets what `graceful_shutdown?` answers (`terminate(graceful)` sets it too).
+    attr_writer :graceful_shutdown
 
     # Supervises `fibers` (all children when none are given) until they have all terminated.
     #
@@ -392,7 +443,10 @@ module Polyphony
       end
       @result = result
       @dead = true
-      result.source_fiber ||= self if uncaught && !result.frozen?
+      if uncaught && !result.frozen? && !result.source_fiber
+        result.source_fiber = self
+        Polyphony.__chain_backtrace__(result, self) if Polyphony.backtrace_chaining
+      end
       @parent&.__remove_child__(self)
       __inform__(result, uncaught)
     rescue ::Exception => e
@@ -624,8 +678,10 @@ end
 
 Fiber.include(Polyphony::FiberAPI)
 
-# Polyphony's `Fiber#raise` schedules the exception; Ruby's own does not work on fibers parked
-# by `transfer`. Fibers Polyphony does not know keep Ruby's behaviour.
+# Polyphony's `Fiber#raise` schedules the exception, and its `Fiber#kill` terminates the fiber
+# the Polyphony way; Ruby's own (`kill` from 3.3 on) do not work on fibers parked by `transfer`.
+# Prepended, since Ruby defines them on Fiber itself. Fibers Polyphony does not know keep Ruby's
+# behaviour.
 module Polyphony
   # @api private
   module FiberRaise
@@ -633,6 +689,19 @@ module Polyphony
       return super unless instance_variable_defined?(:@thread)
 
       Polyphony::FiberAPI.instance_method(:raise).bind_call(self, *args)
+    end
+
+    # Ends the fiber and waits until it has ended (its `ensure` blocks and children included),
+    # as Ruby 3.3's Fiber#kill returns once the fiber is dead. From inside, it ends the fiber.
+    # @return [self]
+    def kill
+      return super unless instance_variable_defined?(:@block)
+      return self if __dead__
+      return terminate if equal?(Fiber.current)
+
+      terminate
+      Polyphony.__await__([self], false) # (raises what the fiber raised while ending)
+      self
     end
   end
 end

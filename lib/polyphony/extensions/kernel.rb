@@ -26,6 +26,19 @@ module Polyphony
       end
     end
 
+    # Runs the block in a fiber of its own, then waits for every fiber spun in it (directly
+    # or not) to end; returns the block's value. An exception in any of them ends the others and
+    # is raised here.
+    def spin_scope(&block)
+      raise ArgumentError, 'spin_scope needs a block' unless block
+
+      Fiber.current.spin do
+        result = block.call
+        Fiber.current.await_all_children
+        result
+      end.await
+    end
+
     # `snooze` (let other runnable fibers run, then continue) is defined natively on Object.
 
     # Waits until the current fiber is scheduled; returns the value it was scheduled with. A
@@ -93,31 +106,26 @@ module Polyphony
     end
 
     # Runs the block; if it takes longer than `interval`, it is interrupted and `with_value`
-    # is returned instead. The block gets a {Polyphony::Timeout} it may `reset`.
-    def move_on_after(interval, with_value: nil)
+    # is returned instead. A block that takes an argument gets the canceller fiber, as in
+    # Polyphony: its `reset` starts the countdown again.
+    def move_on_after(interval, with_value: nil, &block)
       exception = Polyphony::MoveOn.new(with_value)
-      timeout = Polyphony::Timeout.new(interval, Fiber.current, exception)
-      begin
-        yield timeout
-      rescue Polyphony::MoveOn => e
-        raise unless timeout.raised?(e)
+      Polyphony::Timeout.run(interval, exception, block)
+    rescue Polyphony::MoveOn => e
+      raise unless e.equal?(exception)
 
-        with_value
-      ensure
-        timeout.cancel
-      end
+      with_value
     end
 
     # Runs the block; if it takes longer than `interval`, `with_exception` (Polyphony::Cancel
-    # by default; a class, an instance, a message or `[class, message]`) is raised in it.
-    def cancel_after(interval, with_exception: Polyphony::Cancel)
+    # by default; a class, an instance, a message or `[class, message]`) is raised in it. A
+    # block that takes an argument gets the canceller fiber (its `reset` starts the countdown
+    # again); without a block, the canceller fiber is returned, armed.
+    def cancel_after(interval, with_exception: Polyphony::Cancel, &block)
       exception = Fiber.current.__exception__(with_exception)
-      timeout = Polyphony::Timeout.new(interval, Fiber.current, exception)
-      begin
-        yield timeout
-      ensure
-        timeout.cancel
-      end
+      return Polyphony::Timeout.canceller(interval, exception) unless block
+
+      Polyphony::Timeout.run(interval, exception, block)
     end
 
     # Waits for a message in the current fiber's mailbox.

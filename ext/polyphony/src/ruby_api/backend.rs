@@ -53,6 +53,9 @@ const UNLAUNCHED_FIBER_STACK_BYTES: isize = 16 * 1024;
 static FIBER_DONE: AtomicU64 = AtomicU64::new(0);
 /// What a fiber waiting on a kernel operation is resumed with when the operation completes.
 static OP_DONE: AtomicU64 = AtomicU64::new(0);
+/// What a waiting fiber is woken with to run its interjections (`Fiber#interject`); it then
+/// goes on waiting.
+static INTERJECTED: AtomicU64 = AtomicU64::new(0);
 /// Bumped whenever a backend is freed or the process forks: cached pointers are re-checked.
 static EPOCH: AtomicU64 = AtomicU64::new(1);
 /// Bumped in the child after `fork`: a backend from before belongs to the parent's ring.
@@ -91,6 +94,17 @@ pub(crate) struct Backend {
     /// signals are raised in.
     root: VALUE,
     fork_generation: u64,
+    /// Blocks given to `Fiber#interject`, with the fiber each is for, in order. A fiber runs
+    /// its own the next time it is resumed, and goes on waiting if that is all it was woken
+    /// for. (Kept apart from the run queue, where a completion could replace the wake-up.)
+    interjections: RefCell<Vec<(VALUE, VALUE)>>,
+    /// `Thread#on_idle`: called before the thread waits in the kernel with nothing to run.
+    idle_proc: Cell<Option<VALUE>>,
+    /// `Thread#idle_gc_period=`: when idle, a GC runs if this long has passed since the last.
+    idle_gc_period: Cell<Option<Duration>>,
+    last_idle_gc: Cell<Instant>,
+    /// While the idle hooks run: a hook that waits after all does not run them again inside.
+    in_idle_hooks: Cell<bool>,
 }
 
 struct Sched {
@@ -129,6 +143,11 @@ impl Backend {
             idle_waiter: Cell::new(None),
             root: fiber::current(),
             fork_generation: FORK_GENERATION.load(Ordering::Acquire),
+            interjections: RefCell::new(Vec::new()),
+            idle_proc: Cell::new(None),
+            idle_gc_period: Cell::new(None),
+            last_idle_gc: Cell::new(Instant::now()),
+            in_idle_hooks: Cell::new(false),
         })
     }
 
@@ -240,8 +259,60 @@ impl Backend {
             if resumed == done {
                 continue;
             }
+            if !self.interjections.borrow().is_empty() {
+                self.run_interjections(current)?;
+            }
+            if resumed == INTERJECTED.load(Ordering::Relaxed) as VALUE {
+                continue;
+            }
             return raise_if_exception(resumed);
         }
+    }
+
+    /// Queues `block` to run in `fiber` (of this thread, not the running one) at its current
+    /// wait; wakes the fiber for it unless it is runnable already (then it runs the block when
+    /// it resumes, whatever it was woken with).
+    fn interject(&self, fiber: VALUE, block: VALUE) {
+        self.interjections.borrow_mut().push((fiber, block));
+        let mut sched = self.sched.borrow_mut();
+        if !sched.runqueue.contains(fiber) {
+            let interjected = INTERJECTED.load(Ordering::Relaxed) as VALUE;
+            sched.runqueue.push(fiber, interjected, true);
+        }
+    }
+
+    /// Calls the interjections queued for `current`, oldest first. An exception one raises
+    /// ends the wait (the remaining ones stay queued for the next resume).
+    fn run_interjections(&self, current: VALUE) -> Result<(), Error> {
+        static CALL: LazyId = LazyId::new("call");
+        loop {
+            let block = {
+                let mut queued = self.interjections.borrow_mut();
+                let Some(at) = queued.iter().position(|(fiber, _)| *fiber == current) else {
+                    return Ok(());
+                };
+                queued.remove(at).1
+            };
+            let _: Value = val(block).funcall(*CALL, ())?;
+        }
+    }
+
+    /// `Thread#on_idle` and `Thread#idle_gc_period=`, called when the thread is about to wait
+    /// in the kernel with nothing runnable.
+    fn run_idle_hooks(&self) -> Result<(), Error> {
+        if let Some(period) = self.idle_gc_period.get() {
+            let now = Instant::now();
+            if now.duration_since(self.last_idle_gc.get()) >= period {
+                // SAFETY: the GVL is held and no borrow of the backend is (the GC marks it).
+                unsafe { rb_sys::rb_gc_start() };
+                self.last_idle_gc.set(Instant::now());
+            }
+        }
+        if let Some(block) = self.idle_proc.get() {
+            static CALL: LazyId = LazyId::new("call");
+            let _: Value = val(block).funcall(*CALL, ())?;
+        }
+        Ok(())
     }
 
     /// Parks `current` (a thread's root fiber) like [`Backend::switch`]; it is also resumed,
@@ -347,6 +418,12 @@ impl Backend {
     /// Fires due timers, reaps completions and the inbox; waits in the kernel (GVL released)
     /// when `block` and nothing became runnable.
     fn poll(&self, block: bool) -> Result<(), Error> {
+        let hooked = self.idle_proc.get().is_some() || self.idle_gc_period.get().is_some();
+        if block && hooked && !self.in_idle_hooks.replace(true) {
+            let ran = self.run_idle_hooks();
+            self.in_idle_hooks.set(false);
+            ran?;
+        }
         let now = Instant::now();
         let timeout = {
             let mut sched = self.sched.borrow_mut();
@@ -580,6 +657,10 @@ impl DataTypeFunctions for Backend {
         let waiting = sched.waiting.values().map(|(fiber, _)| *fiber);
         let launchers = sched.launchers.iter().copied().chain([self.root]);
         let held = sched.runqueue.values().chain(timers).chain(queued);
+        let interjections = self.interjections.borrow();
+        let interjected = interjections.iter().flat_map(|(f, b)| [*f, *b]);
+        let hooks = self.idle_proc.get().into_iter();
+        let held = held.chain(interjected).chain(hooks);
         for value in held.chain(launch).chain(launchers).chain(waiting) {
             // SAFETY: called by the GC on values we hold. `rb_gc_mark` pins them: the run
             // queue is keyed by the fiber's address, so fibers must not move.
@@ -863,6 +944,28 @@ fn rb_backend_kind(ruby: &Ruby) -> Result<Symbol, Error> {
     Ok(ruby.to_symbol(kind.name()))
 }
 
+/// `Polyphony.__interject__(fiber, block)`: see [`Backend::interject`].
+fn rb_interject(fiber: Value, block: Value) -> Result<Value, Error> {
+    Backend::current()?.interject(raw(fiber), raw(block));
+    Ok(fiber)
+}
+
+/// `Backend#idle_proc=`: the block to call before waiting idle (nil for none).
+fn rb_set_idle_proc(rb_self: &Backend, block: Option<Value>) -> Option<Value> {
+    rb_self.idle_proc.set(block.map(raw));
+    block
+}
+
+/// `Backend#idle_gc_period=`: seconds between GCs run when idle (nil or 0: none).
+fn rb_set_idle_gc_period(rb_self: &Backend, secs: Option<f64>) -> Result<Option<f64>, Error> {
+    let period = match secs {
+        Some(s) if s > 0.0 => Some(duration(s)?),
+        _ => None,
+    };
+    rb_self.idle_gc_period.set(period);
+    Ok(secs)
+}
+
 fn rb_backend_for(thread: Value) -> Result<Option<Obj<Backend>>, Error> {
     Backend::for_thread(raw(thread), false)
 }
@@ -915,10 +1018,16 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     let op_done: Value = ruby.eval("Object.new.freeze")?;
     gc::register_mark_object(op_done);
     OP_DONE.store(raw(op_done) as u64, Ordering::Relaxed);
+    let interjected: Value = ruby.eval("Object.new.freeze")?;
+    gc::register_mark_object(interjected);
+    INTERJECTED.store(raw(interjected) as u64, Ordering::Relaxed);
 
     let class = polyphony.define_class("Backend", ruby.class_object())?;
     class.undef_default_alloc_func();
     class.define_method("schedule", method!(rb_backend_schedule, -1))?;
+    class.define_method("idle_proc=", method!(rb_set_idle_proc, 1))?;
+    class.define_method("idle_gc_period=", method!(rb_set_idle_gc_period, 1))?;
+    polyphony.define_singleton_method("__interject__", function!(rb_interject, 2))?;
 
     polyphony.define_singleton_method("__switch__", function!(rb_switch, 0))?;
     polyphony.define_singleton_method("__suspend__", function!(rb_suspend, 0))?;
