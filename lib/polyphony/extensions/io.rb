@@ -91,7 +91,34 @@ module Polyphony
 
     # @api private
     def __socket_class__
+      return Socket if is_a?(Socket)
+
       is_a?(UNIXServer) ? UNIXSocket : TCPSocket
+    end
+  end
+
+  # Polyphony's third argument to IO#read: where in `buffer` the data goes (what is before it
+  # stays; -1 appends). Calls without it are Ruby's own. (Native: one C call in front of
+  # every IO#read, not a Ruby method.)
+  module ReadAtPosition
+    Polyphony.__read_at_position__(self)
+  end
+
+  class << self
+    # @api private
+    def __read_at__(io, length, buffer, position)
+      Kernel.raise TypeError, "buffer must be a String, not #{buffer.class}" unless buffer.is_a?(String)
+      Kernel.raise FrozenError, "can't modify frozen String: #{buffer.inspect}" if buffer.frozen?
+
+      position = buffer.bytesize if position == -1
+      unless position.is_a?(Integer) && position.between?(0, buffer.bytesize)
+        Kernel.raise ArgumentError, "buffer position #{position.inspect} out of 0..#{buffer.bytesize} (or -1)"
+      end
+
+      kept = buffer.byteslice(0, position)
+      data = io.read(length)
+      buffer.replace(data ? kept << data : kept)
+      data && buffer
     end
   end
 
@@ -113,5 +140,7 @@ module Polyphony
 end
 
 IO.include(Polyphony::IOAPI)
+IO.prepend(Polyphony::ReadAtPosition)
 TCPServer.include(Polyphony::ServerAPI)
 UNIXServer.include(Polyphony::ServerAPI)
+Socket.include(Polyphony::ServerAPI)

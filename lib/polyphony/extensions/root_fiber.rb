@@ -162,6 +162,7 @@ module Polyphony
         TCPSocket.singleton_class.prepend(TCPSocketClassMethods)
         Process.singleton_class.prepend(ProcessMethods)
         Object.prepend(KernelMethods)
+        Object.prepend(ChildOutput)
         Thread.prepend(ThreadMethods)
         Thread.prepend(ThreadJoinLimit)
         Thread::Queue.prepend(QueueMethods)

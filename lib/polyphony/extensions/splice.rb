@@ -1,7 +1,5 @@
 # frozen_string_literal: true
 
-require 'zlib'
-
 module Polyphony
   # Kernel-side copying between descriptors: splice(2) and tee(2) through the backend (io_uring
   # or epoll), with an emulation (read and write through a buffer) used when the kernel refuses
@@ -56,36 +54,25 @@ module Polyphony
       pipe&.close
       pipe&.close_read
     end
-
-    # Compresses `src` into `dest` in the gzip format, until EOF; returns the bytes written.
-    def gzip(src, dest, level = Zlib::DEFAULT_COMPRESSION)
-      Polyphony.__zlib_pump__(src, dest, Zlib::Deflate.new(level, Zlib::MAX_WBITS + 16))
-    end
-
-    # Decompresses gzip (or zlib) data from `src` into `dest`.
-    def gunzip(src, dest)
-      Polyphony.__zlib_pump__(src, dest, Zlib::Inflate.new(Zlib::MAX_WBITS + 32))
-    end
-
-    # Compresses `src` into `dest` in the zlib (deflate) format.
-    def deflate(src, dest, level = Zlib::DEFAULT_COMPRESSION)
-      Polyphony.__zlib_pump__(src, dest, Zlib::Deflate.new(level))
-    end
-
-    # Decompresses zlib (deflate) data from `src` into `dest`.
-    def inflate(src, dest)
-      Polyphony.__zlib_pump__(src, dest, Zlib::Inflate.new)
-    end
   end
 
-  # Instance forms: `dest.splice_from(src, maxlen)`, `dest.tee_from(src, maxlen)`.
+  # Instance forms: `dest.splice_from(src, maxlen)`, `src.splice_to(dest, maxlen)`, and the same
+  # for tee. `maxlen` as for IO.splice (negative: until EOF); 64 KiB by default.
   module SpliceFromAPI
-    def splice_from(src, maxlen)
+    def splice_from(src, maxlen = SpliceAPI::CHUNK)
       IO.splice(src, self, maxlen)
     end
 
-    def tee_from(src, maxlen)
+    def splice_to(dest, maxlen = SpliceAPI::CHUNK)
+      IO.splice(self, dest, maxlen)
+    end
+
+    def tee_from(src, maxlen = SpliceAPI::CHUNK)
       IO.tee(src, self, maxlen)
+    end
+
+    def tee_to(dest, maxlen = SpliceAPI::CHUNK)
+      IO.tee(self, dest, maxlen)
     end
   end
 
@@ -133,17 +120,6 @@ module Polyphony
     # @api private
     def __writing_io__(io)
       io.is_a?(Pipe) ? io.__write_io__ : io
-    end
-
-    # @api private
-    def __zlib_pump__(src, dest, stream)
-      src = __reading_io__(src)
-      dest = __writing_io__(dest)
-      written = 0
-      src.read_loop { |data| written += dest.poly_write(stream.public_send(stream.is_a?(Zlib::Deflate) ? :deflate : :inflate, data)) }
-      written + dest.poly_write(stream.finish)
-    ensure
-      stream.close
     end
   end
 end

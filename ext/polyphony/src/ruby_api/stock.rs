@@ -105,6 +105,44 @@ fn define(ruby: &Ruby, module: RModule, names: RArray) -> Result<RModule, Error>
     Ok(module)
 }
 
+/// `IO#read` taking Polyphony's third argument, the position in the buffer where the data goes
+/// (`Polyphony.__read_at__` does that); with fewer arguments, the stock method, at the cost of
+/// one C call.
+unsafe extern "C" fn read_at_position(argc: c_int, argv: *const VALUE, receiver: VALUE) -> VALUE {
+    // SAFETY: Ruby calls this as a method (GVL held, in the method's frame), with `argc`
+    // arguments at `argv`.
+    unsafe {
+        if argc != 3 {
+            return rb_sys::rb_call_super_kw(argc, argv, rb_sys::rb_keyword_given_p());
+        }
+        let args = std::slice::from_raw_parts(argv, 3);
+        let call = [receiver, args[0], args[1], args[2]];
+        let polyphony = rb_sys::rb_path2class(c"Polyphony".as_ptr());
+        let read_at = rb_sys::rb_intern(c"__read_at__".as_ptr());
+        rb_sys::rb_funcallv(polyphony, read_at, call.len() as c_int, call.as_ptr())
+    }
+}
+
+/// Defines `read` in `module` as [`read_at_position`].
+fn define_read_at(module: RModule) -> Result<RModule, Error> {
+    let function: unsafe extern "C" fn(c_int, *const VALUE, VALUE) -> VALUE = read_at_position;
+    // SAFETY: the GVL is held; `module` is a module; the function takes (argc, argv, self), as
+    // arity -1 asks.
+    unsafe {
+        rb_sys::rb_define_method(
+            module.as_raw(),
+            c"read".as_ptr(),
+            Some(std::mem::transmute::<
+                unsafe extern "C" fn(c_int, *const VALUE, VALUE) -> VALUE,
+                unsafe extern "C" fn() -> VALUE,
+            >(function)),
+            -1,
+        )
+    };
+    Ok(module)
+}
+
 pub(crate) fn init(_ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
-    polyphony.define_singleton_method("__cooperative_methods__", function!(define, 2))
+    polyphony.define_singleton_method("__cooperative_methods__", function!(define, 2))?;
+    polyphony.define_singleton_method("__read_at_position__", function!(define_read_at, 1))
 }
