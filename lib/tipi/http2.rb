@@ -9,16 +9,21 @@ module Tipi
     # The request line H1P sees of the client's connection preface ("PRI * HTTP/2.0\r\n\r\nSM...").
     PREFACE_START = 'PRI * HTTP/2.0'
 
-    # Reads a stream's request body for Tipi::Input (which calls read_body_chunk).
+    # Reads a stream's request body for Tipi::Input (which calls read_body_chunk). The
+    # stream's window opens again as the app reads: what a client sends and the app has not
+    # read is bounded by the windows (1 MiB per stream, 2 MiB per connection).
     class Body
       # The request's trailer fields ({name => value or [values]}), once they came.
       attr_accessor :trailers
 
       # @param limit [Integer, nil] the largest body accepted (H1P::TooLarge beyond: a 413)
-      def initialize(limit = nil)
+      # @param connection [HTTP2Connection, nil] told what the app read, to open the window
+      def initialize(limit = nil, connection = nil, id = nil)
         @queue = Polyphony::Queue.new
         @limit = limit
         @size = 0
+        @connection = connection
+        @id = id
       end
 
       def <<(chunk)
@@ -26,10 +31,16 @@ module Tipi
         @queue << chunk
       end
 
+      # Whether more came than the limit allows.
+      def over_limit?
+        @limit && @size > @limit
+      end
+
       def read_body_chunk
         chunk = @queue.shift
-        raise H1P::TooLarge, "body larger than #{@limit} bytes" if @limit && @size > @limit
+        raise H1P::TooLarge, "body larger than #{@limit} bytes" if over_limit?
 
+        @connection&.consumed(@id, chunk.bytesize) if chunk
         chunk
       end
 
@@ -61,6 +72,10 @@ module Tipi
       @workers = []
       @idle = [] # workers parked until there is work
       @pending = Polyphony::Event.new # output waits to be written
+      @capacity = Polyphony::Event.new # a window may have opened: streams waiting look again
+      @drained = Polyphony::Event.new # the writer took what h2 had to send
+      @window_waiters = 0 # streams waiting for @capacity
+      @reader_waits = false # the reader waits for @drained
       # No hijacking a stream: HTTP/2 multiplexes the socket.
       @remote_addr = options[:remote_addr]
       @base_env = RackEnv.base(server)
@@ -79,23 +94,27 @@ module Tipi
       @fiber = Fiber.current
       # One writer: what every stream produced in a round of the event loop goes out in one
       # write, in order.
-      writer = spin { loop { @pending.await; flush } }
+      writer = spin { loop { @pending.await; flush_once } }
       handle(received) if received && !received.empty?
       @socket.read_loop do |data|
         handle(data)
-        break if @h2.closed?
+        break if @h2.closed? || @h2.flooded? || !caught_up
       end
-      flush
+      @h2.flooded? ? move_on_after(FLOOD_LINGER) { flush_once } : flush_once
     rescue Polyphony::HTTP2::Error => e
       $stderr.write("tipi: #{@remote_addr}: #{e.message}\n")
-      flush rescue nil # rubocop:disable Style/RescueModifier
+      flush_once rescue nil # rubocop:disable Style/RescueModifier
     rescue SystemCallError, IOError
       nil # the client went away
     ensure
+      $stderr.write("tipi: #{@remote_addr}: PING/SETTINGS flood: GOAWAY ENHANCE_YOUR_CALM\n") if @h2.flooded?
       @workers.dup.each(&:stop)
       writer&.stop
       @socket.close unless @socket.closed?
     end
+
+    # Seconds a flooding peer's connection is given to take its GOAWAY.
+    FLOOD_LINGER = 2
 
     # A graceful stop: GOAWAY; streams in flight finish.
     def shutdown
@@ -111,8 +130,29 @@ module Tipi
     end
 
     # @api private
+    # Sends a piece of stream `id`'s body as fast as the stream's and the connection's windows
+    # let it go (the worker waits meanwhile, and the app's body is pulled no faster): h2 never
+    # holds more of a stream than its window. A client that opens no window for the timeout
+    # gets the stream reset.
     def send_data(id, data, last)
-      write { @h2.send_data(id, data, last) }
+      data = data.to_s
+      size = data.bytesize
+      offset = 0
+      while offset < size
+        allowed = @h2.send_capacity(id, size - offset)
+        next wait_for_window(id) if allowed.zero?
+
+        piece = allowed == size ? data : data.byteslice(offset, allowed)
+        offset += allowed
+        write { @h2.send_data(id, piece, last && offset == size) }
+      end
+      write { @h2.send_data(id, '', true) } if last && size.zero?
+    end
+
+    # @api private
+    # The app read `count` bytes of stream `id`'s body: the client may send as many more.
+    def consumed(id, count)
+      write { @h2.release(id, count) }
     end
 
     private
@@ -121,6 +161,40 @@ module Tipi
       @h2.receive(data)
       dispatch
       @pending.signal
+      @capacity.signal if @window_waiters.positive? # (WINDOW_UPDATE frames may have come)
+    end
+
+    # While the peer does not take what it is sent (or h2 has not caught up with what came),
+    # reads no more, so that neither side's bytes pile up here. False if that lasted longer
+    # than the timeout: the peer reads nothing, the connection is given up.
+    def caught_up
+      while @h2.backlogged?
+        @pending.signal
+        @reader_waits = true
+        begin
+          return false if @timeout && !move_on_after(@timeout, with_value: false) { @drained.await || true }
+
+          @drained.await unless @timeout
+        ensure
+          @reader_waits = false
+        end
+      end
+      true
+    end
+
+    # Waits for stream `id`'s window to open (see #send_data).
+    def wait_for_window(id)
+      @pending.signal # (what is queued goes out: the client answers it with WINDOW_UPDATE)
+      @window_waiters += 1
+      begin
+        opened = @timeout ? move_on_after(@timeout, with_value: false) { @capacity.await || true } : @capacity.await
+      ensure
+        @window_waiters -= 1
+      end
+      return unless opened == false
+
+      write { @h2.reset(id) }
+      raise Polyphony::HTTP2::Error, "stream #{id}: the client opened no window for #{@timeout} s"
     end
 
     # Acts on what h2 made of the bytes: requests go to workers, body pieces to their streams.
@@ -144,7 +218,9 @@ module Tipi
       if id == 1 && @upgrade
         env, body = upgraded_request
       elsif !end_stream
-        body = @bodies[id] = Body.new(@max_body)
+        return refuse_declared(id, env) if declared_too_large?(env)
+
+        body = @bodies[id] = Body.new(@max_body, self, id)
       end
       # (A native handler's `env` is H1P's headers.)
       return start_stream(id, HTTP2Request.new(env, self, id, body || Body::NONE, @timeout), nil) if @native
@@ -156,10 +232,34 @@ module Tipi
     def body_piece(id, bytes, end_stream)
       body = @bodies[id] or return
       body << bytes unless bytes.empty?
+      if body.over_limit?
+        # More than --max-body: the app's next read raises H1P::TooLarge (a 413, unless it
+        # answered already), and h2 resets the rest of the upload once the stream is answered.
+        @h2.refuse_body(id)
+        end_stream = true
+      end
       return unless end_stream
 
       body << nil
       @bodies.delete(id)
+    end
+
+    # Whether the request declares a content-length over --max-body.
+    def declared_too_large?(env)
+      return false unless @max_body
+
+      length = @native ? env['content-length'] : env['CONTENT_LENGTH']
+      length.is_a?(String) && length.to_i > @max_body
+    end
+
+    # Answers 413 at once to a request whose declared length is over --max-body, without
+    # running the app or taking its body (h2 resets the upload once the answer is out).
+    def refuse_declared(id, env)
+      @h2.refuse_body(id)
+      message = "body larger than #{@max_body} bytes\n"
+      answer(id, 413, { 'content-type' => 'text/plain', 'content-length' => message.bytesize.to_s }, [message])
+      path = @native ? env[':path'] : env['PATH_INFO']
+      $stderr.write("tipi: #{@remote_addr}: 413 for #{path}: content-length #{@native ? env['content-length'] : env['CONTENT_LENGTH']}\n")
     end
 
     # Raised in a worker whose stream the client reset (not a StandardError: the app's own
@@ -272,7 +372,7 @@ module Tipi
     # Sends a body piece by piece, and the trailer fields its `trailers` gives after that
     # (Rack 3's convention), if any.
     def send_body(id, body)
-      body.each { |chunk| write { @h2.send_data(id, chunk.to_s, false) } unless chunk.to_s.empty? }
+      body.each { |chunk| send_data(id, chunk, false) unless chunk.to_s.empty? }
       trailers = trailers(body)
       write { trailers ? @h2.send_trailers(id, trailers) : @h2.send_data(id, '', true) }
     end
@@ -320,9 +420,21 @@ module Tipi
 
     # Writes what the answers given since the last flush produced (h2 makes their frames now,
     # all at once).
+    # One flush at a time (the writer's, or the connection's last): their bytes must not
+    # interleave on the socket.
+    def flush_once
+      (@flush_lock ||= Polyphony::Mutex.new).synchronize { flush }
+    end
+
     def flush
-      @h2.flush_to(@socket)
-      dispatch # streams h2 took in while making them
+      # h2 has more only when it stopped at its outbox's limit (it writes up to it).
+      while @h2.flush_to(@socket) >= Polyphony::HTTP2::OUTBOX_LIMIT
+        dispatch # streams h2 took in while making them
+        @capacity.signal if @window_waiters.positive?
+      end
+      dispatch
+      @capacity.signal if @window_waiters.positive?
+      @drained.signal if @reader_waits
     end
   end
 end

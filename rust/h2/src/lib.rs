@@ -17,14 +17,18 @@ use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
 
 use pipe::Pipe;
+pub use pipe::OUTBOX_LIMIT;
 
 /// What the server's limits set in its SETTINGS.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub max_concurrent_streams: u32,
     pub max_header_list_size: u32,
-    /// Per stream, before the app reads what came.
+    /// Per stream: what a client may send that the app has not read yet.
     pub initial_window_size: u32,
+    /// The same for all the connection's streams together: the most request body a connection
+    /// holds unread.
+    pub initial_connection_window_size: u32,
     /// RFC 8441's extended CONNECT (a WebSocket over a stream): announced in SETTINGS, and a
     /// request's `:protocol` comes with its event.
     pub connect_protocol: bool,
@@ -36,6 +40,7 @@ impl Default for Settings {
             max_concurrent_streams: 128,
             max_header_list_size: 64 * 1024,
             initial_window_size: 1 << 20,
+            initial_connection_window_size: 2 << 20,
             connect_protocol: false,
         }
     }
@@ -94,6 +99,10 @@ enum State {
 struct Stream {
     respond: Option<SendResponse<Bytes>>,
     body: Option<RecvStream>,
+    /// The request body's flow control, kept after its end: its window opens as the app reads.
+    flow: Option<h2::FlowControl>,
+    /// Body bytes received that the app has not read yet (their window stays closed).
+    unread: usize,
     send: Option<SendStream<Bytes>>,
 }
 
@@ -106,7 +115,14 @@ pub struct Server {
     /// After `Upgrade: h2c`: stream 1's HEADERS frame, to be put behind the client's preface
     /// and first SETTINGS frame, and the bytes held until those are complete.
     upgrade: Option<(Vec<u8>, Vec<u8>)>,
+    /// The peer flooded the connection with PING or SETTINGS frames: it got GOAWAY
+    /// ENHANCE_YOUR_CALM, and what it sends is no longer read.
+    flooded: bool,
 }
+
+/// Unread bytes fed past which the caller should stop reading from the socket until h2 has
+/// caught up (see [`Server::backlogged`]).
+const UNREAD_LIMIT: usize = 64 * 1024;
 
 /// The client's connection preface.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -118,7 +134,8 @@ impl Server {
         builder
             .max_concurrent_streams(settings.max_concurrent_streams)
             .max_header_list_size(settings.max_header_list_size)
-            .initial_window_size(settings.initial_window_size);
+            .initial_window_size(settings.initial_window_size)
+            .initial_connection_window_size(settings.initial_connection_window_size);
         if settings.connect_protocol {
             builder.enable_connect_protocol();
         }
@@ -129,6 +146,7 @@ impl Server {
             streams: HashMap::new(),
             events: VecDeque::new(),
             upgrade: None,
+            flooded: false,
         }
     }
 
@@ -170,6 +188,9 @@ impl Server {
 
     /// Takes bytes from the transport (none: it ended) and handles what they complete.
     pub fn receive(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if self.flooded {
+            return self.poll(); // (what a flooding peer sends is dropped)
+        }
         if let Some((frame, held)) = self.upgrade.as_mut() {
             held.extend_from_slice(bytes);
             // Stream 1 goes in after the preface and the SETTINGS frame that must follow it.
@@ -183,12 +204,13 @@ impl Server {
             });
             match settings_end {
                 Some(end) if held.len() >= end => {
-                    self.pipe.feed(&held[..end]);
-                    self.pipe.feed(frame);
+                    let mut flooded = self.pipe.feed(&held[..end]);
+                    flooded |= self.pipe.feed(frame);
                     if held.len() > end {
-                        self.pipe.feed(&held[end..]); // (nothing fed means the end)
+                        flooded |= self.pipe.feed(&held[end..]); // (nothing fed means the end)
                     }
                     self.upgrade = None;
+                    self.flooded = flooded;
                 }
                 _ if bytes.is_empty() => {
                     // The client ended before its preface was whole: h2 says what is wrong.
@@ -198,10 +220,68 @@ impl Server {
                 }
                 _ => return Ok(()),
             }
-            return self.poll();
+        } else {
+            self.flooded = self.pipe.feed(bytes);
         }
-        self.pipe.feed(bytes);
+        if self.flooded {
+            if let State::Open(conn) = &mut self.state {
+                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+            }
+        }
         self.poll()
+    }
+
+    /// Whether the caller should stop reading from the socket for now: h2 has not read what
+    /// was fed (it waits to write, because the bytes to send have not been taken), or those
+    /// bytes are over their limit. Taking them (`outgoing`) lets h2 go on.
+    pub fn backlogged(&self) -> bool {
+        self.pipe.unread() > UNREAD_LIMIT || self.pipe.unsent() >= pipe::OUTBOX_LIMIT
+    }
+
+    /// Whether the peer flooded the connection (see the field).
+    pub fn flooded(&self) -> bool {
+        self.flooded
+    }
+
+    /// How many bytes of `stream`'s response body may be sent now, asking for `wanted`: what
+    /// the stream's and the connection's windows allow, and h2 will not hold beyond that. 0:
+    /// wait until the peer opens a window (the connection is polled as bytes come in).
+    pub fn send_capacity(&mut self, stream: u32, wanted: usize) -> Result<usize, Error> {
+        let send =
+            self.stream(stream)?.send.as_mut().ok_or_else(|| {
+                Error(format!("stream {stream} has no response head, or it ended"))
+            })?;
+        if send.capacity() < wanted {
+            send.reserve_capacity(wanted);
+        }
+        Ok(send.capacity().min(wanted))
+    }
+
+    /// The app has read `count` more bytes of `stream`'s request body: the peer may send as
+    /// many more (WINDOW_UPDATE goes out with the next `outgoing`).
+    pub fn release(&mut self, stream: u32, count: usize) {
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return; // (gone: h2 opened its window when it forgot it)
+        };
+        let count = count.min(entry.unread);
+        if let Some(flow) = entry.flow.as_mut() {
+            if flow.release_capacity(count).is_ok() {
+                entry.unread -= count;
+            }
+        }
+    }
+
+    /// Stops taking `stream`'s request body (it is over the server's limit): once the stream
+    /// is answered, h2 resets what the client still sends (RST_STREAM).
+    pub fn refuse_body(&mut self, stream: u32) {
+        if let Some(entry) = self.streams.get_mut(&stream) {
+            entry.body = None;
+            entry.flow = None;
+            entry.unread = 0;
+            if entry.respond.is_none() && entry.send.is_none() {
+                self.streams.remove(&stream);
+            }
+        }
     }
 
     /// The next event, if any.
@@ -211,10 +291,12 @@ impl Server {
 
     /// Appends what is to be sent to `out`: the frames of every answer given since the last
     /// call (h2 writes them when the connection is polled: once per batch, not per answer).
+    /// (Polling also reads the frames h2 held back while these bytes waited: their events are
+    /// ready after the call.)
     pub fn outgoing(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
-        let result = self.poll_connection(&mut Context::from_waker(Waker::noop()));
+        let result = self.poll();
         self.pipe.drain(out);
-        result.map(|_| ())
+        result
     }
 
     /// Whether the connection is over (closed by the client, or after a GOAWAY and its last
@@ -338,8 +420,17 @@ impl Server {
                 State::Open(conn) => match conn.poll_accept(cx) {
                     Poll::Ready(Some(Ok((request, respond)))) => {
                         let stream = respond.stream_id().as_u32();
-                        let (head, body) = request.into_parts();
+                        let (head, mut body) = request.into_parts();
+                        let mut respond = respond;
+                        if !well_formed(&head) {
+                            // Malformed (RFC 9113 8.1.1): a stream error, the connection goes
+                            // on.
+                            respond.send_reset(h2::Reason::PROTOCOL_ERROR);
+                            any = true;
+                            continue;
+                        }
                         let end_stream = body.is_end_stream();
+                        let flow = (!end_stream).then(|| body.flow_control().clone());
                         let protocol = head
                             .extensions
                             .get::<h2::ext::Protocol>()
@@ -357,6 +448,8 @@ impl Server {
                             Stream {
                                 respond: Some(respond),
                                 body: (!end_stream).then_some(body),
+                                flow,
+                                unread: 0,
                                 send: None,
                             },
                         );
@@ -394,8 +487,8 @@ impl Server {
         }
     }
 
-    /// Request body pieces that arrived, as events; capacity released at once (the window is
-    /// the server's limit on what a stream may have in flight, not on what the app has read).
+    /// Request body pieces that arrived, as events. Their window stays closed until the app has
+    /// read them (`release`): what a client may send ahead of the app is the window.
     fn poll_bodies(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         let mut done = Vec::new();
@@ -417,7 +510,8 @@ impl Server {
             loop {
                 match body.poll_data(cx) {
                     Poll::Ready(Some(Ok(data))) => {
-                        let _ = body.flow_control().release_capacity(data.len());
+                        // The window opens again as the app reads (`release`).
+                        stream.unread += data.len();
                         let end_stream = body.is_end_stream();
                         self.events.push_back(Event::Data {
                             stream: id,
@@ -433,6 +527,18 @@ impl Server {
                     Poll::Ready(None) => {
                         // The body is over; trailer fields, if any, came with its end.
                         if let Poll::Ready(Ok(Some(headers))) = body.poll_trailers(cx) {
+                            if !headers.values().all(well_formed_value) {
+                                // Malformed trailer fields: the stream is reset, as for a head.
+                                if let Some(respond) = stream.respond.as_mut() {
+                                    respond.send_reset(h2::Reason::PROTOCOL_ERROR);
+                                } else if let Some(send) = stream.send.as_mut() {
+                                    send.send_reset(h2::Reason::PROTOCOL_ERROR);
+                                }
+                                self.events.push_back(Event::Reset { stream: id });
+                                done.push(id);
+                                progress = true;
+                                break;
+                            }
                             self.events.push_back(Event::Trailers {
                                 stream: id,
                                 headers,
@@ -465,6 +571,22 @@ impl Server {
         }
         progress
     }
+}
+
+/// What h2 lets through that RFC 9113 calls malformed: a request without `:path` (other than
+/// a CONNECT), and field values with leading or trailing whitespace (8.2.1).
+fn well_formed(head: &http::request::Parts) -> bool {
+    if head.method != Method::CONNECT && head.uri.path_and_query().is_none() {
+        return false;
+    }
+    head.headers.values().all(well_formed_value)
+}
+
+/// A field value neither starting nor ending with whitespace (RFC 9113 8.2.1).
+fn well_formed_value(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    let edge = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    !edge(bytes.first()) && !edge(bytes.last())
 }
 
 /// An HPACK string literal, not Huffman-coded: its length as a 7-bit-prefix integer, then it.
@@ -845,5 +967,146 @@ mod tests {
             at += 9 + len;
         }
         assert!(headers_on_1, "no HEADERS on stream 1 in {out:?}");
+    }
+
+    /// A frame's bytes: its 9-byte header, then `payload`.
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        out.extend_from_slice(&[kind, flags]);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// The error code of the GOAWAY frame in `out`, if there is one.
+    fn goaway_code(out: &[u8]) -> Option<u32> {
+        let mut at = 0;
+        while at + 9 <= out.len() {
+            let len = usize::from(out[at]) << 16
+                | usize::from(out[at + 1]) << 8
+                | usize::from(out[at + 2]);
+            if out[at + 3] == 0x7 {
+                return Some(u32::from_be_bytes(
+                    out[at + 13..at + 17].try_into().unwrap(),
+                ));
+            }
+            at += 9 + len;
+        }
+        None
+    }
+
+    #[test]
+    fn a_ping_flood_gets_goaway_enhance_your_calm() {
+        let mut server = Server::new(&Settings::default());
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend(frame(0x4, 0, 0, b""));
+        server.receive(&bytes).unwrap();
+        for i in 0..1500u64 {
+            server.receive(&frame(0x6, 0, 0, &i.to_be_bytes())).unwrap();
+            if server.flooded() {
+                break;
+            }
+        }
+        assert!(server.flooded());
+        let mut out = Vec::new();
+        let _ = server.outgoing(&mut out);
+        assert_eq!(goaway_code(&out), Some(0xb)); // ENHANCE_YOUR_CALM
+    }
+
+    #[test]
+    fn a_few_pings_are_answered() {
+        let mut server = Server::new(&Settings::default());
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend(frame(0x4, 0, 0, b""));
+        for i in 0..500u64 {
+            bytes.extend(frame(0x6, 0, 0, &i.to_be_bytes()));
+        }
+        server.receive(&bytes).unwrap();
+        assert!(!server.flooded());
+        let mut out = Vec::new();
+        server.outgoing(&mut out).unwrap();
+        assert_eq!(goaway_code(&out), None);
+    }
+
+    #[test]
+    fn a_request_bodys_window_opens_as_the_app_reads() {
+        let settings = Settings {
+            initial_window_size: 16_384,
+            initial_connection_window_size: 65_535,
+            ..Settings::default()
+        };
+        let mut server = Server::new(&settings);
+        let mut client = Client::connect(&mut server);
+        let body = "b".repeat(40_000);
+        let (_response, id) = client.request(Method::POST, "/upload", Some(&[body.as_str()]));
+        client.pump(&mut server);
+        let received = |server: &mut Server| -> usize {
+            events(server)
+                .iter()
+                .map(|e| match e {
+                    Event::Data { data, .. } => data.len(),
+                    _ => 0,
+                })
+                .sum()
+        };
+        assert_eq!(received(&mut server), 16_384); // the window, and no more
+        client.pump(&mut server);
+        assert_eq!(received(&mut server), 0);
+        server.release(id, 16_384);
+        client.pump(&mut server);
+        assert_eq!(received(&mut server), 16_384);
+        server.release(id, 16_384);
+        client.pump(&mut server);
+        assert_eq!(received(&mut server), 40_000 - 2 * 16_384);
+    }
+
+    #[test]
+    fn a_response_is_sent_no_faster_than_the_clients_window() {
+        let mut server = Server::new(&Settings::default());
+        let mut client = Client::connect(&mut server);
+        let (_response, id) = client.request(Method::GET, "/big", None);
+        client.pump(&mut server);
+        events(&mut server);
+        server.respond(id, 200, HeaderMap::new(), false).unwrap();
+        // The client's windows are RFC 9113's initial 65,535 bytes, and it reads nothing.
+        let allowed = server.send_capacity(id, 1 << 20).unwrap();
+        assert_eq!(allowed, 65_535);
+        let piece = Bytes::from(vec![b'x'; allowed]);
+        server.send_data(id, piece, false).unwrap();
+        client.pump(&mut server);
+        assert_eq!(server.send_capacity(id, 1 << 20).unwrap(), 0);
+    }
+
+    #[test]
+    fn unsent_bytes_over_the_limit_stop_reading_until_taken() {
+        let mut server = Server::new(&Settings::default());
+        let mut bytes = PREFACE.to_vec();
+        // The client's windows: 16 MiB for the stream and the connection.
+        bytes.extend(frame(0x4, 0, 0, &[0, 4, 1, 0, 0, 0]));
+        bytes.extend(frame(0x8, 0, 0, &(16u32 << 20).to_be_bytes()));
+        let mut encoder = Vec::new();
+        // HEADERS for GET / (static table: :method GET, :scheme http, :path /), no :authority.
+        encoder.extend_from_slice(&[0x82, 0x86, 0x84]);
+        bytes.extend(frame(0x1, 0x4 | 0x1, 1, &encoder));
+        server.receive(&bytes).unwrap();
+        events(&mut server);
+        server.respond(1, 200, HeaderMap::new(), false).unwrap();
+        let allowed = server.send_capacity(1, 1 << 20).unwrap();
+        assert!(allowed >= 300_000, "capacity {allowed}");
+        server
+            .send_data(1, Bytes::from(vec![b'x'; allowed]), false)
+            .unwrap();
+        // Bytes come in but nobody takes what h2 writes: it stops at the outbox's limit, and
+        // the caller is told to stop reading.
+        server.receive(&frame(0x6, 0, 0, &[0; 8])).unwrap();
+        assert!(server.backlogged());
+        let mut out = Vec::new();
+        server.outgoing(&mut out).unwrap();
+        assert!(out.len() >= OUTBOX_LIMIT);
+        while !out.is_empty() {
+            out.clear();
+            server.outgoing(&mut out).unwrap();
+        }
+        assert!(!server.backlogged());
     }
 }

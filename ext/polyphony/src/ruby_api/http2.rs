@@ -280,10 +280,42 @@ impl Http2Server {
     fn is_closed(&self) -> Result<bool, Error> {
         Ok(self.server()?.is_closed())
     }
+
+    /// Whether to stop reading from the socket until the bytes to send are taken (see
+    /// `h2p::Server::backlogged`).
+    fn is_backlogged(&self) -> Result<bool, Error> {
+        Ok(self.server()?.backlogged())
+    }
+
+    /// Whether the peer flooded the connection with PING or SETTINGS frames (it got GOAWAY
+    /// ENHANCE_YOUR_CALM).
+    fn is_flooded(&self) -> Result<bool, Error> {
+        Ok(self.server()?.flooded())
+    }
+
+    /// `send_capacity(stream, wanted)`: how many bytes of the body may be sent now (0: wait).
+    fn send_capacity(&self, stream: u32, wanted: usize) -> Result<usize, Error> {
+        let result = self.server()?.send_capacity(stream, wanted);
+        result.map_err(h2_error)
+    }
+
+    /// `release(stream, count)`: the app read `count` more bytes of the request body.
+    fn release(&self, stream: u32, count: usize) -> Result<(), Error> {
+        self.server()?.release(stream, count);
+        Ok(())
+    }
+
+    /// `refuse_body(stream)`: the request body is over the limit; take no more of it.
+    fn refuse_body(&self, stream: u32) -> Result<(), Error> {
+        self.server()?.refuse_body(stream);
+        Ok(())
+    }
 }
 
 pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     let http2 = polyphony.define_module("HTTP2")?;
+    // Bytes waiting to be sent past which h2 stops writing (until they are taken).
+    http2.const_set("OUTBOX_LIMIT", h2p::OUTBOX_LIMIT)?;
     http2.define_error("Error", ruby.exception_standard_error())?;
     let class = http2.define_class("Server", ruby.class_object())?;
     class.define_singleton_method("new", function!(Http2Server::new, 3))?;
@@ -301,5 +333,10 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     class.define_method("outgoing", method!(Http2Server::outgoing, 0))?;
     class.define_method("flush_to", method!(Http2Server::flush_to, 1))?;
     class.define_method("closed?", method!(Http2Server::is_closed, 0))?;
+    class.define_method("backlogged?", method!(Http2Server::is_backlogged, 0))?;
+    class.define_method("flooded?", method!(Http2Server::is_flooded, 0))?;
+    class.define_method("send_capacity", method!(Http2Server::send_capacity, 2))?;
+    class.define_method("release", method!(Http2Server::release, 2))?;
+    class.define_method("refuse_body", method!(Http2Server::refuse_body, 1))?;
     Ok(())
 }
