@@ -2,21 +2,25 @@
 # Is this tree slower than an older commit? Serves bench/hello.ru with `tipi -w 2` from the
 # working tree and from REV (built once in a worktree with its own cargo target directory),
 # alternating them ROUNDS times so that both see the same machine, and loads each with wrk -t2
-# -c50, keep-alive then Connection: close. For each run it prints req/s and the CPU time per
+# -c50, keep-alive then Connection: close (or, with MODES=h2, h2load -t2 -c50 -m10 over h2c;
+# MODES="ka close h2" for all three). For each run it prints req/s and the CPU time per
 # request of all the server's processes (user + system from /proc, which is steadier than req/s
 # on 2 shared cores), then the medians and the ratios this tree / REV.
 #
-# Usage: bench/versions.sh REV [ROUNDS] [DURATION]   (defaults: 6 rounds of 8 seconds per run)
+# Usage: [MODES="ka close"] bench/versions.sh REV [ROUNDS] [DURATION]
+#        (defaults: 6 rounds of 8 seconds per run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev=${1:?usage: bench/versions.sh REV [ROUNDS] [DURATION]}
 rounds=${2:-6}
 duration=${3:-8}
+read -r -a modes <<<"${MODES:-ka close}"
 scheme=http
 port=$((20000 + RANDOM % 10000))
 # shellcheck source=bench/lib/wrk.sh
 source bench/lib/wrk.sh
 require_tools wrk
+[[ " ${modes[*]} " == *" h2 "* ]] && require_tools h2load
 
 old_tree=${VERSIONS_TREE:-$(dirname "$PWD")/bench-$(git rev-parse --short "$rev")}
 if [ ! -d "$old_tree" ]; then
@@ -53,12 +57,21 @@ measure() {
   local args=()
   [ "$mode" = close ] && args=(-H 'Connection: close')
   before=$(ticks "$pid")
-  out=$(wrk -t2 -c50 -d"${duration}s" "${args[@]}" "$scheme://127.0.0.1:$port/")
+  if [ "$mode" = h2 ]; then
+    out=$(h2load -t2 -c50 -m10 -D "$duration" "$scheme://127.0.0.1:$port/" 2>&1)
+  else
+    out=$(wrk -t2 -c50 -d"${duration}s" "${args[@]}" "$scheme://127.0.0.1:$port/")
+  fi
   after=$(ticks "$pid")
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
-  rps=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' <<<"$out")
-  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+  if [ "$mode" = h2 ]; then
+    rps=$(awk '/^finished in/ { gsub(",", "", $4); printf "%.0f", $4 }' <<<"$out")
+    requests=$(awk '/^requests:/ { print $8 }' <<<"$out") # (succeeded)
+  else
+    rps=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' <<<"$out")
+    requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+  fi
   awk -v r="$rps" -v n="$requests" -v t=$((after - before)) -v hz="$hz" \
     'BEGIN { printf "%s %.1f\n", r, t / hz * 1e6 / n }'
 }
@@ -72,7 +85,7 @@ for round in $(seq "$rounds"); do
   for which in $order; do
     tree=$PWD
     [ "$which" = old ] && tree=$old_tree
-    for mode in ka close; do
+    for mode in "${modes[@]}"; do
       read -r rps us <<<"$(measure "$tree" "$mode")"
       printf '%-6s %-10s %-6s %10s %12s\n' "$round" "$which" "$mode" "$rps" "$us"
       echo "$rps" >>"$work/$which-$mode-rps"
@@ -83,7 +96,7 @@ done
 
 echo
 echo "medians over $rounds rounds ($rev = old, this tree = new):"
-for mode in ka close; do
+for mode in "${modes[@]}"; do
   for which in old new; do
     printf '  %-5s %-4s %10s req/s %8s us/req\n' "$mode" "$which" \
       "$(median <"$work/$which-$mode-rps")" "$(median <"$work/$which-$mode-us")"
