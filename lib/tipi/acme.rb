@@ -19,11 +19,19 @@ module Tipi
   #
   # With `*` among the names, certificates are also obtained on demand: for any name a client
   # asks for (by SNI) that `allow` patterns accept (all when there are none), during the first
-  # handshake for it. A name whose order failed is not tried again for ON_DEMAND_BACKOFF s.
+  # handshake for it.
+  #
+  # The CA is never hammered. The account is made once, saved at once, and used by every order
+  # of every process (an flock on the account file while it is made). A name whose order fails
+  # is not ordered again before its backoff ends: `retry_base` seconds (60), doubling at each
+  # failure up to a day; a day when the CA refused the name for good, or when the configuration
+  # is wrong (reported once, with what to change; a changed configuration is tried at once).
+  # The backoff is kept beside the certificate (`NAME.retry`), so every process, and the next
+  # run, honours it; the log says when the next try is.
   class ACME
     CHECK_INTERVAL = 3600
-    RETRY_INTERVAL = 60
-    ON_DEMAND_BACKOFF = 600
+    RETRY_BASE = 60
+    RETRY_MAX = 86_400
     HOST_NAME = /\A(?=.{1,253}\z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?\z/.freeze
 
     attr_reader :challenge_dir
@@ -36,13 +44,15 @@ module Tipi
     # @param eab [Array(String, String), nil] external account binding: key id, HMAC key
     #   (base64url)
     # @param log [#call] takes each line for the operator
+    # @param retry_base [Numeric] seconds before a failed name is ordered again (doubling)
     def initialize(context, names:, directory: Polyphony::ACME::LETS_ENCRYPT, dir: nil, ca_file: nil, email: nil,
-                   challenge: 'http-01', eab: nil, check_interval: CHECK_INTERVAL, allow: [], log: nil)
+                   challenge: 'http-01', eab: nil, check_interval: CHECK_INTERVAL, allow: [], log: nil,
+                   retry_base: RETRY_BASE)
       @context = context
       @names = names - ['*']
       @on_demand = names.include?('*')
       @allow = allow
-      @failed = {}
+      @retry_base = retry_base
       @directory = directory
       @challenge = challenge
       @check_interval = check_interval
@@ -50,6 +60,9 @@ module Tipi
       @order = { directory: directory, challenge: challenge, contact: email ? ["mailto:#{email}"] : [] }
       @order[:ca] = File.read(ca_file) if ca_file
       @order[:eab_kid], @order[:eab_hmac] = eab[0], decode_base64url(eab[1]) if eab
+      # What a backoff was decided under: a failure under another configuration is not held
+      # against this one.
+      @config = Digest::SHA256.hexdigest([directory, challenge, @order[:ca], email, eab&.first].inspect)[0, 16]
       setup_dirs(dir || default_dir)
       context.challenge_dir = @challenge_dir
       @loaded = {}
@@ -62,9 +75,11 @@ module Tipi
         mtime = File.mtime(cert_path(name))
         next if @loaded[name] == mtime
 
+        first = !@loaded.key?(name)
         @loaded[name] = mtime # a file that cannot be used is reported once, not every second
         pem = File.read(cert_path(name))
         @context.add_certificate(pem, pem, false)
+        say "loaded the stored certificate for #{name}, valid until #{not_after(pem)}" if first && @booting
       rescue Errno::ENOENT
         nil
       rescue SystemCallError, Polyphony::TLS::CertificateError => e
@@ -72,11 +87,22 @@ module Tipi
       end
     end
 
-    # Obtains missing certificates, then renews them when due; forever (in a fiber).
+    # Installs the certificates already on disk, saying which (at boot).
+    def load_stored
+      @booting = true
+      reload
+    ensure
+      @booting = false
+    end
+
+    # Obtains missing certificates, then renews them when due; forever (in a fiber). Names in
+    # backoff wait for their next try.
     def run
       loop do
-        failed = names.reject { |name| renew_if_due(name) }
-        sleep(failed.empty? ? @check_interval : [@check_interval, RETRY_INTERVAL].min)
+        names.each { |name| renew_if_due(name) }
+        now = Time.now.to_f
+        waits = names.filter_map { |name| retry_at(name)&.-(now) }
+        sleep([@check_interval, *waits].min.clamp(0.05, nil))
       end
     end
 
@@ -110,28 +136,40 @@ module Tipi
       return if @context.covers?(name)
       return say("no certificate for #{name}: not an allowed name (--acme-allow)") unless allowed?(name)
 
-      now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      return if @failed[name] && @failed[name] > now
-
-      @failed[name] = now + ON_DEMAND_BACKOFF unless renew_if_due(name)
+      renew_if_due(name)
     end
 
     def allowed?(name)
       name.match?(HOST_NAME) && (@allow.empty? || @allow.any? { |pattern| File.fnmatch?(pattern, name) })
     end
 
-    # @return [Boolean] false when an order failed
+    # @return [Boolean] false when an order failed, or the name waits for its next try
     def renew_if_due(name)
       locked(name) do
         reload # another process may have renewed it meanwhile
         remaining = due(name)
-        obtain(name, remaining) if remaining
+        next true unless remaining
+        next false if retry_at(name)&.>(Time.now.to_f)
+
+        obtain(name, remaining)
+        clear_retry(name)
+        true
+      rescue Polyphony::ACME::Error, SystemCallError, OpenSSL::X509::CertificateError => e
+        # Logged and tried again later: the server serves on (with the certificates it has).
+        back_off(name, e)
+        false
       end
-      true
-    rescue Polyphony::ACME::Error, SystemCallError, OpenSSL::X509::CertificateError => e
-      # Logged and tried again later: the server serves on (with the certificates it has).
+    rescue SystemCallError => e
       say "no certificate for #{name}: #{e.message}"
       false
+    end
+
+    # When `name` may be ordered again (epoch seconds), or nil when it is not in backoff.
+    def retry_at(name)
+      record = JSON.parse(File.read(retry_path(name)))
+      record['config'] == @config ? record['at'] : nil
+    rescue Errno::ENOENT, JSON::ParserError
+      nil
     end
 
     # The seconds left on the certificate for `name` when it is due for renewal (:missing when
@@ -156,7 +194,6 @@ module Tipi
       options = @order.merge(names: [name], challenge_dir: @challenge_dir, account: account)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       result = Polyphony::ACME.obtain(options, @context) { |message| say message }
-      save(account_path, result['account']) unless options[:account]
       save(cert_path(name), result['chain'] + result['key'])
       reload
       cert = OpenSSL::X509::Certificate.new(result['chain'])
@@ -165,8 +202,65 @@ module Tipi
           "valid until #{cert.not_after.utc.iso8601}"
     end
 
+    # The saved account; made (and saved before anything else) when there is none. Processes
+    # take turns: the first makes it, the others find it.
     def account
-      File.read(account_path) if File.exist?(account_path)
+      return File.read(account_path) if File.exist?(account_path)
+
+      File.open("#{account_path}.lock", File::RDWR | File::CREAT, 0o600) do |lock|
+        sleep 0.1 until lock.flock(File::LOCK_EX | File::LOCK_NB)
+        next File.read(account_path) if File.exist?(account_path)
+
+        Polyphony::ACME.register(@order) { |message| say message }.tap { |json| save(account_path, json) }
+      end
+    end
+
+    # Records a failed order for `name` and when to try again; says why, and when.
+    def back_off(name, error)
+      previous = File.exist?(retry_path(name)) ? JSON.parse(File.read(retry_path(name))) : {}
+      previous = {} unless previous['config'] == @config
+      kind, delay, advice =
+        case error
+        when Polyphony::ACME::ConfigError
+          ['config', RETRY_MAX, 'fix the configuration (a changed one is tried at once)']
+        when Polyphony::ACME::Refused
+          ['refused', RETRY_MAX, 'the CA refuses this name for good']
+        else
+          ['passing', previous['kind'] == 'passing' ? [previous['delay'] * 2, RETRY_MAX].min : @retry_base, nil]
+        end
+      at = Time.now.to_f + delay
+      repeated = kind == 'config' && previous['kind'] == 'config' && previous['error'] == error.message
+      save(retry_path(name), JSON.generate('at' => at, 'delay' => delay, 'kind' => kind, 'config' => @config,
+                                            'error' => error.message))
+      return if repeated # (a configuration error is reported once)
+
+      say "no certificate for #{name}: #{error.message}; #{"#{advice}; " if advice}next try " \
+          "in #{duration(delay)} (#{Time.at(at).utc.strftime('%Y-%m-%d %H:%M:%S UTC')})"
+    rescue SystemCallError, JSON::ParserError => e
+      say "no certificate for #{name}: #{error.message} (and its backoff cannot be kept: #{e.message})"
+    end
+
+    def clear_retry(name)
+      File.delete(retry_path(name))
+    rescue Errno::ENOENT
+      nil
+    end
+
+    def retry_path(name)
+      cert_path(name).sub(/\.pem\z/, '.retry')
+    end
+
+    def duration(seconds)
+      return "#{seconds.round(1)} s" if seconds < 120
+      return "#{(seconds / 60).round} min" if seconds < 7200
+
+      "#{(seconds / 3600.0).round(1)} h"
+    end
+
+    def not_after(pem)
+      OpenSSL::X509::Certificate.new(pem).not_after.utc.iso8601
+    rescue OpenSSL::X509::CertificateError
+      'unknown'
     end
 
     # Written whole (a reader in another process never sees half a file), readable by us only.

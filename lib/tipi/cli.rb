@@ -113,6 +113,9 @@ module Tipi
         o.on('--acme-check SECONDS', Float, 'how often certificates are checked for renewal (3600)') do |v|
           acme_option(options, :check_interval, v)
         end
+        o.on('--acme-retry-base SECONDS', Float, 'wait before ordering a failed name again, doubling (60)') do |v|
+          acme_option(options, :retry_base, v)
+        end
         o.on('--acme-eab KID:HMAC', 'external account binding (ZeroSSL...)') do |v|
           acme_option(options, :eab, v.split(':', 2))
         end
@@ -172,7 +175,7 @@ module Tipi
       acme = ACME.new(https.tls, names: options[:acme][:names], **(options[:acme_options] || {}))
       http.app = ACME::Responder.new(acme.challenge_dir, options[:acme][:https_port])
       https.acme = acme
-      acme.reload
+      acme.load_stored
       acme
     rescue ArgumentError, SystemCallError => e
       abort "tipi: #{e.message}"

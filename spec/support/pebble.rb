@@ -16,7 +16,8 @@ class Pebble
   # @param env [Hash] Pebble's environment (PEBBLE_WFE_NONCEREJECT ...)
   # @param validity [Integer, nil] lifetime of the certificates it issues, in seconds
   # @param eab [Hash, nil] { key id => HMAC key (base64url) }: accounts need external binding
-  def initialize(env: {}, validity: nil, eab: nil)
+  # @param blocklist [Array<String>, nil] names Pebble refuses for good (rejectedIdentifier)
+  def initialize(env: {}, validity: nil, eab: nil, blocklist: nil)
     @dir = Dir.mktmpdir('pebble')
     @http_port, @tls_port, api, management, dns = free_ports(5)
     cert, key = Polyphony::TLS.self_signed(['localhost'])
@@ -27,6 +28,7 @@ class Pebble
                'httpPort' => @http_port, 'tlsPort' => @tls_port, 'ocspResponderURL' => '',
                'externalAccountBindingRequired' => false }
     config['certificateValidityPeriod'] = validity if validity
+    config['domainBlocklist'] = blocklist if blocklist
     config.merge!('externalAccountBindingRequired' => true, 'externalAccountMACKeys' => eab) if eab
     File.write(File.join(@dir, 'config.json'), JSON.generate('pebble' => config))
     @log = File.open(File.join(@dir, 'pebble.log'), 'w')

@@ -71,6 +71,7 @@ RSpec.describe 'tipi with ACME' do
     expect(out).to eq(again.pid.to_s)
     sleep 0.5
     expect(again.lines.join).not_to include('ordering')
+    expect(again.lines.join).to match(/tipi: acme: loaded the stored certificate for tipi\.test, valid until \d{4}-/)
   ensure
     again&.stop
     server&.stop unless server.nil? || server.stopped?

@@ -128,8 +128,22 @@ pub struct Issued {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     pub message: String,
-    /// Whether trying again later may succeed (the order was not refused for good).
+    /// Whether the step may simply be sent again, now (badNonce, a rate limit, the network).
     pub retryable: bool,
+    /// What the failure says about trying again later.
+    pub kind: ErrorKind,
+}
+
+/// How long a failure should keep a name from being ordered again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// It may pass: a validation that failed, a CA or network hiccup (back off and retry).
+    Passing,
+    /// The CA refused the name for good (rejectedIdentifier, unsupportedIdentifier, caa).
+    Refused,
+    /// The configuration is wrong (the CA bundle, the directory URL): retrying cannot help
+    /// until it is changed. The message says what to change.
+    Configuration,
 }
 
 impl std::fmt::Display for Error {
@@ -145,9 +159,21 @@ impl Error {
         Self {
             message: message.into(),
             retryable: false,
+            kind: ErrorKind::Passing,
+        }
+    }
+
+    fn configuration(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+            kind: ErrorKind::Configuration,
         }
     }
 }
+
+/// Problem types (RFC 8555 6.7) by which a CA says it will not issue for the name at all.
+const REFUSALS: &[&str] = &[":rejectedIdentifier", ":unsupportedIdentifier", ":caa"];
 
 impl From<instant_acme::Error> for Error {
     fn from(error: instant_acme::Error) -> Self {
@@ -157,12 +183,38 @@ impl From<instant_acme::Error> for Error {
                 Self {
                     message: format!("the ACME server refused: {problem}"),
                     retryable: kind.ends_with(":badNonce") || kind.ends_with(":rateLimited"),
+                    kind: if REFUSALS.iter().any(|refusal| kind.ends_with(refusal)) {
+                        ErrorKind::Refused
+                    } else {
+                        ErrorKind::Passing
+                    },
                 }
             }
-            instant_acme::Error::Other(e) => Self {
-                message: format!("cannot reach the ACME server: {e}"),
-                retryable: true,
-            },
+            instant_acme::Error::Other(e) => {
+                let text = e.to_string();
+                if text.contains("certificate") {
+                    // rustls refused the ACME server's certificate: the CA bundle given does
+                    // not sign it (UnknownIssuer), or is that certificate itself
+                    // (CaUsedAsEndEntity).
+                    Self::configuration(format!(
+                        "the ACME server's TLS certificate is not trusted ({text}): --acme-ca must \
+                         hold the CA that signs the ACME server's own certificate (or leave it out \
+                         for a public CA)"
+                    ))
+                } else {
+                    Self {
+                        message: format!("cannot reach the ACME server: {text}"),
+                        retryable: true,
+                        kind: ErrorKind::Passing,
+                    }
+                }
+            }
+            instant_acme::Error::Str(_)
+            | instant_acme::Error::Json(_)
+            | instant_acme::Error::Http(_) => Self::configuration(format!(
+                "the ACME directory URL does not answer as an ACME server ({error}): check \
+                     --acme-directory"
+            )),
             e => Self::fatal(format!("ACME: {e}")),
         }
     }
@@ -194,16 +246,29 @@ macro_rules! step {
     }};
 }
 
-/// Obtains a certificate for `request.names`, retrying passing failures. Blocks.
-pub fn obtain(
+/// Creates an ACME account (agreeing to the CA's terms of service) and returns its credentials
+/// (JSON, a secret: save them at once, so that every later order uses this account). Blocks.
+pub fn register(
     transport: Arc<dyn Transport>,
     request: &OrderRequest,
     hooks: &dyn Hooks,
-) -> Result<Issued, Error> {
+) -> Result<String, Error> {
+    with_attempts(request, hooks, || {
+        create_account(transport.clone(), request, hooks).map(|(_, json)| json)
+    })
+}
+
+/// Runs `step` up to `request.attempts` times while it fails for a passing reason, with 1, 2,
+/// 4 ... seconds between tries, each failure logged.
+fn with_attempts<T>(
+    request: &OrderRequest,
+    hooks: &dyn Hooks,
+    mut step: impl FnMut() -> Result<T, Error>,
+) -> Result<T, Error> {
     let mut pause = Duration::from_secs(1);
     let mut attempt = 1;
     loop {
-        match obtain_once(transport.clone(), request, hooks) {
+        match step() {
             Err(e) if e.retryable && attempt < request.attempts.max(1) => {
                 hooks.log(&format!(
                     "attempt {attempt} of {} failed ({e}); again in {} s",
@@ -219,6 +284,47 @@ pub fn obtain(
     }
 }
 
+fn create_account(
+    transport: Arc<dyn Transport>,
+    request: &OrderRequest,
+    hooks: &dyn Hooks,
+) -> Result<(Account, String), Error> {
+    let builder = || Account::builder_with_http(Box::new(Client(transport.clone())));
+    let contact: Vec<&str> = request.contact.iter().map(String::as_str).collect();
+    let eab = request
+        .eab
+        .as_ref()
+        .map(|(kid, key)| ExternalAccountKey::new(kid.clone(), key));
+    let new = NewAccount {
+        contact: &contact,
+        terms_of_service_agreed: true,
+        only_return_existing: false,
+    };
+    let (account, credentials) =
+        step!(builder().create(&new, request.directory_url.clone(), eab.as_ref()))?;
+    hooks.log(&format!("created the ACME account {}", account.id()));
+    let json = serde_json::to_string(&credentials)
+        .map_err(|e| Error::fatal(format!("cannot save the ACME account: {e}")))?;
+    Ok((account, json))
+}
+
+/// Obtains a certificate for `request.names`, retrying passing failures. Blocks. Without an
+/// account in `request`, one is created first and used by every attempt (it comes back in
+/// [`Issued::account`]; [`register`] makes one ahead, to be saved before any order).
+pub fn obtain(
+    transport: Arc<dyn Transport>,
+    request: &OrderRequest,
+    hooks: &dyn Hooks,
+) -> Result<Issued, Error> {
+    let mut request = request.clone();
+    if request.account.is_none() {
+        request.account = Some(register(transport.clone(), &request, hooks)?);
+    }
+    with_attempts(&request, hooks, || {
+        obtain_once(transport.clone(), &request, hooks)
+    })
+}
+
 fn obtain_once(
     transport: Arc<dyn Transport>,
     request: &OrderRequest,
@@ -227,31 +333,18 @@ fn obtain_once(
     let builder = || Account::builder_with_http(Box::new(Client(transport.clone())));
     let (account, credentials) = match &request.account {
         Some(json) => {
-            let credentials: AccountCredentials = serde_json::from_str(json)
-                .map_err(|e| Error::fatal(format!("unreadable saved ACME account: {e}")))?;
+            let credentials: AccountCredentials = serde_json::from_str(json).map_err(|e| {
+                Error::configuration(format!(
+                    "unreadable saved ACME account ({e}): remove the account file to have a new \
+                     one made"
+                ))
+            })?;
             (
                 block_on(builder().from_credentials(credentials))?,
                 json.clone(),
             )
         }
-        None => {
-            let contact: Vec<&str> = request.contact.iter().map(String::as_str).collect();
-            let eab = request
-                .eab
-                .as_ref()
-                .map(|(kid, key)| ExternalAccountKey::new(kid.clone(), key));
-            let new = NewAccount {
-                contact: &contact,
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            };
-            let (account, credentials) =
-                step!(builder().create(&new, request.directory_url.clone(), eab.as_ref()))?;
-            hooks.log(&format!("created the ACME account {}", account.id()));
-            let json = serde_json::to_string(&credentials)
-                .map_err(|e| Error::fatal(format!("cannot save the ACME account: {e}")))?;
-            (account, json)
-        }
+        None => create_account(transport.clone(), request, hooks)?,
     };
 
     let identifiers: Vec<Identifier> = request

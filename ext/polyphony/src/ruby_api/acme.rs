@@ -17,16 +17,45 @@ use magnus::{
     function, method, prelude::*, Error, ExceptionClass, RArray, RHash, RModule, Ruby, Value,
 };
 use polyphony_acme::{
-    Challenge, ChallengeResponse, Hooks, HttpRequest, HttpResponse, OrderRequest, Transport,
+    Challenge, ChallengeResponse, ErrorKind, Hooks, HttpRequest, HttpResponse, OrderRequest,
+    Transport,
 };
 use polyphony_tls::CertStore;
 
 static ERROR: Lazy<ExceptionClass> =
     Lazy::new(|ruby| crate::helpers::consts::polyphony_const(ruby, "ACME", "Error"));
+static REFUSED: Lazy<ExceptionClass> =
+    Lazy::new(|ruby| crate::helpers::consts::polyphony_const(ruby, "ACME", "Refused"));
+static CONFIG_ERROR: Lazy<ExceptionClass> =
+    Lazy::new(|ruby| crate::helpers::consts::polyphony_const(ruby, "ACME", "ConfigError"));
 
 fn acme_error(message: impl Into<String>) -> Error {
     let ruby = Ruby::get().expect("called from Ruby");
     Error::new(ruby.get_inner(&ERROR), message.into())
+}
+
+/// The exception for a failed order: Polyphony::ACME::Refused (the CA will not issue for the
+/// name), ConfigError (the configuration must change), or Error (it may pass).
+fn order_error(error: polyphony_acme::Error) -> Error {
+    let ruby = Ruby::get().expect("called from Ruby");
+    let class = match error.kind {
+        ErrorKind::Passing => ruby.get_inner(&ERROR),
+        ErrorKind::Refused => ruby.get_inner(&REFUSED),
+        ErrorKind::Configuration => ruby.get_inner(&CONFIG_ERROR),
+    };
+    Error::new(class, error.message)
+}
+
+fn config_error(message: impl Into<String>) -> Error {
+    let ruby = Ruby::get().expect("called from Ruby");
+    Error::new(ruby.get_inner(&CONFIG_ERROR), message.into())
+}
+
+/// What an order's thread ends with: a certificate, or (for `register`) an account.
+#[derive(Clone)]
+enum Outcome {
+    Issued(polyphony_acme::Issued),
+    Registered(String),
 }
 
 /// HTTPS with ureq, trusting the CA bundle given (a local Pebble's root) or the system's.
@@ -113,7 +142,7 @@ struct Responder {
 #[derive(Default)]
 struct Shared {
     messages: Mutex<Vec<String>>,
-    result: Mutex<Option<Result<polyphony_acme::Issued, polyphony_acme::Error>>>,
+    result: Mutex<Option<Result<Outcome, polyphony_acme::Error>>>,
     /// The pipe's writing end: a byte per message; dropped (closed) when the order ends.
     notify: Mutex<Option<OwnedFd>>,
 }
@@ -242,17 +271,24 @@ fn required(hash: RHash, key: &str) -> Result<String, Error> {
 /// `Polyphony::ACME::Order.start(options, store)`: starts the order and returns at once.
 /// Options (a Hash with String keys): directory, ca (PEM), account (saved JSON), contact
 /// (Array), names (Array), challenge ("http-01" | "tls-alpn-01"), challenge_dir, eab_kid,
-/// eab_hmac (bytes), attempts, timeout (s).
+/// eab_hmac (bytes), attempts, timeout (s); with `register` true, only an account is made
+/// (names, challenge and challenge_dir are not needed).
 fn start(options: RHash, context: Value) -> Result<Order, Error> {
+    let register = options
+        .lookup::<_, Option<bool>>("register")?
+        .unwrap_or(false);
     let names: Vec<String> = options
         .lookup::<_, Option<RArray>>("names")?
         .map(|a| a.to_vec())
         .transpose()?
         .unwrap_or_default();
-    if names.is_empty() {
+    if names.is_empty() && !register {
         return Err(acme_error("the order names no host"));
     }
-    let challenge = match required(options, "challenge")?.as_str() {
+    let challenge = match string(options, "challenge")?
+        .unwrap_or_else(|| "http-01".into())
+        .as_str()
+    {
         "http-01" => Challenge::Http01,
         "tls-alpn-01" => Challenge::TlsAlpn01,
         other => {
@@ -289,9 +325,9 @@ fn start(options: RHash, context: Value) -> Result<Order, Error> {
     let roots = match string(options, "ca")? {
         Some(pem) => pem.into_bytes(),
         None => fs::read("/etc/ssl/certs/ca-certificates.crt")
-            .map_err(|e| acme_error(format!("cannot read the system CA bundle: {e}")))?,
+            .map_err(|e| config_error(format!("cannot read the system CA bundle: {e}")))?,
     };
-    let transport = Https::new(&roots).map_err(acme_error)?;
+    let transport = Https::new(&roots).map_err(config_error)?;
     let store = super::tls::store_of(context)?;
 
     let (read, write) = pipe().map_err(|e| acme_error(format!("pipe: {e}")))?;
@@ -300,14 +336,19 @@ fn start(options: RHash, context: Value) -> Result<Order, Error> {
         ..Shared::default()
     });
     let responder = Responder {
-        dir: PathBuf::from(required(options, "challenge_dir")?),
+        dir: PathBuf::from(string(options, "challenge_dir")?.unwrap_or_default()),
         store,
         shared: shared.clone(),
     };
     std::thread::Builder::new()
         .name("acme".into())
         .spawn(move || {
-            let result = polyphony_acme::obtain(Arc::new(transport), &request, &responder);
+            let transport = Arc::new(transport);
+            let result = if register {
+                polyphony_acme::register(transport, &request, &responder).map(Outcome::Registered)
+            } else {
+                polyphony_acme::obtain(transport, &request, &responder).map(Outcome::Issued)
+            };
             *responder
                 .shared
                 .result
@@ -371,14 +412,19 @@ impl Order {
             .clone();
         match result {
             None => Ok(ruby.qnil().as_value()),
-            Some(Ok(issued)) => {
+            Some(Ok(Outcome::Issued(issued))) => {
                 let hash = ruby.hash_new();
                 hash.aset("chain", issued.chain_pem)?;
                 hash.aset("key", issued.key_pem)?;
                 hash.aset("account", issued.account)?;
                 Ok(hash.as_value())
             }
-            Some(Err(e)) => Err(acme_error(e.message)),
+            Some(Ok(Outcome::Registered(account))) => {
+                let hash = ruby.hash_new();
+                hash.aset("account", account)?;
+                Ok(hash.as_value())
+            }
+            Some(Err(e)) => Err(order_error(e)),
         }
     }
 }
@@ -402,7 +448,9 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
         crate::helpers::consts::polyphony_const(ruby, "TLS", "ServerContext");
     context.define_method("challenge_dir=", method!(set_challenge_dir, 1))?;
     let acme = polyphony.define_module("ACME")?;
-    acme.define_error("Error", ruby.exception_standard_error())?;
+    let error = acme.define_error("Error", ruby.exception_standard_error())?;
+    acme.define_error("Refused", error)?;
+    acme.define_error("ConfigError", error)?;
     let class = acme.define_class("Order", ruby.class_object())?;
     class.define_singleton_method("start", function!(start, 2))?;
     class.define_method("fileno", method!(Order::fileno, 0))?;
