@@ -48,8 +48,13 @@ module Tipi
       options = DEFAULTS.merge(file).merge(cli)
       options[:environment] ||= ENV['RACK_ENV'] || 'development'
       options[:binds] = cli[:binds] || file[:binds] || [Listener.normalize(default_bind)]
-      abort "tipi: give both --cert and --key\n#{USAGE}" if options[:cert].nil? != options[:key].nil?
-      options[:binds] = options[:binds].map { |url| Listener.with_certificate(url, options[:cert], options[:key]) }
+      certs = Array(options[:cert])
+      files = certs.reject { |cert| File.directory?(cert) }
+      unless files.size == Array(options[:key]).size
+        abort "tipi: give both --cert and --key, a --key for each --cert file " \
+              "(#{files.size} certificates, #{Array(options[:key]).size} keys)\n#{USAGE}"
+      end
+      options[:binds] = options[:binds].map { |url| Listener.with_certificate(url, certs, options[:key]) }
       options[:app] ||= 'config.ru' unless options[:rack_app]
       options
     rescue OptionParser::ParseError, ArgumentError => e
@@ -84,8 +89,9 @@ module Tipi
              'self-signed certificate for localhost); repeatable') do |value|
           (options[:binds] ||= []) << Listener.normalize("ssl://#{value.include?(':') ? value : "0.0.0.0:#{value}"}")
         end
-        o.on('--cert FILE', 'the certificate chain (PEM) for -s') { |v| options[:cert] = v }
-        o.on('--key FILE', 'its private key (PEM)') { |v| options[:key] = v }
+        o.on('--cert FILE|DIR', 'a certificate chain (PEM) for -s; repeatable with --key (picked by',
+             'name, the first the default); or a directory of them') { |v| (options[:cert] ||= []) << v }
+        o.on('--key FILE', 'the private key (PEM) of the --cert before it') { |v| (options[:key] ||= []) << v }
         o.on('-f', '--full-service NAMES:HTTP:HTTPS', 'HTTPS for NAMES (comma-separated; * for any',
              'name, on demand) on port HTTPS, certificates', 'from ACME (Let\'s Encrypt by default); port',
              'HTTP answers challenges, redirects to HTTPS') do |value|

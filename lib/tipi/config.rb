@@ -46,10 +46,18 @@ module Tipi
     end
 
     # HTTPS on host:port, with the certificate chain and key in these PEM files (without
-    # them, a self-signed certificate for localhost).
-    def ssl_bind(host, port, cert: nil, key: nil)
+    # them, a self-signed certificate for localhost). Several certificates, picked by the name
+    # the client asks for: `certs: [[cert, key], ...]` (the first the default), or
+    # `certs: 'DIR'` (each NAME.pem holding both, or NAME.crt with NAME.key).
+    def ssl_bind(host, port, cert: nil, key: nil, certs: nil)
       url = Listener.tcp_url(host, port).sub('tcp://', 'ssl://')
-      bind(cert || key ? "#{url}?#{URI.encode_www_form(cert: cert, key: key)}" : url)
+      query = []
+      query.push(['cert', cert], ['key', key]) if cert || key
+      case certs
+      when String then query << ['certs', certs]
+      when Array then certs.each { |c, k| query.push(['cert', c], ['key', k]) }
+      end
+      bind(query.empty? ? url : "#{url}?#{URI.encode_www_form(query)}")
     end
 
     def workers(count)

@@ -54,24 +54,67 @@ module Tipi
       new(url, url.start_with?('unix:') ? bind_unix(url.delete_prefix('unix://')) : bind_tcp(url), tls)
     end
 
-    # An ssl:// URL's certificate: the cert= and key= files, or a self-signed one.
+    # An ssl:// URL's certificates: each cert= and key= pair (repeated: picked by the name the
+    # client asks for, the first one for clients whose name none covers), every PEM file of a
+    # certs= directory, or a self-signed one.
     def self.tls_context(url, alpn)
-      query = URI.decode_www_form(url[/\?(.*)\z/, 1] || '').to_h
-      cert, key = query.values_at('cert', 'key')
-      return Polyphony::TLS::ServerContext.new(alpn) if query['acme'] # filled by Tipi::ACME
-      return Polyphony::TLS::ServerContext.self_signed(SELF_SIGNED_NAMES, alpn: alpn) unless cert || key
-      raise ArgumentError, "#{url}: give both cert= and key=" unless cert && key
+      query = URI.decode_www_form(url[/\?(.*)\z/, 1] || '')
+      return Polyphony::TLS::ServerContext.new(alpn) if query.assoc('acme') # filled by Tipi::ACME
 
-      Polyphony::TLS::ServerContext.load(cert, key, alpn: alpn)
+      pairs = certificate_pairs(url, query)
+      return Polyphony::TLS::ServerContext.self_signed(SELF_SIGNED_NAMES, alpn: alpn) if pairs.empty?
+
+      context = Polyphony::TLS::ServerContext.new(alpn)
+      pairs.each_with_index { |(cert, key), i| context.add_certificate_files(cert, key, fallback: i.zero?) }
+      context
     rescue Polyphony::TLS::CertificateError => e
       raise ArgumentError, "cannot listen on #{url.sub(/\?.*/, '')}: #{e.message}"
     end
 
-    # `url` with cert= and key= added, unless it has its own (-s with --cert and --key).
-    def self.with_certificate(url, cert, key)
-      return url unless url.start_with?('ssl:') && cert && !url.include?('?')
+    # [[cert file, key file]...] of an ssl:// URL's query (in order).
+    def self.certificate_pairs(url, query)
+      certs = query.select { |name, _| name == 'cert' }.map(&:last)
+      keys = query.select { |name, _| name == 'key' }.map(&:last)
+      unless certs.size == keys.size
+        raise ArgumentError, "#{url.sub(/\?.*/, '')}: give a key= for each cert= (#{certs.size} certificates, #{keys.size} keys)"
+      end
 
-      "#{url}?#{URI.encode_www_form(cert: cert, key: key)}"
+      pairs = certs.zip(keys)
+      query.select { |name, _| name == 'certs' }.each { |_, dir| pairs.concat(directory_pairs(dir)) }
+      pairs
+    end
+
+    # The certificates of a directory: each NAME.pem holding a chain and its key, or a
+    # NAME.crt (or NAME.pem) with its NAME.key beside it; by name, so the first is the default.
+    def self.directory_pairs(dir)
+      files = Dir.children(dir).sort
+      pairs = files.filter_map do |file|
+        path = File.join(dir, file)
+        base = file.sub(/\.(pem|crt)\z/, '')
+        next unless file.match?(/\.(pem|crt)\z/) && File.file?(path)
+
+        key = File.join(dir, "#{base}.key")
+        next [path, key] if File.file?(key)
+        next [path, path] if File.read(path).include?('PRIVATE KEY-----')
+      end
+      raise ArgumentError, "#{dir}: no certificate with its key (NAME.pem holding both, or NAME.crt and NAME.key)" if pairs.empty?
+
+      pairs
+    rescue SystemCallError => e
+      raise ArgumentError, "cannot read the certificates in #{dir}: #{e.message}"
+    end
+
+    # `url` with each certificate's cert= and key= added (a directory as certs=), unless it
+    # has its own (-s with --cert and --key).
+    def self.with_certificate(url, certs, keys = [])
+      certs = Array(certs)
+      keys = Array(keys)
+      return url unless url.start_with?('ssl:') && !certs.empty? && !url.include?('?')
+
+      dirs, files = certs.partition { |cert| File.directory?(cert) }
+      query = files.zip(keys).flat_map { |cert, key| [['cert', cert], ['key', key]] }
+      query += dirs.map { |dir| ['certs', dir] }
+      "#{url}?#{URI.encode_www_form(query)}"
     end
 
     # { url => fd } handed down by a restart (read once: the variable is removed).
@@ -159,10 +202,14 @@ module Tipi
     def certificate
       return unless @tls
 
-      query = URI.decode_www_form(@url[/\?(.*)\z/, 1] || '').to_h
-      return 'certificates from ACME' if query['acme']
+      query = URI.decode_www_form(@url[/\?(.*)\z/, 1] || '')
+      return 'certificates from ACME' if query.assoc('acme')
 
-      query['cert'] ? "certificate #{query['cert']}" : "self-signed certificate for #{SELF_SIGNED_NAMES.join(', ')}"
+      pairs = Listener.certificate_pairs(@url, query)
+      return "self-signed certificate for #{SELF_SIGNED_NAMES.join(', ')}" if pairs.empty?
+      return "certificate #{pairs.first.first}" if pairs.size == 1
+
+      "#{pairs.size} certificates picked by name, default #{pairs.first.first}"
     end
 
     def close

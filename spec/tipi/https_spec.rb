@@ -94,6 +94,59 @@ RSpec.describe 'tipi over HTTPS' do
     expect(err).to include('give both --cert and --key')
   end
 
+  # The subject alternative name of the certificate served on `port` to a client asking for
+  # `name` (no SNI when nil).
+  def served_name(port, name)
+    context = OpenSSL::SSL::SSLContext.new
+    context.verify_mode = OpenSSL::SSL::VERIFY_NONE
+    ssl = OpenSSL::SSL::SSLSocket.new(TCPSocket.new('127.0.0.1', port), context)
+    ssl.hostname = name if name
+    ssl.connect
+    ssl.peer_cert.extensions.find { |e| e.oid == 'subjectAltName' }.value.tap { ssl.close }
+  end
+
+  it 'serves several certificates from the command line, picked by name, the first by default' do
+    require 'openssl'
+    files = %w[a.test b.test].flat_map do |name|
+      cert, key = Polyphony::TLS.self_signed([name])
+      [File.join(@dir, "#{name}.crt").tap { |f| File.write(f, cert) }, File.join(@dir, "#{name}.key").tap { |f| File.write(f, key) }]
+    end
+    tipi = TipiProcess.new('-s', '127.0.0.1:0', '--cert', files[0], '--key', files[1], '--cert', files[2],
+                           '--key', files[3], TIPI_APP)
+    port = https_port(tipi)
+    expect(tipi.lines.join).to include("(2 certificates picked by name, default #{files[0]})")
+    expect(served_name(port, 'b.test')).to eq('DNS:b.test')
+    expect(served_name(port, 'a.test')).to eq('DNS:a.test')
+    expect(served_name(port, 'other.test')).to eq('DNS:a.test')
+    expect(served_name(port, nil)).to eq('DNS:a.test')
+    _out, err, status = run_command(RbConfig.ruby, 'exe/tipi', '-s', '127.0.0.1:0', '--cert', files[0], '--key',
+                                    files[1], '--cert', files[2], TIPI_APP)
+    expect(status).not_to be_success
+    expect(err).to include('a --key for each --cert file (2 certificates, 1 keys)')
+  ensure
+    tipi&.stop
+  end
+
+  it 'serves the certificates of a directory, picked by name' do
+    require 'openssl'
+    dir = File.join(@dir, 'certs')
+    FileUtils.mkdir_p(dir)
+    %w[one.test two.test].each do |name|
+      cert, key = Polyphony::TLS.self_signed([name])
+      File.write(File.join(dir, "#{name}.pem"), cert + key) # chain and key in one file
+    end
+    tipi = TipiProcess.new('-s', '127.0.0.1:0', '--cert', dir, TIPI_APP)
+    port = https_port(tipi)
+    expect(served_name(port, 'two.test')).to eq('DNS:two.test')
+    expect(served_name(port, 'nobody.test')).to eq('DNS:one.test')
+    FileUtils.mkdir_p(empty = File.join(@dir, 'empty'))
+    _out, err, status = run_command(RbConfig.ruby, 'exe/tipi', '-s', '127.0.0.1:0', '--cert', empty, TIPI_APP)
+    expect(status).not_to be_success
+    expect(err).to include("#{empty}: no certificate with its key")
+  ensure
+    tipi&.stop
+  end
+
   it 'serves static files (ranges, large files) from workers with a self-signed certificate' do
     root = File.join(@dir, 'www')
     FileUtils.mkdir_p(root)
