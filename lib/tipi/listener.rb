@@ -13,6 +13,9 @@ module Tipi
   # connection is refused.
   class Listener
     INHERIT_ENV = 'TIPI_LISTEN_FDS'
+    # The TLS session ticket secret handed to the next image at a restart (hex), so that
+    # clients resume across it.
+    TICKET_ENV = 'TIPI_TLS_TICKET_SECRET'
     # The names of the certificate an ssl:// listener without one makes for itself.
     SELF_SIGNED_NAMES = %w[localhost *.localhost 127.0.0.1 ::1].freeze
 
@@ -121,6 +124,8 @@ module Tipi
     def self.inherited_fds
       @inherited_fds ||= begin
         value = ENV.delete(INHERIT_ENV)
+        secret = ENV.delete(TICKET_ENV)
+        Polyphony::TLS.ticket_secret = [secret].pack('H*') if secret&.match?(/\A\h{64}\z/)
         value ? JSON.parse(value) : {}
       end
     end
@@ -227,7 +232,9 @@ module Tipi
     # The environment entry and exec redirections that keep `listeners` open across exec.
     def self.handover(listeners)
       fds = listeners.to_h { |listener| [listener.url, listener.socket.fileno] }
-      [{ INHERIT_ENV => JSON.generate(fds) }, fds.values.to_h { |fd| [fd, fd] }]
+      env = { INHERIT_ENV => JSON.generate(fds) }
+      env[TICKET_ENV] = Polyphony::TLS.ticket_secret.unpack1('H*') if listeners.any?(&:tls)
+      [env, fds.values.to_h { |fd| [fd, fd] }]
     end
   end
 end

@@ -147,6 +147,54 @@ RSpec.describe 'tipi over HTTPS' do
     tipi&.stop
   end
 
+  it 'resumes TLS 1.3 and 1.2 sessions on any worker, the first time too' do
+    require 'openssl'
+    tipi = TipiProcess.new('-w', '2', '-s', '127.0.0.1:0', '--cert', @cert, '--key', @key, TIPI_APP)
+    port = https_port(tipi)
+    [OpenSSL::SSL::TLS1_3_VERSION, OpenSSL::SSL::TLS1_2_VERSION].each do |version|
+      context = OpenSSL::SSL::SSLContext.new
+      context.min_version = context.max_version = version
+      context.session_cache_mode = OpenSSL::SSL::SSLContext::SESSION_CACHE_CLIENT
+      open = [] # connections kept open, so that the workers take turns (the least busy accepts)
+      # A request and its response on a new connection, left open: [worker pid, resumed?, session].
+      exchange = lambda do |session|
+        ssl = OpenSSL::SSL::SSLSocket.new(TCPSocket.new('127.0.0.1', port), context)
+        # (A copy each time: OpenSSL spends a TLS 1.3 session once it has resumed it.)
+        ssl.session = OpenSSL::SSL::Session.new(session.to_pem) if session
+        ssl.connect
+        ssl.write("GET /pid HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        head = ssl.gets("\r\n\r\n")
+        pid = ssl.read(head[/content-length: (\d+)/i, 1].to_i).to_i # (TLS 1.3 tickets come after the handshake)
+        open << ssl
+        [pid, ssl.session_reused?, ssl.session]
+      end
+      _pid, _reused, session = exchange.call(nil)
+      results = []
+      # Until the other worker has taken some: its first connection must resume too.
+      until results.map(&:first).uniq.size == 2 && results.size >= 6
+        raise "one worker took all #{results.size} connections" if results.size >= 60
+
+        results << exchange.call(session)
+        sleep 0.01
+      end
+      open.each(&:close)
+      open.clear
+      expect(results.map { |r| r[1] }).to all(be(true)), "version #{version.to_s(16)}: #{results.map { |r| r[0..1] }}"
+      next unless version == OpenSSL::SSL::TLS1_3_VERSION
+
+      # A restart hands the ticket secret over: the new workers resume the session too.
+      tipi.signal('USR2')
+      tipi.read_until(/Use Ctrl-C to stop/)
+      after = 4.times.map { exchange.call(session) }
+      open.each(&:close)
+      open.clear
+      expect(after.map(&:first) & results.map(&:first)).to be_empty # new workers
+      expect(after.map { |r| r[1] }).to all(be(true))
+    end
+  ensure
+    tipi&.stop
+  end
+
   it 'serves static files (ranges, large files) from workers with a self-signed certificate' do
     root = File.join(@dir, 'www')
     FileUtils.mkdir_p(root)

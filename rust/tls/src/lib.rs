@@ -6,6 +6,7 @@
 mod session;
 mod store;
 
+pub mod tickets;
 use std::fmt;
 use std::sync::Arc;
 
@@ -107,10 +108,10 @@ pub fn server_config(store: Arc<CertStore>, alpn: &[&str]) -> Result<Arc<ServerC
     config.alpn_protocols = alpn_list(alpn);
     config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
     // Resumption, as browsers and nginx do it: a returning client skips the key exchange and
-    // the signature. Tickets are stateless, so forked workers made from this configuration
-    // resume each other's sessions (until each rotates its key); session ids are kept too.
-    config.ticketer =
-        rustls::crypto::ring::Ticketer::new().map_err(|e| Error::Config(e.to_string()))?;
+    // the signature. Tickets are stateless, and their keys the same in every process of the
+    // server at any time (see `tickets`), so a client resumes on any worker; session ids are
+    // kept too (per process).
+    config.ticketer = Arc::new(tickets::SharedTicketer::new());
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     Ok(Arc::new(config))
 }

@@ -142,6 +142,23 @@ impl ClientContext {
 }
 
 /// A self-signed certificate and its key for `names` (PEM): [certificate, key].
+/// `Polyphony::TLS.ticket_secret`: the secret every session ticket key of this server derives
+/// from (32 bytes), to hand to the next image of the server at a restart.
+fn ticket_secret(ruby: &Ruby) -> RString {
+    ruby.str_from_slice(&polyphony_tls::tickets::secret())
+}
+
+/// `Polyphony::TLS.ticket_secret = bytes`: sets it before any server context is made (so that
+/// tickets issued before a restart stay good); false when one is in use already.
+fn set_ticket_secret(secret: RString) -> Result<bool, Error> {
+    // SAFETY: copied at once.
+    let bytes: [u8; 32] = unsafe { secret.as_slice() }.try_into().map_err(|_| {
+        let ruby = Ruby::get().expect("called from Ruby");
+        Error::new(ruby.exception_arg_error(), "a ticket secret is 32 bytes")
+    })?;
+    Ok(polyphony_tls::tickets::set_secret(bytes))
+}
+
 fn self_signed(names: Vec<String>) -> Result<(String, String), Error> {
     polyphony_tls::self_signed(&names).map_err(tls_error)
 }
@@ -351,6 +368,8 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     tls.define_error("UnknownServerName", handshake)?;
     tls.define_error("CertificateError", base)?;
     tls.define_singleton_method("self_signed", function!(self_signed, 1))?;
+    tls.define_singleton_method("ticket_secret", function!(ticket_secret, 0))?;
+    tls.define_singleton_method("ticket_secret=", function!(set_ticket_secret, 1))?;
     tls.define_singleton_method("__peek_server_name__", function!(peek_server_name, 1))?;
 
     let class = tls.define_class("ServerContext", ruby.class_object())?;
