@@ -29,9 +29,15 @@ pub struct Session {
     /// Whether any bytes came from the peer yet.
     received: bool,
     /// A plain HTTP request came instead of a ClientHello: the answer is an HTTP 400, as
-    /// nginx gives, not a TLS alert the client cannot read.
+    /// nginx gives, not a TLS alert the client cannot read. Or a ClientHello asked for a name
+    /// no certificate serves: the answer is alert 112 (see [`UNRECOGNIZED_NAME`]).
     plain_http: Option<&'static [u8]>,
 }
+
+/// A fatal `unrecognized_name` alert (112, RFC 6066 3) as a plaintext record: what a client
+/// asking for a name the server has no certificate for gets. (rustls itself sends
+/// `access_denied`, which tells the client nothing about the name.)
+const UNRECOGNIZED_NAME: &[u8] = &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112];
 
 /// What a server answers a plain HTTP request sent to its HTTPS port.
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
@@ -114,6 +120,12 @@ impl Session {
             }
         };
         self.inbox.drain(..taken);
+        if matches!(result, Err(Error::UnknownServerName(_))) {
+            // rustls queued access_denied, the only thing it sent: alert 112 goes instead.
+            let mut dropped = Vec::new();
+            while self.conn.wants_write() && self.conn.write_tls(&mut dropped).is_ok() {}
+            self.plain_http = Some(UNRECOGNIZED_NAME);
+        }
         result
     }
 

@@ -141,10 +141,15 @@ fn sni_picks_the_certificate_and_wildcards_cover_one_level() {
         error.to_string(),
         "TLS handshake failed: no certificate for \"nope.test\""
     );
-    // The client is told why, by an alert.
+    // The client is told why, by alert 112 unrecognized_name (RFC 6066), not access_denied.
     let mut alert = Vec::new();
     server.outgoing(&mut alert);
-    assert!(client.receive(&alert).is_err());
+    assert_eq!(alert, [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112]);
+    let refused = client.receive(&alert).unwrap_err();
+    assert!(
+        refused.to_string().contains("UnrecognisedName"),
+        "{refused}"
+    );
 
     // With a fallback, unknown names get it.
     let fallback = Arc::new(certified_key_from_pem(a.pem.as_bytes(), a.key.as_bytes()).unwrap());
