@@ -32,7 +32,12 @@ module Tipi
     end
 
     def bind(urls)
-      urls.map { |url| Listener.bind(url) }
+      urls.filter_map do |url|
+        Listener.bind(url)
+      rescue Listener::NoIPv6 => e
+        warn "tipi: no IPv6 here (#{e.message}): IPv4 only"
+        nil
+      end
     rescue ArgumentError => e
       abort "tipi: #{e.message}"
     end
@@ -92,12 +97,11 @@ module Tipi
         o.on('--cert FILE|DIR', 'a certificate chain (PEM) for -s; repeatable with --key (picked by',
              'name, the first the default); or a directory of them') { |v| (options[:cert] ||= []) << v }
         o.on('--key FILE', 'the private key (PEM) of the --cert before it') { |v| (options[:key] ||= []) << v }
-        o.on('-f', '--full-service NAMES:HTTP:HTTPS', 'HTTPS for NAMES (comma-separated; * for any',
+        o.on('-f', '--full-service [ADDR:]NAMES:HTTP:HTTPS', 'HTTPS for NAMES (comma-separated; * for any',
              'name, on demand) on port HTTPS, certificates', 'from ACME (Let\'s Encrypt by default); port',
-             'HTTP answers challenges, redirects to HTTPS') do |value|
+             'HTTP answers challenges, redirects to HTTPS;', 'on ADDR, else every IPv4 and IPv6 address') do |value|
           options[:acme] = full_service(value)
-          (options[:binds] ||= []).push(Listener.normalize("0.0.0.0:#{options[:acme][:http_port]}"),
-                                        Listener.normalize("ssl://0.0.0.0:#{options[:acme][:https_port]}?acme=1"))
+          (options[:binds] ||= []).concat(full_service_binds(options[:acme]))
         end
         o.on('--acme-email EMAIL', 'contact address for the ACME account') { |v| acme_option(options, :email, v) }
         o.on('--acme-directory URL', 'the ACME CA (default Let\'s Encrypt; "staging" for its staging CA)') do |v|
@@ -161,12 +165,23 @@ module Tipi
     end
 
     # "a.example,b.example:80:443"
+    # -f [ADDRESS:]NAMES:HTTP_PORT:HTTPS_PORT (an IPv6 ADDRESS in brackets).
     def full_service(value)
-      names, http_port, https_port = value.split(':')
-      raise ArgumentError, "-f wants NAMES:HTTP_PORT:HTTPS_PORT, got #{value.inspect}" \
-        unless names && http_port&.match?(/\A\d+\z/) && https_port&.match?(/\A\d+\z/)
+      match = value.match(/\A(?:(\[[^\]]+\]|[^:\[\]]+):)?([^:\[\]]+):(\d+):(\d+)\z/)
+      raise ArgumentError, "-f wants [ADDRESS:]NAMES:HTTP_PORT:HTTPS_PORT, got #{value.inspect}" unless match
 
-      { names: names.split(','), http_port: http_port.to_i, https_port: https_port.to_i }
+      address, names, http_port, https_port = match.captures
+      { names: names.split(','), http_port: http_port.to_i, https_port: https_port.to_i, address: address }
+    end
+
+    # The listeners of -f: on ADDRESS, or on every IPv4 and IPv6 address.
+    def full_service_binds(acme)
+      hosts = acme[:address] ? [acme[:address]] : ['0.0.0.0', '[::]']
+      hosts.flat_map do |host|
+        v6only = acme[:address].nil? && host == '[::]'
+        [Listener.normalize("tcp://#{host}:#{acme[:http_port]}#{'?v6only=1' if v6only}"),
+         Listener.normalize("ssl://#{host}:#{acme[:https_port]}?acme=1#{'&v6only=1' if v6only}")]
+      end
     end
 
     def acme_option(options, name, value)
@@ -176,11 +191,16 @@ module Tipi
     # The ACME manager of an -f server: its HTTPS listener's certificates, its HTTP listener's
     # challenge responder.
     def setup_acme(options, listeners)
-      https = listeners.find { |listener| listener.url.include?('acme=1') }
-      http = listeners.find { |listener| listener.url == Listener.normalize("0.0.0.0:#{options[:acme][:http_port]}") }
-      acme = ACME.new(https.tls, names: options[:acme][:names], **(options[:acme_options] || {}))
-      http.app = ACME::Responder.new(acme.challenge_dir, options[:acme][:https_port])
-      https.acme = acme
+      https = listeners.select { |listener| listener.url.include?('acme=1') }
+      http_urls = full_service_binds(options[:acme]).reject { |url| url.include?('acme=1') }
+      http = listeners.select { |listener| http_urls.include?(listener.url) }
+      acme = ACME.new(https.first.tls, names: options[:acme][:names], **(options[:acme_options] || {}))
+      responder = ACME::Responder.new(acme.challenge_dir, options[:acme][:https_port])
+      http.each { |listener| listener.app = responder }
+      https.each do |listener|
+        listener.tls = https.first.tls # one set of certificates, IPv4 and IPv6 alike
+        listener.acme = acme
+      end
       acme.load_stored
       acme
     rescue ArgumentError, SystemCallError => e

@@ -21,6 +21,10 @@ module Tipi
 
     # @return [Polyphony::TLS::ServerContext, nil] the certificates of an ssl:// listener
     attr_reader :url, :socket, :tls
+
+    # Shares another listener's certificates (the IPv6 half of an ACME listener, say).
+    # @api private
+    attr_writer :tls
     # @return [#call, nil] the app this listener's connections get instead of the server's
     attr_accessor :app
     # @return [Tipi::ACME, nil] gets certificates on demand, before handshakes
@@ -30,7 +34,8 @@ module Tipi
     # @return [String] the URL in its full form
     def self.normalize(url)
       case url
-      when %r{\Atcp://(\[[^\]]*\]|[^:/]*):(\d+)/?\z} then "tcp://#{Regexp.last_match(1)}:#{Regexp.last_match(2)}"
+      when %r{\Atcp://(\[[^\]]*\]|[^:/]*):(\d+)/?(\?v6only=1)?\z}
+        "tcp://#{Regexp.last_match(1)}:#{Regexp.last_match(2)}#{Regexp.last_match(3)}"
       when %r{\Assl://(\[[^\]]*\]|[^:/]*):(\d+)/?(\?.*)?\z}
         "ssl://#{Regexp.last_match(1)}:#{Regexp.last_match(2)}#{Regexp.last_match(3)}"
       when %r{\Aunix://(.+)\z} then "unix://#{Regexp.last_match(1)}"
@@ -130,11 +135,36 @@ module Tipi
       end
     end
 
+    # IPv6 is not there (a kernel or container without it): the IPv6 half of a dual listener is
+    # left out.
+    class NoIPv6 < StandardError; end
+
     def self.bind_tcp(url)
       host, port = url.sub(%r{\A\w+://}, '').sub(/\?.*\z/, '').match(/\A\[?(.*?)\]?:(\d+)\z/).captures
-      TCPServer.new(host, port.to_i)
-    rescue Errno::EADDRINUSE, Errno::EADDRNOTAVAIL, Errno::EACCES, SocketError => e
+      return TCPServer.new(host, port.to_i) unless url.match?(/[?&]v6only=1/)
+
+      bind_ipv6_only(host, port.to_i)
+    rescue Errno::EAFNOSUPPORT, Errno::EADDRNOTAVAIL => e
+      raise NoIPv6, "#{url.sub(/\?.*/, '')}: #{e.message}" if url.match?(/[?&]v6only=1/)
+
       raise ArgumentError, "cannot listen on #{url}: #{e.message}"
+    rescue Errno::EADDRINUSE, Errno::EACCES, SocketError => e
+      raise ArgumentError, "cannot listen on #{url}: #{e.message}"
+    end
+
+    # An IPv6 listener that takes IPv6 only (IPV6_V6ONLY), beside an IPv4 one on the same port
+    # (a dual-stack socket would take that port's IPv4 too).
+    def self.bind_ipv6_only(host, port)
+      socket = Socket.new(:INET6, :STREAM)
+      socket.setsockopt(Socket::IPPROTO_IPV6, Socket::IPV6_V6ONLY, 1)
+      socket.setsockopt(Socket::SOL_SOCKET, Socket::SO_REUSEADDR, 1)
+      socket.bind(Addrinfo.tcp(host, port))
+      socket.listen(Socket::SOMAXCONN)
+      socket.autoclose = false
+      TCPServer.for_fd(socket.fileno)
+    rescue StandardError
+      socket&.close
+      raise
     end
 
     # A stale socket file (no server answers on it) is replaced; a live one is an error.

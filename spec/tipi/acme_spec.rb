@@ -53,6 +53,11 @@ RSpec.describe 'tipi with ACME' do
     out, err, status = curl('--resolve', "tipi.test:#{https_port}:127.0.0.1", "https://tipi.test:#{https_port}/pid")
     expect(status).to be_success, err
     expect(out).to eq(server.pid.to_s)
+    # IPv6 too, with the same certificate.
+    expect(server.lines.join).to include("listening on https://[::]:#{https_port} (certificates from ACME)")
+    out, err, status = curl('--resolve', "tipi.test:#{https_port}:[::1]", "https://tipi.test:#{https_port}/pid")
+    expect(status).to be_success, err
+    expect(out).to eq(server.pid.to_s)
 
     out, _err, status = curl('-i', '--resolve', "tipi.test:#{@pebble.http_port}:127.0.0.1",
                              "http://tipi.test:#{@pebble.http_port}/some/path?q=1")
@@ -76,6 +81,24 @@ RSpec.describe 'tipi with ACME' do
     again&.stop
     server&.stop unless server.nil? || server.stopped?
     FileUtils.rm_rf(dir)
+  end
+
+  it 'listens on the address -f names, and says what -f wants when it is malformed' do
+    http_port = free_port
+    https_port = free_port
+    dir = Dir.mktmpdir
+    server = TipiProcess.new('-f', "127.0.0.1:tipi.test:#{http_port}:#{https_port}", '--acme-directory',
+                             @pebble.directory, '--acme-ca', @pebble.ca_file, '--acme-dir', dir, TIPI_APP)
+    listening = server.lines.grep(/listening on/).map(&:strip)
+    expect(listening).to eq(["* listening on http://127.0.0.1:#{http_port}",
+                             "* listening on https://127.0.0.1:#{https_port} (certificates from ACME)"])
+    expect { TCPSocket.new('::1', http_port) }.to raise_error(Errno::ECONNREFUSED)
+    _out, err, status = run_command(RbConfig.ruby, 'exe/tipi', '-f', 'tipi.test:80', TIPI_APP)
+    expect(status).not_to be_success
+    expect(err).to include('-f wants [ADDRESS:]NAMES:HTTP_PORT:HTTPS_PORT, got "tipi.test:80"')
+  ensure
+    server&.stop
+    FileUtils.rm_rf(dir) if dir
   end
 
   it 'gets a certificate with TLS-ALPN-01 ordered by the controller and served by workers' do
