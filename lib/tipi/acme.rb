@@ -5,17 +5,18 @@ require 'fileutils'
 require 'json'
 require 'openssl'
 require 'time'
+require_relative 'acme_store'
 
 module Tipi
   # Certificates for an HTTPS listener from an ACME CA, obtained when missing and renewed when
   # less than a third of their lifetime is left, in the background, with no restart: each one
   # goes into the listener's certificate store as soon as it is issued.
   #
-  # On disk (directories 0700, files 0600), under `dir` (default ~/.local/share/tipi):
-  # `accounts/CA.json` (the account key), `certificates/CA/NAME.pem` (chain and key, written
-  # whole by rename), `challenges/` (responses being validated, for every worker). One process
-  # orders (the controller); an flock per name means no two processes ever order the same
-  # certificate; workers pick up new files within a second.
+  # Everything is kept in a store (see Tipi::ACME::Store): a directory (`dir`, by default
+  # ~/.local/share/tipi) or Redis (`store: 'redis://HOST:PORT/DB'`), shared by every process
+  # of a server and by every server that uses the same one. One process of a server orders
+  # (the controller); a lock per name in the store means no two processes, nor two servers,
+  # ever order the same certificate; the others pick the new certificate up within a second.
   #
   # With `*` among the names, certificates are also obtained on demand: for any name a client
   # asks for (by SNI) that `allow` patterns accept (all when there are none), during the first
@@ -34,7 +35,8 @@ module Tipi
     RETRY_MAX = 86_400
     HOST_NAME = /\A(?=.{1,253}\z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?\z/.freeze
 
-    attr_reader :challenge_dir
+    # @return [DirectoryStore, RedisStore]
+    attr_reader :store
 
     # @param context [Polyphony::TLS::ServerContext] the HTTPS listener's certificates
     # @param names [Array<String>] host names to get certificates for
@@ -45,9 +47,10 @@ module Tipi
     #   (base64url)
     # @param log [#call] takes each line for the operator
     # @param retry_base [Numeric] seconds before a failed name is ordered again (doubling)
+    # @param store [String, nil] redis://HOST:PORT/DB to keep everything in Redis (else `dir`)
     def initialize(context, names:, directory: Polyphony::ACME::LETS_ENCRYPT, dir: nil, ca_file: nil, email: nil,
                    challenge: 'http-01', eab: nil, check_interval: CHECK_INTERVAL, allow: [], log: nil,
-                   retry_base: RETRY_BASE)
+                   retry_base: RETRY_BASE, store: nil)
       @context = context
       @names = names - ['*']
       @on_demand = names.include?('*')
@@ -63,8 +66,8 @@ module Tipi
       # What a backoff was decided under: a failure under another configuration is not held
       # against this one.
       @config = Digest::SHA256.hexdigest([directory, challenge, @order[:ca], email, eab&.first].inspect)[0, 16]
-      setup_dirs(dir || default_dir)
-      context.challenge_dir = @challenge_dir
+      @store = Store.open(store || dir, ca_name)
+      @store.serve_challenges(context)
       @loaded = {}
     end
 
@@ -72,22 +75,22 @@ module Tipi
     # another process).
     def reload
       names.each do |name|
-        mtime = File.mtime(cert_path(name))
-        next if @loaded[name] == mtime
+        version = @store.certificate_version(name)
+        next if version.nil? || @loaded[name] == version
 
         first = !@loaded.key?(name)
-        @loaded[name] = mtime # a file that cannot be used is reported once, not every second
-        pem = File.read(cert_path(name))
+        @loaded[name] = version # a certificate that cannot be used is reported once, not every second
+        pem = @store.certificate(name) or next
         @context.add_certificate(pem, pem, false)
         say "loaded the stored certificate for #{name}, valid until #{not_after(pem)}" if first && @booting
-      rescue Errno::ENOENT
-        nil
       rescue SystemCallError, Polyphony::TLS::CertificateError => e
         say "unusable certificate #{cert_path(name)}: #{e.message}"
       end
+    rescue RedisClient::Error => e
+      say "cannot read the store: #{e.message}"
     end
 
-    # Installs the certificates already on disk, saying which (at boot).
+    # Installs the certificates already in the store, saying which (at boot).
     def load_stored
       @booting = true
       reload
@@ -98,12 +101,17 @@ module Tipi
     # Obtains missing certificates, then renews them when due; forever (in a fiber). Names in
     # backoff wait for their next try.
     def run
+      # Certificates another process (or another server sharing the store) obtains are picked
+      # up meanwhile.
+      watcher = spin { watch }
       loop do
         names.each { |name| renew_if_due(name) }
         now = Time.now.to_f
         waits = names.filter_map { |name| retry_at(name)&.-(now) }
         sleep([@check_interval, *waits].min.clamp(0.05, nil))
       end
+    ensure
+      watcher&.stop
     end
 
     # Picks up certificates another process obtained; forever (in a worker's fiber).
@@ -114,14 +122,11 @@ module Tipi
       end
     end
 
-    # The names certificates are kept for: those given, and on demand, those on disk.
+    # The names certificates are kept for: those given, and on demand, those in the store.
     def names
       return @names unless @on_demand
 
-      @names | Dir.children(@certificates).filter_map do |file|
-        name = file.delete_suffix('.pem')
-        name if file.end_with?('.pem') && name.match?(HOST_NAME)
-      end
+      @names | @store.names.select { |name| name.match?(HOST_NAME) }
     end
 
     def on_demand?
@@ -145,7 +150,7 @@ module Tipi
 
     # @return [Boolean] false when an order failed, or the name waits for its next try
     def renew_if_due(name)
-      locked(name) do
+      @store.lock(name.downcase) do
         reload # another process may have renewed it meanwhile
         remaining = due(name)
         next true unless remaining
@@ -154,47 +159,44 @@ module Tipi
         obtain(name, remaining)
         clear_retry(name)
         true
-      rescue Polyphony::ACME::Error, SystemCallError, OpenSSL::X509::CertificateError => e
+      rescue Polyphony::ACME::Error, SystemCallError, OpenSSL::X509::CertificateError, RedisClient::Error => e
         # Logged and tried again later: the server serves on (with the certificates it has).
         back_off(name, e)
         false
       end
-    rescue SystemCallError => e
+    rescue SystemCallError, RedisClient::Error => e
       say "no certificate for #{name}: #{e.message}"
       false
     end
 
     # When `name` may be ordered again (epoch seconds), or nil when it is not in backoff.
     def retry_at(name)
-      record = JSON.parse(File.read(retry_path(name)))
-      record['config'] == @config ? record['at'] : nil
-    rescue Errno::ENOENT, JSON::ParserError
-      nil
+      record = @store.retry_record(name)
+      record && record['config'] == @config ? record['at'] : nil
     end
 
     # The seconds left on the certificate for `name` when it is due for renewal (:missing when
     # there is none); nil when it is good for now.
     def due(name)
-      cert = OpenSSL::X509::Certificate.new(File.read(cert_path(name)))
+      pem = @store.certificate(name) or return :missing
+      cert = OpenSSL::X509::Certificate.new(pem)
       left = cert.not_after - Time.now
       left < (cert.not_after - cert.not_before) / 3 ? left : nil
-    rescue Errno::ENOENT, OpenSSL::X509::CertificateError
+    rescue OpenSSL::X509::CertificateError
       :missing
     end
 
     def cert_path(name)
-      raise ArgumentError, "bad host name #{name.inspect}" unless name.match?(/\A[A-Za-z0-9.-]+\z/)
-
-      File.join(@certificates, "#{name.downcase}.pem")
+      @store.cert_path(name)
     end
 
     private
 
     def obtain(name, remaining)
-      options = @order.merge(names: [name], challenge_dir: @challenge_dir, account: account)
+      options = @order.merge(names: [name], account: account, **@store.order_options)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       result = Polyphony::ACME.obtain(options, @context) { |message| say message }
-      save(cert_path(name), result['chain'] + result['key'])
+      @store.save_certificate(name, result['chain'] + result['key'])
       reload
       cert = OpenSSL::X509::Certificate.new(result['chain'])
       say "#{remaining == :missing ? 'issued' : 'renewed'} the certificate for #{name} " \
@@ -203,21 +205,16 @@ module Tipi
     end
 
     # The saved account; made (and saved before anything else) when there is none. Processes
-    # take turns: the first makes it, the others find it.
+    # (and servers sharing the store) take turns: the first makes it, the others find it.
     def account
-      return File.read(account_path) if File.exist?(account_path)
-
-      File.open("#{account_path}.lock", File::RDWR | File::CREAT, 0o600) do |lock|
-        sleep 0.1 until lock.flock(File::LOCK_EX | File::LOCK_NB)
-        next File.read(account_path) if File.exist?(account_path)
-
-        Polyphony::ACME.register(@order) { |message| say message }.tap { |json| save(account_path, json) }
+      @store.account || @store.lock('account') do
+        @store.account || Polyphony::ACME.register(@order) { |message| say message }.tap { |json| @store.save_account(json) }
       end
     end
 
     # Records a failed order for `name` and when to try again; says why, and when.
     def back_off(name, error)
-      previous = File.exist?(retry_path(name)) ? JSON.parse(File.read(retry_path(name))) : {}
+      previous = @store.retry_record(name) || {}
       previous = {} unless previous['config'] == @config
       kind, delay, advice =
         case error
@@ -230,24 +227,18 @@ module Tipi
         end
       at = Time.now.to_f + delay
       repeated = kind == 'config' && previous['kind'] == 'config' && previous['error'] == error.message
-      save(retry_path(name), JSON.generate('at' => at, 'delay' => delay, 'kind' => kind, 'config' => @config,
-                                            'error' => error.message))
+      @store.save_retry(name, 'at' => at, 'delay' => delay, 'kind' => kind, 'config' => @config,
+                              'error' => error.message)
       return if repeated # (a configuration error is reported once)
 
       say "no certificate for #{name}: #{error.message}; #{"#{advice}; " if advice}next try " \
           "in #{duration(delay)} (#{Time.at(at).utc.strftime('%Y-%m-%d %H:%M:%S UTC')})"
-    rescue SystemCallError, JSON::ParserError => e
+    rescue SystemCallError, RedisClient::Error => e
       say "no certificate for #{name}: #{error.message} (and its backoff cannot be kept: #{e.message})"
     end
 
     def clear_retry(name)
-      File.delete(retry_path(name))
-    rescue Errno::ENOENT
-      nil
-    end
-
-    def retry_path(name)
-      cert_path(name).sub(/\.pem\z/, '.retry')
+      @store.clear_retry(name)
     end
 
     def duration(seconds)
@@ -263,37 +254,10 @@ module Tipi
       'unknown'
     end
 
-    # Written whole (a reader in another process never sees half a file), readable by us only.
-    def save(path, data)
-      tmp = "#{path}.#{Process.pid}.tmp"
-      File.open(tmp, File::WRONLY | File::CREAT | File::TRUNC, 0o600) { |f| f.write(data) }
-      File.rename(tmp, path)
-    end
-
-    def locked(name)
-      File.open(File.join(@certificates, "#{name.downcase}.lock"), File::RDWR | File::CREAT, 0o600) do |lock|
-        sleep 0.1 until lock.flock(File::LOCK_EX | File::LOCK_NB)
-        yield
-      end
-    end
-
-    def setup_dirs(dir)
+    # The CA's name in the store: its directory URL, made safe for a file name.
+    def ca_name
       ca = @directory.sub(%r{\Ahttps?://}, '').gsub(/[^A-Za-z0-9.-]+/, '_')[0, 60]
-      ca = "#{ca}-#{Digest::SHA256.hexdigest(@directory)[0, 8]}"
-      @certificates = File.join(dir, 'certificates', ca)
-      @challenge_dir = File.join(dir, 'challenges')
-      @account_path = File.join(dir, 'accounts', "#{ca}.json")
-      [dir, @certificates, @challenge_dir, File.dirname(@account_path)].each do |path|
-        FileUtils.mkdir_p(path, mode: 0o700)
-      end
-    rescue SystemCallError => e
-      raise ArgumentError, "cannot use #{dir} for certificates: #{e.message}"
-    end
-
-    attr_reader :account_path
-
-    def default_dir
-      File.join(ENV.fetch('XDG_DATA_HOME', File.join(Dir.home, '.local', 'share')), 'tipi')
+      "#{ca}-#{Digest::SHA256.hexdigest(@directory)[0, 8]}"
     end
 
     def decode_base64url(text)
@@ -309,8 +273,9 @@ module Tipi
     class Responder
       PREFIX = '/.well-known/acme-challenge/'
 
-      def initialize(challenge_dir, https_port)
-        @dir = challenge_dir
+      # @param store [DirectoryStore, RedisStore] where orders put their responses
+      def initialize(store, https_port)
+        @store = store
         @port = https_port == 443 ? '' : ":#{https_port}"
       end
 
@@ -325,8 +290,7 @@ module Tipi
       private
 
       def challenge(token)
-        file = File.join(@dir, token) if token.match?(/\A[A-Za-z0-9_-]+\z/)
-        body = file && File.file?(file) ? File.read(file) : nil
+        body = token.match?(/\A[A-Za-z0-9_-]+\z/) ? @store.http_challenge(token) : nil
         return [404, { 'Content-Type' => 'text/plain', 'Content-Length' => '10' }, ["not found\n"]] unless body
 
         [200, { 'Content-Type' => 'application/octet-stream', 'Content-Length' => body.bytesize.to_s }, [body]]

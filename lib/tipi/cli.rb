@@ -123,6 +123,10 @@ module Tipi
         o.on('--acme-check SECONDS', Float, 'how often certificates are checked for renewal (3600)') do |v|
           acme_option(options, :check_interval, v)
         end
+        o.on('--acme-store URL', 'redis://HOST:PORT/DB: account, certificates, locks and challenges',
+             'in Redis, shared by a fleet of servers (default: --acme-dir)') do |v|
+          acme_option(options, :store, v)
+        end
         o.on('--acme-retry-base SECONDS', Float, 'wait before ordering a failed name again, doubling (60)') do |v|
           acme_option(options, :retry_base, v)
         end
@@ -195,7 +199,7 @@ module Tipi
       http_urls = full_service_binds(options[:acme]).reject { |url| url.include?('acme=1') }
       http = listeners.select { |listener| http_urls.include?(listener.url) }
       acme = ACME.new(https.first.tls, names: options[:acme][:names], **(options[:acme_options] || {}))
-      responder = ACME::Responder.new(acme.challenge_dir, options[:acme][:https_port])
+      responder = ACME::Responder.new(acme.store, options[:acme][:https_port])
       http.each { |listener| listener.app = responder }
       https.each do |listener|
         listener.tls = https.first.tls # one set of certificates, IPv4 and IPv6 alike
@@ -203,7 +207,7 @@ module Tipi
       end
       acme.load_stored
       acme
-    rescue ArgumentError, SystemCallError => e
+    rescue ArgumentError, SystemCallError, RedisClient::Error => e
       abort "tipi: #{e.message}"
     end
 

@@ -22,6 +22,8 @@ use polyphony_acme::{
 };
 use polyphony_tls::CertStore;
 
+use super::resp::Target;
+
 static ERROR: Lazy<ExceptionClass> =
     Lazy::new(|ruby| crate::helpers::consts::polyphony_const(ruby, "ACME", "Error"));
 static REFUSED: Lazy<ExceptionClass> =
@@ -135,6 +137,8 @@ fn http_request(method: &str, url: &str) -> ureq::http::request::Builder {
 /// Where challenge responses go, and the order's log.
 struct Responder {
     dir: PathBuf,
+    /// Redis, for a fleet sharing a store: responses go there (under the prefix), not to `dir`.
+    redis: Option<(Target, String)>,
     store: Option<Arc<CertStore>>,
     shared: Arc<Shared>,
 }
@@ -188,8 +192,49 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+impl Responder {
+    /// Puts the response in Redis for every server (they expire in 10 minutes, in case this
+    /// process dies before it removes them).
+    fn install_in_redis(
+        &self,
+        (target, prefix): &(Target, String),
+        response: &ChallengeResponse,
+    ) -> Result<(), String> {
+        let (key, value) = match response.challenge {
+            Challenge::Http01 => (
+                format!("{prefix}http:{}", response.token),
+                response.key_authorization.clone(),
+            ),
+            Challenge::TlsAlpn01 => (
+                format!("{prefix}alpn:{}", response.name.to_ascii_lowercase()),
+                hex(&response.digest),
+            ),
+        };
+        target
+            .call(&[b"SET", key.as_bytes(), value.as_bytes(), b"EX", b"600"])
+            .map(drop)
+            .map_err(|e| format!("cannot put the challenge response in the store: {e}"))
+    }
+}
+
 impl Hooks for Responder {
     fn install(&self, response: &ChallengeResponse) -> Result<(), String> {
+        if let Some(redis) = &self.redis {
+            if response.challenge == Challenge::TlsAlpn01 {
+                if let Some(store) = &self.store {
+                    let key = polyphony_tls::alpn_challenge_key(&response.name, &response.digest)
+                        .map_err(|e| e.to_string())?;
+                    store.set_challenge(&response.name, Some(Arc::new(key)));
+                }
+            }
+            self.install_in_redis(redis, response)?;
+            self.shared.say(format!(
+                "serving the {} challenge for {} (through the store)",
+                response.challenge.name(),
+                response.name
+            ));
+            return Ok(());
+        }
         let written = match response.challenge {
             Challenge::Http01 => write_atomically(
                 &self.dir.join(&response.token),
@@ -222,6 +267,19 @@ impl Hooks for Responder {
     }
 
     fn remove(&self, response: &ChallengeResponse) {
+        if let Some((target, prefix)) = &self.redis {
+            let key = match response.challenge {
+                Challenge::Http01 => format!("{prefix}http:{}", response.token),
+                Challenge::TlsAlpn01 => {
+                    if let Some(store) = &self.store {
+                        store.set_challenge(&response.name, None);
+                    }
+                    format!("{prefix}alpn:{}", response.name.to_ascii_lowercase())
+                }
+            };
+            let _ = target.call(&[b"DEL", key.as_bytes()]);
+            return;
+        }
         match response.challenge {
             Challenge::Http01 => {
                 let _ = fs::remove_file(self.dir.join(&response.token));
@@ -247,6 +305,21 @@ pub(crate) fn alpn_challenge_from_dir(
     name: &str,
 ) -> Option<Arc<polyphony_tls::CertifiedKey>> {
     let digest = unhex(&fs::read_to_string(alpn_file(dir, name)).ok()?)?;
+    polyphony_tls::alpn_challenge_key(name, &digest)
+        .ok()
+        .map(Arc::new)
+}
+
+/// The TLS-ALPN-01 certificate for `name` from Redis, if an order of any server sharing the
+/// store is being validated for it. (A blocking call, in a handshake: only validators ask.)
+fn alpn_challenge_from_redis(
+    target: &Target,
+    prefix: &str,
+    name: &str,
+) -> Option<Arc<polyphony_tls::CertifiedKey>> {
+    let key = format!("{prefix}alpn:{}", name.to_ascii_lowercase());
+    let value = target.call(&[b"GET", key.as_bytes()]).ok()??;
+    let digest = unhex(std::str::from_utf8(&value).ok()?)?;
     polyphony_tls::alpn_challenge_key(name, &digest)
         .ok()
         .map(Arc::new)
@@ -335,7 +408,15 @@ fn start(options: RHash, context: Value) -> Result<Order, Error> {
         notify: Mutex::new(Some(write)),
         ..Shared::default()
     });
+    let redis = match string(options, "challenge_store")? {
+        Some(url) => Some((
+            Target::parse(&url).map_err(config_error)?,
+            string(options, "challenge_prefix")?.unwrap_or_default(),
+        )),
+        None => None,
+    };
     let responder = Responder {
+        redis,
         dir: PathBuf::from(string(options, "challenge_dir")?.unwrap_or_default()),
         store,
         shared: shared.clone(),
@@ -443,10 +524,24 @@ fn set_challenge_dir(context: Value, dir: String) -> Result<(), Error> {
     Ok(())
 }
 
+/// `Polyphony::TLS::ServerContext#challenge_store(url, prefix)`: TLS-ALPN-01 responses of
+/// orders run by any server sharing the Redis store at `url` are found there.
+fn set_challenge_store(context: Value, url: String, prefix: String) -> Result<(), Error> {
+    let Some(store) = super::tls::store_of(context)? else {
+        return Ok(());
+    };
+    let target = Target::parse(&url).map_err(config_error)?;
+    store.set_challenge_loader(Some(Box::new(move |name| {
+        alpn_challenge_from_redis(&target, &prefix, name)
+    })));
+    Ok(())
+}
+
 pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     let context: magnus::RClass =
         crate::helpers::consts::polyphony_const(ruby, "TLS", "ServerContext");
     context.define_method("challenge_dir=", method!(set_challenge_dir, 1))?;
+    context.define_method("challenge_store", method!(set_challenge_store, 2))?;
     let acme = polyphony.define_module("ACME")?;
     let error = acme.define_error("Error", ruby.exception_standard_error())?;
     acme.define_error("Refused", error)?;

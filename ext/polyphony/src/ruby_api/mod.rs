@@ -5,6 +5,7 @@ mod backend;
 mod h1p;
 mod http2;
 pub(crate) mod io;
+mod resp;
 mod shared;
 mod stock;
 pub(crate) mod tls;
