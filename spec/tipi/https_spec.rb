@@ -127,6 +127,24 @@ RSpec.describe 'tipi over HTTPS' do
     tipi&.stop
   end
 
+  it 'serves several certificates given in a config file' do
+    require 'openssl'
+    pairs = %w[c.test d.test].map do |name|
+      cert, key = Polyphony::TLS.self_signed([name])
+      [File.join(@dir, "#{name}.crt").tap { |f| File.write(f, cert) }, File.join(@dir, "#{name}.key").tap { |f| File.write(f, key) }]
+    end
+    File.write(config = File.join(@dir, 'tipi.rb'), <<~RUBY)
+      ssl_bind '127.0.0.1', 0, certs: #{pairs.inspect}
+      rackup #{TIPI_APP.inspect}
+    RUBY
+    tipi = TipiProcess.new('--config', config)
+    port = https_port(tipi)
+    expect(served_name(port, 'd.test')).to eq('DNS:d.test')
+    expect(served_name(port, 'elsewhere.test')).to eq('DNS:c.test')
+  ensure
+    tipi&.stop
+  end
+
   it 'serves the certificates of a directory, picked by name' do
     require 'openssl'
     dir = File.join(@dir, 'certs')
