@@ -91,16 +91,9 @@ def summary(events):
     return result
 
 
-def stalled(port, path, streams, seconds):
-    # A stream window of 0: the server may send HEADERS, no DATA. The connection window is
-    # left at its 65,535 (nobody opens it either).
-    sock, conn = connect(port, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
-    for i in range(streams):
-        conn.send_headers(1 + 2 * i, [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", path)],
-                          end_stream=True)
-    sock.sendall(conn.data_to_send())
-    # Reads (so that the server's writes never block on the socket) but never acknowledges data
-    # with WINDOW_UPDATE: h2 would, so the events are read with acknowledgements turned off.
+def read_without_window_updates(sock, conn, seconds):
+    """Reads for `seconds` (so that the server's writes never block on the socket) but never
+    acknowledges data with WINDOW_UPDATE: what h2 would send back is dropped."""
     events = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -112,8 +105,18 @@ def stalled(port, path, streams, seconds):
                 break
             events.extend(conn.receive_data(data))
             conn.data_to_send()  # dropped: no WINDOW_UPDATE
-    result = summary(events)
-    print(json.dumps(result))
+    return events
+
+
+def stalled(port, path, streams, seconds):
+    # A stream window of 0: the server may send HEADERS, no DATA. The connection window is
+    # left at its 65,535 (nobody opens it either).
+    sock, conn = connect(port, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    for i in range(streams):
+        conn.send_headers(1 + 2 * i, [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", path)],
+                          end_stream=True)
+    sock.sendall(conn.data_to_send())
+    print(json.dumps(summary(read_without_window_updates(sock, conn, seconds))))
     sock.close()
 
 
@@ -123,16 +126,7 @@ def wsstalled(port, path, seconds):
     conn.send_headers(1, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
                           (":path", path), (":authority", "127.0.0.1"), ("sec-websocket-version", "13")])
     sock.sendall(conn.data_to_send())
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([sock], [], [], 0.2)
-        if ready:
-            data = sock.recv(1 << 20)
-            if not data:
-                events.append("closed")
-                break
-            events.extend(conn.receive_data(data))
-            conn.data_to_send()  # dropped: no WINDOW_UPDATE
+    events.extend(read_without_window_updates(sock, conn, seconds))
     print(json.dumps(summary(events)))
     sock.close()
 

@@ -81,26 +81,33 @@ unsafe fn must_delegate(receiver: VALUE) -> bool {
     }
 }
 
+/// A C method taking (argc, argv, self): what `rb_define_method` takes for arity -1.
+type Variadic = unsafe extern "C" fn(c_int, *const VALUE, VALUE) -> VALUE;
+
+/// Defines `name` in `module` as `function`, with arity -1.
+fn define_variadic(module: RModule, name: &std::ffi::CStr, function: Variadic) {
+    // SAFETY: the GVL is held; `module` is a module and `name` NUL-terminated; `function`
+    // takes (argc, argv, self), as arity -1 asks, so Ruby calls it with the right arguments.
+    unsafe {
+        rb_sys::rb_define_method(
+            module.as_raw(),
+            name.as_ptr(),
+            Some(std::mem::transmute::<
+                Variadic,
+                unsafe extern "C" fn() -> VALUE,
+            >(function)),
+            -1,
+        )
+    };
+}
+
 /// Defines each of `names` in `module` as the cooperative wrapper of the stock method.
 fn define(ruby: &Ruby, module: RModule, names: RArray) -> Result<RModule, Error> {
     for name in names.into_iter() {
         let name = Symbol::try_convert(name)?.name()?.into_owned();
         let name = std::ffi::CString::new(name)
             .map_err(|e| Error::new(ruby.exception_arg_error(), e.to_string()))?;
-        let wrapper: unsafe extern "C" fn(c_int, *const VALUE, VALUE) -> VALUE = cooperative;
-        // SAFETY: the GVL is held; `module` is a module and `name` NUL-terminated; the function
-        // takes (argc, argv, self), as arity -1 asks.
-        unsafe {
-            rb_sys::rb_define_method(
-                module.as_raw(),
-                name.as_ptr(),
-                Some(std::mem::transmute::<
-                    unsafe extern "C" fn(c_int, *const VALUE, VALUE) -> VALUE,
-                    unsafe extern "C" fn() -> VALUE,
-                >(wrapper)),
-                -1,
-            )
-        };
+        define_variadic(module, &name, cooperative);
     }
     Ok(module)
 }
@@ -125,20 +132,7 @@ unsafe extern "C" fn read_at_position(argc: c_int, argv: *const VALUE, receiver:
 
 /// Defines `read` in `module` as [`read_at_position`].
 fn define_read_at(module: RModule) -> Result<RModule, Error> {
-    let function: unsafe extern "C" fn(c_int, *const VALUE, VALUE) -> VALUE = read_at_position;
-    // SAFETY: the GVL is held; `module` is a module; the function takes (argc, argv, self), as
-    // arity -1 asks.
-    unsafe {
-        rb_sys::rb_define_method(
-            module.as_raw(),
-            c"read".as_ptr(),
-            Some(std::mem::transmute::<
-                unsafe extern "C" fn(c_int, *const VALUE, VALUE) -> VALUE,
-                unsafe extern "C" fn() -> VALUE,
-            >(function)),
-            -1,
-        )
-    };
+    define_variadic(module, c"read", read_at_position);
     Ok(module)
 }
 
