@@ -10,7 +10,7 @@ Gem::Specification.new do |s|
   s.license = 'MIT'
   s.required_ruby_version = '>= 3.1'
   s.files = Dir['lib/**/*.rb', 'ext/**/*.{rb,rs,toml}', 'rust/**/*.{rs,toml}', 'exe/*', 'include/*.h',
-                'Cargo.toml', 'Cargo.lock', 'README.md', 'CHANGELOG.md', 'docs/**/*.md']
+                'Cargo.toml', 'Cargo.lock', 'README.md', 'CHANGELOG.md', 'docs/**/*.md', 'examples/**/*']
   s.bindir = 'exe'
   s.executables = ['tipi']
   s.extensions = ['ext/polyphony/extconf.rb']

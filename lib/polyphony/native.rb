@@ -6,5 +6,13 @@
 begin
   require_relative "#{RUBY_VERSION[/\d+\.\d+/]}/polyphony_ext"
 rescue LoadError
-  require_relative 'polyphony_ext'
+  begin
+    require_relative 'polyphony_ext'
+  rescue LoadError
+    raise if File.exist?(File.join(__dir__, 'polyphony_ext.so')) # (built, but it cannot load: say why)
+
+    root = File.expand_path('../..', __dir__)
+    raise LoadError, "polyphony: the native extension is not built (#{File.join(__dir__, 'polyphony_ext.so')}): " \
+                     "run `rake compile` in #{root} (it needs Rust's cargo), or install the gem, which builds it"
+  end
 end

@@ -13,11 +13,12 @@ class TipiProcess
 
   # Starts `tipi *args` and reads its banner up to "Use Ctrl-C to stop".
   # @param spawn [Hash] more options for Process.spawn (rlimit_nofile: ...)
-  def initialize(*args, env: {}, spawn: {})
+  # @param exe [String] the tipi command to run (an installed gem's, say)
+  def initialize(*args, env: {}, spawn: {}, exe: File.join(ROOT, 'exe', 'tipi'))
     # The output goes to a file, read as the spec asks: a pipe nobody reads would fill with
     # the access log, and the server would wait on it (and stop nowhere).
     @output = Tempfile.new('tipi-output')
-    @pid = Process.spawn(env, RbConfig.ruby, File.join(ROOT, 'exe', 'tipi'), *args,
+    @pid = Process.spawn(env, RbConfig.ruby, exe, *args,
                          out: @output.path, err: %i[child out], **spawn)
     @unread = +''
     @lines = []
