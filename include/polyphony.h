@@ -1,4 +1,4 @@
-/* Polyphony's C ABI: the H1P HTTP/1 parser. Link with -lpolyphony_capi. */
+/* Polyphony's C ABI: the H1P HTTP/1 parser (zero-copy and pull), HTTP/1 response heads, and the event loop (io_uring, or epoll). Build and install it with `rake capi PREFIX=DIR`, then compile with `cc prog.c $(pkg-config --cflags --libs polyphony)`. */
 
 #ifndef POLYPHONY_H
 #define POLYPHONY_H
@@ -119,6 +119,9 @@ extern "C" {
 
 // The message of the last error of `polyphony_h1p_parse_request` or
 // `polyphony_h1p_parse_response` on this thread ("" if none). Valid until the next call.
+// The library's version, as `MAJOR.MINOR.PATCH` (a static string: not to be freed).
+const char *polyphony_version(void);
+
 const char *polyphony_h1p_last_error(void);
 
 // Parses the request head at the start of `buf[0..len]`, without copying: `method`, `path`

@@ -83,6 +83,12 @@ fn set_last_error(message: String) {
 
 /// The message of the last error of `polyphony_h1p_parse_request` or
 /// `polyphony_h1p_parse_response` on this thread ("" if none). Valid until the next call.
+/// The library's version, as `MAJOR.MINOR.PATCH` (a static string: not to be freed).
+#[no_mangle]
+pub extern "C" fn polyphony_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
 #[no_mangle]
 pub extern "C" fn polyphony_h1p_last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
