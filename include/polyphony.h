@@ -81,6 +81,28 @@ typedef struct polyphony_h1p_header {
   size_t value_len;
 } polyphony_h1p_header;
 
+// A pull parser's limits (0 in a field: the default; the defaults are H1P's, as
+// `polyphony_h1p_limits_default` fills them in). A message over a limit is refused, the error
+// naming it.
+typedef struct polyphony_h1p_limits {
+  // Bytes of a request's method (16).
+  size_t method;
+  // Bytes of a request's target (4096).
+  size_t target;
+  // Bytes of a response's status message (256).
+  size_t status_message;
+  // Bytes of a field name (128).
+  size_t header_name;
+  // Bytes of a field value (2048).
+  size_t header_value;
+  // Fields in a head, and in a trailer section (256).
+  size_t headers;
+  // Bytes of the whole head (65536).
+  size_t head;
+  // Bytes of a body (0: no limit).
+  uint64_t max_body;
+} polyphony_h1p_limits;
+
 // Reads at most `capacity` bytes into `buf`; returns how many, 0 at the end of the input, or
 // a negative value on error (the parser then fails with "read error").
 typedef ptrdiff_t (*polyphony_h1p_read_fn)(void *ctx, char *buf, size_t capacity);
@@ -160,12 +182,29 @@ int polyphony_h1p_parse_response(const char *buf,
                                  struct polyphony_h1p_header *headers,
                                  size_t *num_headers);
 
+// Fills `limits` with H1P's defaults (NULL is ignored).
+//
+// # Safety
+// `limits`, if not NULL, points to a writable `polyphony_h1p_limits`.
+void polyphony_h1p_limits_default(struct polyphony_h1p_limits *limits);
+
 // A parser of requests (`POLYPHONY_H1P_SERVER`) or responses (`POLYPHONY_H1P_CLIENT`) that
-// reads with `read(ctx, ...)`. Returns NULL if `read` is NULL or `mode` is unknown. Free it
-// with `polyphony_h1p_parser_free`.
+// reads with `read(ctx, ...)`, with H1P's default limits. Returns NULL if `read` is NULL or
+// `mode` is unknown (`polyphony_h1p_last_error()` says which). Free it with
+// `polyphony_h1p_parser_free`.
 struct polyphony_h1p_parser *polyphony_h1p_parser_new(int mode,
                                                       polyphony_h1p_read_fn read,
                                                       void *ctx);
+
+// Like `polyphony_h1p_parser_new`, with `limits` (NULL: the defaults; a field at 0: its
+// default).
+//
+// # Safety
+// `limits`, if not NULL, points to a readable `polyphony_h1p_limits`.
+struct polyphony_h1p_parser *polyphony_h1p_parser_new_with_limits(int mode,
+                                                                  polyphony_h1p_read_fn read,
+                                                                  void *ctx,
+                                                                  const struct polyphony_h1p_limits *limits);
 
 // Frees a parser (NULL is ignored).
 //

@@ -117,7 +117,32 @@ static void pull_parser(void) {
   close(fds[0]);
 
   CHECK(polyphony_h1p_parser_new(7, read_fd, NULL) == NULL);
+  CHECK(strstr(polyphony_h1p_last_error(), "unknown parser mode 7") != NULL);
   CHECK(polyphony_h1p_parser_new(POLYPHONY_H1P_SERVER, NULL, NULL) == NULL);
+  CHECK(strstr(polyphony_h1p_last_error(), "NULL read callback") != NULL);
+}
+
+/* Limits set from C: a field value over 8 bytes is refused, the error naming the limit. */
+static void parser_limits(void) {
+  polyphony_h1p_limits limits;
+  polyphony_h1p_limits_default(&limits);
+  CHECK(limits.header_value == 2048 && limits.headers == 256 && limits.max_body == 0);
+  limits.header_value = 8;
+  int fds[2];
+  CHECK(pipe(fds) == 0);
+  const char *input = "GET / HTTP/1.1\r\nX-Long: 0123456789\r\n\r\n";
+  CHECK(write(fds[1], input, strlen(input)) == (ssize_t)strlen(input));
+  close(fds[1]);
+  polyphony_h1p_parser *parser =
+      polyphony_h1p_parser_new_with_limits(POLYPHONY_H1P_SERVER, read_fd, &fds[0], &limits);
+  CHECK(parser != NULL);
+  polyphony_h1p_message message;
+  polyphony_h1p_header headers[8];
+  size_t num_headers = 8;
+  CHECK(polyphony_h1p_parser_parse_headers(parser, &message, headers, &num_headers) == -1);
+  CHECK(strstr(polyphony_h1p_parser_error(parser), "header value") != NULL);
+  polyphony_h1p_parser_free(parser);
+  close(fds[0]);
 }
 
 static ptrdiff_t read_garbage(void *ctx, char *buf, size_t capacity) {
@@ -174,6 +199,7 @@ int main(void) {
   response_head();
   zero_copy_response();
   pull_parser();
+  parser_limits();
   pull_parser_error();
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);

@@ -306,21 +306,117 @@ pub struct polyphony_h1p_parser {
     error: CString,
 }
 
+/// A pull parser's limits (0 in a field: the default; the defaults are H1P's, as
+/// `polyphony_h1p_limits_default` fills them in). A message over a limit is refused, the error
+/// naming it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct polyphony_h1p_limits {
+    /// Bytes of a request's method (16).
+    pub method: usize,
+    /// Bytes of a request's target (4096).
+    pub target: usize,
+    /// Bytes of a response's status message (256).
+    pub status_message: usize,
+    /// Bytes of a field name (128).
+    pub header_name: usize,
+    /// Bytes of a field value (2048).
+    pub header_value: usize,
+    /// Fields in a head, and in a trailer section (256).
+    pub headers: usize,
+    /// Bytes of the whole head (65536).
+    pub head: usize,
+    /// Bytes of a body (0: no limit).
+    pub max_body: u64,
+}
+
+/// Fills `limits` with H1P's defaults (NULL is ignored).
+///
+/// # Safety
+/// `limits`, if not NULL, points to a writable `polyphony_h1p_limits`.
+#[no_mangle]
+pub unsafe extern "C" fn polyphony_h1p_limits_default(limits: *mut polyphony_h1p_limits) {
+    let defaults = Limits::default();
+    // SAFETY: per this function's contract.
+    if let Some(limits) = unsafe { limits.as_mut() } {
+        *limits = polyphony_h1p_limits {
+            method: defaults.method,
+            target: defaults.target,
+            status_message: defaults.status_message,
+            header_name: defaults.header_name,
+            header_value: defaults.header_value,
+            headers: defaults.headers,
+            head: defaults.head,
+            max_body: defaults.max_body.unwrap_or(0),
+        };
+    }
+}
+
+/// H1P's limits from C's: a field left at 0 keeps the default.
+fn limits_from(limits: &polyphony_h1p_limits) -> Limits {
+    let defaults = Limits::default();
+    let or = |value: usize, default: usize| if value == 0 { default } else { value };
+    Limits {
+        method: or(limits.method, defaults.method),
+        target: or(limits.target, defaults.target),
+        status_message: or(limits.status_message, defaults.status_message),
+        header_name: or(limits.header_name, defaults.header_name),
+        header_value: or(limits.header_value, defaults.header_value),
+        headers: or(limits.headers, defaults.headers),
+        head: or(limits.head, defaults.head),
+        max_body: (limits.max_body != 0)
+            .then_some(limits.max_body)
+            .or(defaults.max_body),
+    }
+}
+
 /// A parser of requests (`POLYPHONY_H1P_SERVER`) or responses (`POLYPHONY_H1P_CLIENT`) that
-/// reads with `read(ctx, ...)`. Returns NULL if `read` is NULL or `mode` is unknown. Free it
-/// with `polyphony_h1p_parser_free`.
+/// reads with `read(ctx, ...)`, with H1P's default limits. Returns NULL if `read` is NULL or
+/// `mode` is unknown (`polyphony_h1p_last_error()` says which). Free it with
+/// `polyphony_h1p_parser_free`.
 #[no_mangle]
 pub extern "C" fn polyphony_h1p_parser_new(
     mode: c_int,
     read: polyphony_h1p_read_fn,
     ctx: *mut c_void,
 ) -> *mut polyphony_h1p_parser {
+    new_parser(mode, read, ctx, Limits::default())
+}
+
+/// Like `polyphony_h1p_parser_new`, with `limits` (NULL: the defaults; a field at 0: its
+/// default).
+///
+/// # Safety
+/// `limits`, if not NULL, points to a readable `polyphony_h1p_limits`.
+#[no_mangle]
+pub unsafe extern "C" fn polyphony_h1p_parser_new_with_limits(
+    mode: c_int,
+    read: polyphony_h1p_read_fn,
+    ctx: *mut c_void,
+    limits: *const polyphony_h1p_limits,
+) -> *mut polyphony_h1p_parser {
+    // SAFETY: per this function's contract.
+    let limits = unsafe { limits.as_ref() }.map_or_else(Limits::default, limits_from);
+    new_parser(mode, read, ctx, limits)
+}
+
+/// What both constructors do (`ctx` is only handed back to `read`, never read here).
+fn new_parser(
+    mode: c_int,
+    read: polyphony_h1p_read_fn,
+    ctx: *mut c_void,
+    limits: Limits,
+) -> *mut polyphony_h1p_parser {
     let mode = match mode {
         POLYPHONY_H1P_SERVER => Mode::Server,
         POLYPHONY_H1P_CLIENT => Mode::Client,
-        _ => return ptr::null_mut(),
+        _ => {
+            set_last_error(format!("unknown parser mode {mode}"));
+            return ptr::null_mut();
+        }
     };
     let Some(read) = read else {
+        set_last_error("a NULL read callback".to_string());
         return ptr::null_mut();
     };
     let source = CSource {
@@ -329,7 +425,7 @@ pub extern "C" fn polyphony_h1p_parser_new(
         scratch: vec![0; h1p::pull::READ_SIZE].into_boxed_slice(),
     };
     Box::into_raw(Box::new(polyphony_h1p_parser {
-        inner: Parser::new(source, mode, Limits::default()),
+        inner: Parser::new(source, mode, limits),
         error: CString::default(),
     }))
 }
