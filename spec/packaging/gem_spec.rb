@@ -14,9 +14,9 @@ RSpec.describe 'the polyphony gem' do
     raise "gem build failed:\n#{out}#{err}" unless status.success?
 
     @home = File.join(@dir, 'home')
-    # (cargo's cache for the gem's build lives outside the gem, under target/, so the suite
-    # builds the dependencies once)
-    env = { 'GEM_HOME' => @home, 'CARGO_TARGET_DIR' => File.join(ROOT, 'target', 'gem-build') }
+    # (cargo's cache for the gem's build is this checkout's own target/, outside the gem: the
+    # dependencies, built already, are reused, and only the gem's own crates are compiled)
+    env = { 'GEM_HOME' => @home, 'CARGO_TARGET_DIR' => File.join(ROOT, 'target') }
     out, err, status = run_command(env, 'gem', 'install', '--local', '--no-document', File.join(@dir, 'polyphony.gem'),
                                    limit: 900)
     raise "gem install failed:\n#{out}#{err}" unless status.success?

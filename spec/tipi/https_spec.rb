@@ -203,6 +203,11 @@ RSpec.describe 'tipi over HTTPS' do
       # A restart hands the ticket secret over: the new workers resume the session too.
       tipi.signal('USR2')
       tipi.read_until(/Use Ctrl-C to stop/)
+      # (The old workers finish what they hold before they exit; then only new ones answer.)
+      old_workers = results.map(&:first).uniq
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 15
+      sleep 0.1 while old_workers.any? { |pid| Process.kill(0, pid) rescue false } && # rubocop:disable Style/RescueModifier
+                      Process.clock_gettime(Process::CLOCK_MONOTONIC) < deadline
       after = 4.times.map { exchange.call(session) }
       open.each(&:close)
       open.clear
