@@ -212,7 +212,6 @@ def flood(port, count, make):
         if len(received) > 200 << 20:
             break
     goaway = None
-    at = received.find(PREFACE)  # (never: the server sends none; frames start at 0)
     offset = 0
     while offset + 9 <= len(received):
         length = int.from_bytes(received[offset:offset + 3], "big")
