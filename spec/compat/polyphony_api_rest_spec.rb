@@ -428,6 +428,21 @@ RSpec.describe "Polyphony's API, the rest of it" do
       OUT
     end
 
+    it "keep system's exception: option while they copy the output" do
+      out = run_with_polyphony(<<~RUBY)
+        require 'stringio'
+        results = spin do
+          $stdout = StringIO.new
+          [(system('exit 3', exception: true) rescue [$!.class, $!.message]),
+           (system('/nonexistent/command', exception: true) rescue $!.class)]
+        ensure
+          $stdout = STDOUT
+        end.await
+        p results
+      RUBY
+      expect(out).to eq(%([[RuntimeError, "Command failed with exit 3: exit 3"], Errno::ENOENT]\n))
+    end
+
     it 'leave the output to descriptors 1 and 2 outside fibers, as stock Ruby does' do
       expect_same_as_stock(<<~RUBY)
         require 'stringio'

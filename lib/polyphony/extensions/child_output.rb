@@ -14,8 +14,16 @@ module Polyphony
       end
       return super if targets.empty?
 
-      ChildOutput.run(args, options, targets.to_h).success?
+      spawn_options = options.except(:exception) # (system's own option; Process.spawn has none)
+      status = ChildOutput.run(args, spawn_options, targets.to_h)
+      return true if status.success?
+      # As stock `system(..., exception: true)` reports a failure.
+      Kernel.raise RuntimeError, "Command failed with #{status.to_s.sub(/\Apid \d+ /, '')}: #{args.last}" if options[:exception]
+
+      false
     rescue SystemCallError
+      Kernel.raise if options[:exception]
+
       nil # (as stock `system` answers for a command that cannot run)
     end
 
