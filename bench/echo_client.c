@@ -29,13 +29,20 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void on_read(void *userdata, ptrdiff_t result, const void *data);
+static void on_read(void *userdata, const polyphony_completion *completion);
 
-static void on_written(void *userdata, ptrdiff_t result, const void *data) {
+static void must(polyphony_result result) {
+  if (result != POLYPHONY_RESULT_OK) {
+    fprintf(stderr, "echo_client: %s\n", polyphony_last_error());
+    exit(1);
+  }
+}
+
+static void on_written(void *userdata, const polyphony_completion *completion) {
   (void)userdata;
-  (void)data;
-  if (result != 64) {
-    fprintf(stderr, "echo_client: short write (%td)\n", result);
+  if (completion->result != POLYPHONY_RESULT_OK || completion->value != 64) {
+    fprintf(stderr, "echo_client: short write (%llu, errno %d)\n", (unsigned long long)completion->value,
+            completion->error);
     exit(1);
   }
 }
@@ -48,20 +55,19 @@ static void send_message(struct connection *conn) {
     return;
   }
   conn->received = 0;
-  polyphony_loop_submit_write(loop, conn->fd, message, sizeof message, on_written, NULL);
-  polyphony_loop_submit_read(loop, conn->fd, sizeof message, on_read, conn);
+  must(polyphony_loop_submit_write(loop, conn->fd, message, sizeof message, on_written, NULL, NULL));
+  must(polyphony_loop_submit_read(loop, conn->fd, sizeof message, on_read, conn, NULL));
 }
 
-static void on_read(void *userdata, ptrdiff_t result, const void *data) {
-  (void)data;
+static void on_read(void *userdata, const polyphony_completion *completion) {
   struct connection *conn = userdata;
-  if (result <= 0) {
-    fprintf(stderr, "echo_client: connection lost (%td)\n", result);
+  if (completion->result != POLYPHONY_RESULT_OK || completion->value == 0) {
+    fprintf(stderr, "echo_client: connection lost (errno %d)\n", completion->error);
     exit(1);
   }
-  conn->received += (size_t)result;
+  conn->received += completion->value;
   if (conn->received < sizeof message) {
-    polyphony_loop_submit_read(loop, conn->fd, sizeof message - conn->received, on_read, conn);
+    must(polyphony_loop_submit_read(loop, conn->fd, sizeof message - conn->received, on_read, conn, NULL));
     return;
   }
   round_trips++;
@@ -71,7 +77,7 @@ static void on_read(void *userdata, ptrdiff_t result, const void *data) {
 int main(int argc, char **argv) {
   if (argc < 4) return 2;
   int port = atoi(argv[1]), connections = atoi(argv[2]);
-  loop = polyphony_loop_new(POLYPHONY_LOOP_AUTO);
+  must(polyphony_loop_new(POLYPHONY_LOOP_AUTO, &loop));
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   deadline = now() + atof(argv[3]);
@@ -86,7 +92,7 @@ int main(int argc, char **argv) {
     open_connections++;
     send_message(conn);
   }
-  polyphony_loop_run(loop);
+  must(polyphony_loop_run(loop));
   printf("%ld\n", round_trips);
   return 0;
 }

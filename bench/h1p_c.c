@@ -54,16 +54,15 @@ int main(int argc, char **argv) {
     char *req = slurp(files[f], &len);
     double best_ours = 1e9, best_peer = 1e9;
     for (int run = 0; run < 3; run++) {
-      const char *method, *path;
-      size_t method_len, path_len, num_headers;
-      int minor;
+      polyphony_h1p_message message;
+      size_t num_headers;
       polyphony_h1p_header headers[64];
       double t = now();
       for (long i = 0; i < count; i++) {
         num_headers = 64;
-        if (polyphony_h1p_parse_request(req, len, &method, &method_len, &path, &path_len, &minor,
-                                        headers, &num_headers, 0) != (int)len) {
-          fprintf(stderr, "H1P failed: %s\n", polyphony_h1p_last_error());
+        if (polyphony_h1p_parse_request(req, len, &message, headers, &num_headers) != POLYPHONY_RESULT_OK ||
+            message.head_len != len) {
+          fprintf(stderr, "H1P failed: %s\n", polyphony_last_error());
           return 1;
         }
       }

@@ -1,4 +1,21 @@
-/* Polyphony's C ABI: the H1P HTTP/1 parser (zero-copy and pull), HTTP/1 response heads, and the event loop (io_uring, or epoll). Build and install it with `rake capi PREFIX=DIR`, then compile with `cc prog.c $(pkg-config --cflags --libs polyphony)`. */
+/* Polyphony's C ABI: the H1P HTTP/1 parser (zero-copy and pull), HTTP/1 response heads, and
+ * the event loop (io_uring, or epoll). Build and install it with `rake capi PREFIX=DIR`, then
+ * compile with `cc prog.c $(pkg-config --cflags --libs polyphony)`. docs/c.md has the guide.
+ *
+ * The conventions, for every function:
+ * - A function that can fail returns a polyphony_result: POLYPHONY_RESULT_OK (0) on success,
+ *   another non-negative value for an outcome that is no failure (INCOMPLETE, END,
+ *   BUFFER_TOO_SMALL), a negative value for a failure. polyphony_last_error() then gives the
+ *   failure's message (per thread, kept until the next failure).
+ * - What a function makes or finds comes back through out-parameters, written only when it
+ *   returns POLYPHONY_RESULT_OK unless its comment says otherwise.
+ * - A NULL where a pointer or callback is needed is refused: POLYPHONY_RESULT_NULL_ARGUMENT,
+ *   nothing done. A pointer "(NULL if 0)" may be NULL when its length is 0.
+ * - No panic crosses into C: a bug inside the library returns POLYPHONY_RESULT_INTERNAL_ERROR.
+ * - An object made by polyphony_*_new (or polyphony_loop_waker) belongs to the caller, who frees
+ *   it with its *_free (which ignores NULL). Strings the library returns are its own: never free
+ *   them. The library copies what it is given (written data, addresses, limits) unless a
+ *   comment says otherwise, and never touches the `ctx` / `userdata` it hands back. */
 
 #ifndef POLYPHONY_H
 #define POLYPHONY_H
@@ -9,6 +26,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/socket.h>
+
+// io_uring when the kernel offers it, else epoll.
+#define POLYPHONY_LOOP_AUTO 0
+
+// io_uring only.
+#define POLYPHONY_LOOP_IO_URING 1
+
+// epoll only.
+#define POLYPHONY_LOOP_EPOLL 2
 
 // No body.
 #define POLYPHONY_H1P_BODY_NONE 0
@@ -30,15 +56,6 @@
 
 // Parse a responses' stream (a client).
 #define POLYPHONY_H1P_CLIENT 1
-
-// io_uring when the kernel offers it, else epoll.
-#define POLYPHONY_LOOP_AUTO 0
-
-// io_uring only.
-#define POLYPHONY_LOOP_IO_URING 1
-
-// epoll only.
-#define POLYPHONY_LOOP_EPOLL 2
 
 // The request answered is HEAD: the head a GET would get, and no body follows.
 #define POLYPHONY_H1P_REQUEST_HEAD 1
@@ -64,50 +81,80 @@
 // Bytes until the connection closes.
 #define POLYPHONY_H1P_FRAMING_UNTIL_CLOSE 4
 
-// A pull parser: reads through a callback, one message after another.
+// What a call did. 0 is success; the other non-negative values are outcomes that are not
+// failures (more bytes needed, the end of something, a bigger buffer needed); negative values
+// are failures, and `polyphony_last_error()` then says why.
+typedef enum polyphony_result {
+  // Done.
+  POLYPHONY_RESULT_OK = 0,
+  // Not yet: a head is not complete in the bytes given, or an operation has not completed.
+  POLYPHONY_RESULT_INCOMPLETE = 1,
+  // The end: of the input, between two messages; of a message's body.
+  POLYPHONY_RESULT_END = 2,
+  // The output does not fit: the size it needs was written, nothing else.
+  POLYPHONY_RESULT_BUFFER_TOO_SMALL = 3,
+  // A pointer or callback that must not be NULL was NULL.
+  POLYPHONY_RESULT_NULL_ARGUMENT = -1,
+  // An argument out of its range: an unknown mode or loop kind, an operation id the loop
+  // does not know (or no longer knows: taken, or cancelled).
+  POLYPHONY_RESULT_INVALID_ARGUMENT = -2,
+  // The bytes are not a valid HTTP/1 message (the message says what is wrong).
+  POLYPHONY_RESULT_INVALID_MESSAGE = -3,
+  // A message over one of the parser's limits, or with more fields than the slots given.
+  POLYPHONY_RESULT_TOO_LARGE = -4,
+  // The input ended inside a message (its head, or its body).
+  POLYPHONY_RESULT_TRUNCATED = -5,
+  // The parser's read callback returned a negative value.
+  POLYPHONY_RESULT_READ_ERROR = -6,
+  // A call out of order (reading a body before any head, or after a failure).
+  POLYPHONY_RESULT_INVALID_STATE = -7,
+  // A response head that cannot be sent: its status, a field, or its length.
+  POLYPHONY_RESULT_INVALID_RESPONSE = -8,
+  // The operating system refused; the message has its errno and text.
+  POLYPHONY_RESULT_SYSTEM_ERROR = -9,
+  // What was asked for is not available on this system (io_uring missing or disabled).
+  POLYPHONY_RESULT_UNSUPPORTED = -10,
+  // A bug in the library (a panic, caught before it reached C); the object the call was
+  // given may be left unusable.
+  POLYPHONY_RESULT_INTERNAL_ERROR = -11,
+} polyphony_result;
+
+// A pull parser: made by `polyphony_h1p_parser_new`, freed by `polyphony_h1p_parser_free`;
+// used by one thread at a time.
 typedef struct polyphony_h1p_parser polyphony_h1p_parser;
 
-// An event loop; not thread-safe (wake it from another thread with a `polyphony_waker`).
+// An event loop: made by `polyphony_loop_new`, freed by `polyphony_loop_free`; used by one
+// thread (wake it from another with a `polyphony_waker`).
 typedef struct polyphony_loop polyphony_loop;
 
-// Wakes a loop's wait from any thread.
+// Wakes a loop's wait from any thread: made by `polyphony_loop_waker`, freed by
+// `polyphony_waker_free`; it may outlive its loop (waking nothing then).
 typedef struct polyphony_waker polyphony_waker;
 
-// A header field: pointers into the parsed bytes, not NUL-terminated.
-typedef struct polyphony_h1p_header {
-  const char *name;
-  size_t name_len;
-  const char *value;
-  size_t value_len;
-} polyphony_h1p_header;
+// How an operation ended.
+typedef struct polyphony_completion {
+  // The operation's id, as its start gave it.
+  uint64_t id;
+  // `POLYPHONY_RESULT_OK`, or `POLYPHONY_RESULT_SYSTEM_ERROR` when the operation failed.
+  enum polyphony_result result;
+  // With `POLYPHONY_RESULT_SYSTEM_ERROR`: the errno (ECONNRESET, ECANCELED...); else 0.
+  int error;
+  // A read's or write's byte count (0 for a read: the end of the input); an accept's new
+  // descriptor (non-blocking, close-on-exec, now the caller's); a poll's ready events; 0 for
+  // a connect or a timeout.
+  uint64_t value;
+  // A read's bytes (`value` of them), else NULL; owned by the loop (see where it comes from
+  // for how long they stay).
+  const void *data;
+} polyphony_completion;
 
-// A pull parser's limits (0 in a field: the default; the defaults are H1P's, as
-// `polyphony_h1p_limits_default` fills them in). A message over a limit is refused, the error
-// naming it.
-typedef struct polyphony_h1p_limits {
-  // Bytes of a request's method (16).
-  size_t method;
-  // Bytes of a request's target (4096).
-  size_t target;
-  // Bytes of a response's status message (256).
-  size_t status_message;
-  // Bytes of a field name (128).
-  size_t header_name;
-  // Bytes of a field value (2048).
-  size_t header_value;
-  // Fields in a head, and in a trailer section (256).
-  size_t headers;
-  // Bytes of the whole head (65536).
-  size_t head;
-  // Bytes of a body (0: no limit).
-  uint64_t max_body;
-} polyphony_h1p_limits;
+// Called when an operation started with it completes, from `polyphony_loop_run`. The
+// completion, and a read's bytes, are valid during the call only. It may start operations,
+// cancel others, and call `polyphony_loop_stop`; it must not free the loop.
+typedef void (*polyphony_callback)(void *userdata, const struct polyphony_completion *completion);
 
-// Reads at most `capacity` bytes into `buf`; returns how many, 0 at the end of the input, or
-// a negative value on error (the parser then fails with "read error").
-typedef ptrdiff_t (*polyphony_h1p_read_fn)(void *ctx, char *buf, size_t capacity);
-
-// A message head from the pull parser.
+// A message head. Its pointers point into the bytes parsed: the caller's buffer (zero-copy
+// parsing), or the pull parser's, valid until its next call.
 typedef struct polyphony_h1p_message {
   // Requests: the method, as sent.
   const char *method;
@@ -128,281 +175,295 @@ typedef struct polyphony_h1p_message {
   uint64_t content_length;
   // 1 if the connection may carry another message after this one.
   int keep_alive;
+  // Bytes of the head, up to the end of its empty line: where the body starts.
+  size_t head_len;
 } polyphony_h1p_message;
 
-// Called when an op submitted with a callback completes: `result` is a count, descriptor or
-// events when non-negative, -errno otherwise; for a read, `data` points to the bytes read
-// (valid during the call only), else it is NULL.
-typedef void (*polyphony_callback)(void *userdata, ptrdiff_t result, const void *data);
+// A header field: pointers into the parsed bytes, not NUL-terminated.
+typedef struct polyphony_h1p_header {
+  const char *name;
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+} polyphony_h1p_header;
+
+// A pull parser's limits. A message over one is refused with `POLYPHONY_RESULT_TOO_LARGE`,
+// the message naming the limit. 0 in a field means its default: H1P's, which
+// `polyphony_h1p_limits_default` fills in (shown in parentheses).
+typedef struct polyphony_h1p_limits {
+  // Bytes of a request's method (16).
+  size_t method;
+  // Bytes of a request's target (4096).
+  size_t target;
+  // Bytes of a response's status message (256).
+  size_t status_message;
+  // Bytes of a field name (128).
+  size_t header_name;
+  // Bytes of a field value (2048).
+  size_t header_value;
+  // Fields in a head, and in a trailer section (256).
+  size_t headers;
+  // Bytes of the whole head (65536).
+  size_t head;
+  // Bytes of a body (0: no limit).
+  uint64_t max_body;
+} polyphony_h1p_limits;
+
+// Reads at most `capacity` bytes into `buf`; returns how many, 0 at the end of the input, or
+// a negative value on error (the parser's call then returns `POLYPHONY_RESULT_READ_ERROR`,
+// the message giving the value).
+typedef ptrdiff_t (*polyphony_h1p_read_fn)(void *ctx, char *buf, size_t capacity);
+
+// What `polyphony_h1p_response_head` built.
+typedef struct polyphony_h1p_response_info {
+  // Bytes of the head; with `POLYPHONY_RESULT_BUFFER_TOO_SMALL`, the bytes it needs.
+  size_t head_len;
+  // What follows the head: a POLYPHONY_H1P_FRAMING_ constant.
+  int framing;
+  // With POLYPHONY_H1P_FRAMING_LENGTH: the body's length.
+  uint64_t content_length;
+  // 1 if the connection serves another request after this response.
+  int keep_alive;
+} polyphony_h1p_response_info;
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
-// The message of the last error of `polyphony_h1p_parse_request` or
-// `polyphony_h1p_parse_response` on this thread ("" if none). Valid until the next call.
-// The library's version, as `MAJOR.MINOR.PATCH` (a static string: not to be freed).
-const char *polyphony_version(void);
-
-const char *polyphony_h1p_last_error(void);
-
-// Parses the request head at the start of `buf[0..len]`, without copying: `method`, `path`
-// and the headers point into `buf`. On entry `*num_headers` is the capacity of `headers`;
-// on return, the number of fields. `last_len` (the length of a previous incomplete attempt)
-// is accepted for picohttpparser compatibility; the head is parsed from the start.
+// Makes a loop of `kind` (POLYPHONY_LOOP_AUTO, _IO_URING or _EPOLL) and stores it in `*out`.
 //
-// Returns the length of the head in bytes, -2 if it is incomplete, or -1 if it is invalid
-// (`polyphony_h1p_last_error()` says why; more fields than `*num_headers` is an error).
+// Returns `POLYPHONY_RESULT_OK`; `POLYPHONY_RESULT_INVALID_ARGUMENT` for an unknown kind;
+// `POLYPHONY_RESULT_UNSUPPORTED` for io_uring where the kernel has none or refuses it;
+// `POLYPHONY_RESULT_SYSTEM_ERROR` (out of descriptors or memory...).
 //
 // # Safety
-// `buf` must be readable for `len` bytes; every other pointer must be valid for writing,
-// `headers` for `*num_headers` elements.
-int polyphony_h1p_parse_request(const char *buf,
-                                size_t len,
-                                const char **method,
-                                size_t *method_len,
-                                const char **path,
-                                size_t *path_len,
-                                int *minor_version,
-                                struct polyphony_h1p_header *headers,
-                                size_t *num_headers,
-                                size_t last_len);
+// `out` must be writable.
+enum polyphony_result polyphony_loop_new(int kind, struct polyphony_loop **out);
 
-// Parses the response head at the start of `buf[0..len]`, without copying; as
-// `polyphony_h1p_parse_request`, with the status code and message instead.
+// Stores the loop's kind, POLYPHONY_LOOP_IO_URING or POLYPHONY_LOOP_EPOLL, in `*kind`.
 //
 // # Safety
-// As `polyphony_h1p_parse_request`.
-int polyphony_h1p_parse_response(const char *buf,
-                                 size_t len,
-                                 int *minor_version,
-                                 int *status,
-                                 const char **message,
-                                 size_t *message_len,
-                                 struct polyphony_h1p_header *headers,
-                                 size_t *num_headers);
+// `event_loop` must be a live loop; `kind` writable.
+enum polyphony_result polyphony_loop_kind(struct polyphony_loop *event_loop, int *kind);
 
-// Fills `limits` with H1P's defaults (NULL is ignored).
+// Frees a loop; operations still in flight are cancelled first, their buffers kept until the
+// kernel lets go (NULL is ignored).
 //
 // # Safety
-// `limits`, if not NULL, points to a writable `polyphony_h1p_limits`.
-void polyphony_h1p_limits_default(struct polyphony_h1p_limits *limits);
-
-// A parser of requests (`POLYPHONY_H1P_SERVER`) or responses (`POLYPHONY_H1P_CLIENT`) that
-// reads with `read(ctx, ...)`, with H1P's default limits. Returns NULL if `read` is NULL or
-// `mode` is unknown (`polyphony_h1p_last_error()` says which). Free it with
-// `polyphony_h1p_parser_free`.
-struct polyphony_h1p_parser *polyphony_h1p_parser_new(int mode,
-                                                      polyphony_h1p_read_fn read,
-                                                      void *ctx);
-
-// Like `polyphony_h1p_parser_new`, with `limits` (NULL: the defaults; a field at 0: its
-// default).
-//
-// # Safety
-// `limits`, if not NULL, points to a readable `polyphony_h1p_limits`.
-struct polyphony_h1p_parser *polyphony_h1p_parser_new_with_limits(int mode,
-                                                                  polyphony_h1p_read_fn read,
-                                                                  void *ctx,
-                                                                  const struct polyphony_h1p_limits *limits);
-
-// Frees a parser (NULL is ignored).
-//
-// # Safety
-// `parser` must come from `polyphony_h1p_parser_new` and not be used afterwards.
-void polyphony_h1p_parser_free(struct polyphony_h1p_parser *parser);
-
-// Parses the next message head (skipping the rest of the previous body). On entry
-// `*num_headers` is the capacity of `headers`; on return, the number of fields. Pointers
-// stay valid until the next call on this parser.
-//
-// Returns 1 when a head was parsed, 0 at a clean end of input between messages, -1 on error
-// (`polyphony_h1p_parser_error` says why).
-//
-// # Safety
-// `parser` must be a live parser; `message` and `num_headers` writable; `headers` writable
-// for `*num_headers` elements.
-int polyphony_h1p_parser_parse_headers(struct polyphony_h1p_parser *parser,
-                                       struct polyphony_h1p_message *message,
-                                       struct polyphony_h1p_header *headers,
-                                       size_t *num_headers);
-
-// The next piece of the current message's body: sets `*data` and returns its length; 0 at
-// the end of the body; -1 on error. The bytes stay valid until the next call.
-//
-// # Safety
-// `parser` must be a live parser and `data` writable.
-ptrdiff_t polyphony_h1p_parser_read_body_chunk(struct polyphony_h1p_parser *parser,
-                                               const char **data);
-
-// The current message's trailer fields (a chunked body's) once its body has been read to
-// the end (`read_body_chunk` returned 0), names lower-cased. On entry `*num_headers` is the
-// capacity of `headers`; on return, the number of fields written. They stay valid until
-// the next `parse_headers`. Returns 0, or -1 for a NULL argument.
-//
-// # Safety
-// `parser` must be a live parser, `headers` writable for `*num_headers` elements.
-int polyphony_h1p_parser_trailers(const struct polyphony_h1p_parser *parser,
-                                  struct polyphony_h1p_header *headers,
-                                  size_t *num_headers);
-
-// Why the parser's last call failed ("" if it did not). Valid until the next call.
-//
-// # Safety
-// `parser` must be a live parser.
-const char *polyphony_h1p_parser_error(const struct polyphony_h1p_parser *parser);
-
-// A new loop of `kind` (POLYPHONY_LOOP_AUTO, _IO_URING or _EPOLL); NULL if it cannot be had.
-struct polyphony_loop *polyphony_loop_new(int kind);
-
-// POLYPHONY_LOOP_IO_URING or POLYPHONY_LOOP_EPOLL.
-//
-// # Safety
-// `event_loop` must be a live loop.
-int polyphony_loop_kind(const struct polyphony_loop *event_loop);
-
-// Frees a loop; operations still in flight are cancelled first (NULL is ignored).
-//
-// # Safety
-// `event_loop` must come from `polyphony_loop_new` and not be used afterwards.
+// `event_loop` must come from `polyphony_loop_new` and not be used afterwards, nor be running
+// (`polyphony_loop_run`).
 void polyphony_loop_free(struct polyphony_loop *event_loop);
 
-// Reads up to `capacity` bytes from `fd` into a buffer the loop owns. Returns the op's id,
-// or 0 on failure. Get the bytes with `polyphony_loop_take`.
+// Starts a read of up to `capacity` bytes from `fd` into a buffer the loop owns, and stores
+// its id in `*id`. Its completion gives the bytes.
+//
+// Every `polyphony_loop_` operation start returns `POLYPHONY_RESULT_OK`;
+// `POLYPHONY_RESULT_NULL_ARGUMENT`; or `POLYPHONY_RESULT_SYSTEM_ERROR` if the loop could not
+// take it. A failed operation is reported in its completion, not here.
+//
+// # Safety
+// `event_loop` must be a live loop; `id` writable.
+enum polyphony_result polyphony_loop_read(struct polyphony_loop *event_loop,
+                                          int fd,
+                                          size_t capacity,
+                                          uint64_t *id);
+
+// Starts a write of a copy of `data[0..len]` to `fd` (once: the count may be short), and
+// stores its id in `*id`.
+//
+// # Safety
+// `event_loop` must be a live loop; `data` readable for `len` bytes (NULL if 0); `id`
+// writable.
+enum polyphony_result polyphony_loop_write(struct polyphony_loop *event_loop,
+                                           int fd,
+                                           const void *data,
+                                           size_t len,
+                                           uint64_t *id);
+
+// Starts accepting a connection on listening socket `fd`, and stores its id in `*id`.
+//
+// # Safety
+// `event_loop` must be a live loop; `id` writable.
+enum polyphony_result polyphony_loop_accept(struct polyphony_loop *event_loop,
+                                            int fd,
+                                            uint64_t *id);
+
+// Starts waiting until `fd` is ready for `events` (POLLIN, POLLOUT...), and stores its id in
+// `*id`.
+//
+// # Safety
+// `event_loop` must be a live loop; `id` writable.
+enum polyphony_result polyphony_loop_poll(struct polyphony_loop *event_loop,
+                                          int fd,
+                                          uint32_t events,
+                                          uint64_t *id);
+
+// Starts connecting non-blocking socket `fd` to the `len` bytes of address at `addr`
+// (copied), and stores its id in `*id`.
+//
+// # Safety
+// `event_loop` must be a live loop; `addr` readable for `len` bytes; `id` writable.
+enum polyphony_result polyphony_loop_connect(struct polyphony_loop *event_loop,
+                                             int fd,
+                                             const struct sockaddr *addr,
+                                             socklen_t len,
+                                             uint64_t *id);
+
+// Starts a timeout of `milliseconds`, and stores its id in `*id`.
+//
+// # Safety
+// `event_loop` must be a live loop; `id` writable.
+enum polyphony_result polyphony_loop_timeout(struct polyphony_loop *event_loop,
+                                             uint64_t milliseconds,
+                                             uint64_t *id);
+
+// Waits at most `timeout_ms` milliseconds (-1: no limit; 0: do not block) for completions,
+// unless some are already waiting to be reported, and reports up to `capacity` of them:
+// their ids in `done`, how many in `*count` (more stay queued for the next call; 0 when the
+// time ran out or a waker woke the loop). Get each one's completion with
+// `polyphony_loop_take`.
+//
+// Returns `POLYPHONY_RESULT_OK`, or `POLYPHONY_RESULT_SYSTEM_ERROR`.
+//
+// # Safety
+// `event_loop` must be a live loop; `done` writable for `capacity` ids (NULL if 0); `count`
+// writable.
+enum polyphony_result polyphony_loop_wait(struct polyphony_loop *event_loop,
+                                          int timeout_ms,
+                                          uint64_t *done,
+                                          size_t capacity,
+                                          size_t *count);
+
+// Fills `*completion` with how operation `id` ended; the loop then forgets it. A read's bytes
+// (`completion->data`) stay valid until the next `polyphony_loop_take` on this loop, or its
+// free.
+//
+// Returns `POLYPHONY_RESULT_OK`; `POLYPHONY_RESULT_INCOMPLETE` while the operation runs
+// (nothing written); `POLYPHONY_RESULT_INVALID_ARGUMENT` for an id the loop does not know
+// (taken already, cancelled, or never started).
+//
+// # Safety
+// `event_loop` must be a live loop; `completion` writable.
+enum polyphony_result polyphony_loop_take(struct polyphony_loop *event_loop,
+                                          uint64_t id,
+                                          struct polyphony_completion *completion);
+
+// Gives operation `id` up: it is never reported, its buffers stay with the loop until the
+// kernel lets go, and a connection a cancelled accept got is closed.
+//
+// Returns `POLYPHONY_RESULT_OK`; `POLYPHONY_RESULT_INVALID_ARGUMENT` for an id the loop does
+// not know; `POLYPHONY_RESULT_SYSTEM_ERROR`.
 //
 // # Safety
 // `event_loop` must be a live loop.
-uint64_t polyphony_loop_read(struct polyphony_loop *event_loop, int fd, size_t capacity);
+enum polyphony_result polyphony_loop_cancel(struct polyphony_loop *event_loop, uint64_t id);
 
-// Writes a copy of `data[0..len]` to `fd` (once: the result may be a short count).
+// `polyphony_loop_read` with a callback, called from `polyphony_loop_run` with the bytes
+// read. The id is stored in `*id` unless that is NULL.
+//
+// Every `polyphony_loop_submit_` refuses a NULL callback (`POLYPHONY_RESULT_NULL_ARGUMENT`,
+// nothing started).
 //
 // # Safety
-// `event_loop` must be a live loop; `data` readable for `len` bytes.
-uint64_t polyphony_loop_write(struct polyphony_loop *event_loop,
-                              int fd,
-                              const void *data,
-                              size_t len);
-
-// Accepts a connection on listening socket `fd`; the result is the new descriptor
-// (non-blocking, close-on-exec), which the caller then owns.
-//
-// # Safety
-// `event_loop` must be a live loop.
-uint64_t polyphony_loop_accept(struct polyphony_loop *event_loop, int fd);
-
-// Waits until `fd` is ready for `events` (POLLIN, POLLOUT...); the result is the ready events.
-//
-// # Safety
-// `event_loop` must be a live loop.
-uint64_t polyphony_loop_poll(struct polyphony_loop *event_loop, int fd, uint32_t events);
-
-// Starts what was submitted and waits at most `timeout_ms` milliseconds (-1: no limit; 0: do
-// not block) for completions. Writes up to `capacity` completed ids to `done` and returns how
-// many (more stay queued for the next call), or -errno.
-//
-// # Safety
-// `event_loop` must be a live loop; `done` writable for `capacity` ids.
-int polyphony_loop_wait(struct polyphony_loop *event_loop,
-                        int timeout_ms,
-                        uint64_t *done,
-                        size_t capacity);
-
-// The result of completed op `id`, which is then forgotten: a count, descriptor or ready
-// events when non-negative, -errno otherwise (-EAGAIN: not complete yet). For a read, up to
-// `buf_capacity` of the bytes read are copied to `buf` (a read's result is the byte count).
-//
-// # Safety
-// `event_loop` must be a live loop; `buf` writable for `buf_capacity` bytes (or NULL).
-ptrdiff_t polyphony_loop_take(struct polyphony_loop *event_loop,
-                              uint64_t id,
-                              void *buf,
-                              size_t buf_capacity);
-
-// Gives op `id` up: its buffers stay with the loop until the kernel lets go; a connection a
-// cancelled accept got is closed. Returns 0, or -errno.
-//
-// # Safety
-// `event_loop` must be a live loop.
-int polyphony_loop_cancel(struct polyphony_loop *event_loop, uint64_t id);
-
-// `polyphony_loop_read` with a callback (called with the bytes read).
-//
-// # Safety
-// `event_loop` must be a live loop; `callback` is called with `userdata` from
-// `polyphony_loop_run`.
-uint64_t polyphony_loop_submit_read(struct polyphony_loop *event_loop,
-                                    int fd,
-                                    size_t capacity,
-                                    polyphony_callback callback,
-                                    void *userdata);
+// `event_loop` must be a live loop; `id`, if not NULL, writable; `callback` is called with
+// `userdata`, which the library never touches.
+enum polyphony_result polyphony_loop_submit_read(struct polyphony_loop *event_loop,
+                                                 int fd,
+                                                 size_t capacity,
+                                                 polyphony_callback callback,
+                                                 void *userdata,
+                                                 uint64_t *id);
 
 // `polyphony_loop_write` with a callback.
 //
 // # Safety
 // As `polyphony_loop_write` and `polyphony_loop_submit_read`.
-uint64_t polyphony_loop_submit_write(struct polyphony_loop *event_loop,
-                                     int fd,
-                                     const void *data,
-                                     size_t len,
-                                     polyphony_callback callback,
-                                     void *userdata);
+enum polyphony_result polyphony_loop_submit_write(struct polyphony_loop *event_loop,
+                                                  int fd,
+                                                  const void *data,
+                                                  size_t len,
+                                                  polyphony_callback callback,
+                                                  void *userdata,
+                                                  uint64_t *id);
 
-// `polyphony_loop_accept` with a callback (called with the new descriptor).
+// `polyphony_loop_accept` with a callback.
 //
 // # Safety
 // As `polyphony_loop_submit_read`.
-uint64_t polyphony_loop_submit_accept(struct polyphony_loop *event_loop,
-                                      int fd,
-                                      polyphony_callback callback,
-                                      void *userdata);
+enum polyphony_result polyphony_loop_submit_accept(struct polyphony_loop *event_loop,
+                                                   int fd,
+                                                   polyphony_callback callback,
+                                                   void *userdata,
+                                                   uint64_t *id);
 
-// Connects non-blocking socket `fd` to the `len` bytes of address at `addr` (copied); the
-// callback gets 0 or -errno.
-//
-// # Safety
-// As `polyphony_loop_submit_read`; `addr` readable for `len` bytes.
-uint64_t polyphony_loop_submit_connect(struct polyphony_loop *event_loop,
-                                       int fd,
-                                       const struct sockaddr *addr,
-                                       socklen_t len,
-                                       polyphony_callback callback,
-                                       void *userdata);
-
-// Calls back (with 0) after `milliseconds`.
+// `polyphony_loop_poll` with a callback.
 //
 // # Safety
 // As `polyphony_loop_submit_read`.
-uint64_t polyphony_loop_submit_timeout(struct polyphony_loop *event_loop,
-                                       uint64_t milliseconds,
-                                       polyphony_callback callback,
-                                       void *userdata);
+enum polyphony_result polyphony_loop_submit_poll(struct polyphony_loop *event_loop,
+                                                 int fd,
+                                                 uint32_t events,
+                                                 polyphony_callback callback,
+                                                 void *userdata,
+                                                 uint64_t *id);
 
-// Runs the loop: calls the callbacks of ops as they complete, until `polyphony_loop_stop` is
-// called (from a callback) or no op with a callback is left. Returns 0, or -errno (a failed
-// wait, or -EFAULT if the library panicked).
+// `polyphony_loop_connect` with a callback.
 //
 // # Safety
-// `event_loop` must be a live loop; the callbacks' contracts are the caller's.
-int polyphony_loop_run(struct polyphony_loop *event_loop);
+// As `polyphony_loop_connect` and `polyphony_loop_submit_read`.
+enum polyphony_result polyphony_loop_submit_connect(struct polyphony_loop *event_loop,
+                                                    int fd,
+                                                    const struct sockaddr *addr,
+                                                    socklen_t len,
+                                                    polyphony_callback callback,
+                                                    void *userdata,
+                                                    uint64_t *id);
+
+// `polyphony_loop_timeout` with a callback.
+//
+// # Safety
+// As `polyphony_loop_submit_read`.
+enum polyphony_result polyphony_loop_submit_timeout(struct polyphony_loop *event_loop,
+                                                    uint64_t milliseconds,
+                                                    polyphony_callback callback,
+                                                    void *userdata,
+                                                    uint64_t *id);
+
+// Runs the loop: calls the callbacks of operations as they complete, until
+// `polyphony_loop_stop` is called (from a callback: the run returns after that round's
+// callbacks) or no operation with a callback is left. Completions of operations without a
+// callback stay queued for `polyphony_loop_wait`.
+//
+// Returns `POLYPHONY_RESULT_OK`, or `POLYPHONY_RESULT_SYSTEM_ERROR` (a failed wait).
+//
+// # Safety
+// `event_loop` must be a live loop, not already running; the callbacks' contracts are the
+// caller's.
+enum polyphony_result polyphony_loop_run(struct polyphony_loop *event_loop);
 
 // Makes `polyphony_loop_run` return after the callbacks of this round.
 //
-// # Safety
-// `event_loop` must be a live loop.
-void polyphony_loop_stop(struct polyphony_loop *event_loop);
-
-// A handle that ends the loop's current or next wait, usable from any thread. Free it with
-// `polyphony_waker_free`.
+// Returns `POLYPHONY_RESULT_OK`, or `POLYPHONY_RESULT_NULL_ARGUMENT`.
 //
 // # Safety
 // `event_loop` must be a live loop.
-struct polyphony_waker *polyphony_loop_waker(const struct polyphony_loop *event_loop);
+enum polyphony_result polyphony_loop_stop(struct polyphony_loop *event_loop);
+
+// Makes a waker that ends the loop's current or next wait, from any thread, and stores it
+// in `*waker`.
+//
+// # Safety
+// `event_loop` must be a live loop; `waker` writable.
+enum polyphony_result polyphony_loop_waker(struct polyphony_loop *event_loop,
+                                           struct polyphony_waker **waker);
 
 // Wakes the loop (from any thread).
 //
+// Returns `POLYPHONY_RESULT_OK`, or `POLYPHONY_RESULT_NULL_ARGUMENT`.
+//
 // # Safety
 // `waker` must be a live waker.
-void polyphony_waker_wake(const struct polyphony_waker *waker);
+enum polyphony_result polyphony_waker_wake(const struct polyphony_waker *waker);
 
 // Frees a waker (NULL is ignored).
 //
@@ -410,34 +471,149 @@ void polyphony_waker_wake(const struct polyphony_waker *waker);
 // `waker` must come from `polyphony_loop_waker` and not be used afterwards.
 void polyphony_waker_free(struct polyphony_waker *waker);
 
+// Parses the request head at the start of `buf[0..len]`, without copying: the pointers it
+// gives point into `buf`. On entry `*num_headers` is the number of slots in `headers`; on
+// success, the number of fields written there. `message->head_len` is where the body starts.
+//
+// Returns `POLYPHONY_RESULT_OK`; `POLYPHONY_RESULT_INCOMPLETE` when the head does not end in
+// the bytes given (call again with more, from the start; nothing is written);
+// `POLYPHONY_RESULT_INVALID_MESSAGE`; or `POLYPHONY_RESULT_TOO_LARGE`, for a part over H1P's
+// limits or more fields than slots.
+//
+// # Safety
+// `buf` must be readable for `len` bytes; `message` and `num_headers` writable; `headers`
+// writable for `*num_headers` elements. `buf` may be NULL if `len` is 0, `headers` if
+// `*num_headers` is 0.
+enum polyphony_result polyphony_h1p_parse_request(const char *buf,
+                                                  size_t len,
+                                                  struct polyphony_h1p_message *message,
+                                                  struct polyphony_h1p_header *headers,
+                                                  size_t *num_headers);
+
+// Parses the response head at the start of `buf[0..len]`, without copying: as
+// `polyphony_h1p_parse_request`, with `message->status` and `message->reason` set instead of
+// the method and path.
+//
+// # Safety
+// As `polyphony_h1p_parse_request`.
+enum polyphony_result polyphony_h1p_parse_response(const char *buf,
+                                                   size_t len,
+                                                   struct polyphony_h1p_message *message,
+                                                   struct polyphony_h1p_header *headers,
+                                                   size_t *num_headers);
+
+// Fills `limits` with H1P's defaults.
+//
+// Returns `POLYPHONY_RESULT_OK`, or `POLYPHONY_RESULT_NULL_ARGUMENT`.
+//
+// # Safety
+// `limits` must be writable.
+enum polyphony_result polyphony_h1p_limits_default(struct polyphony_h1p_limits *limits);
+
+// Makes a parser of requests (`POLYPHONY_H1P_SERVER`) or responses (`POLYPHONY_H1P_CLIENT`)
+// that reads with `read(ctx, ...)`, under `limits` (NULL: H1P's defaults), and stores it in
+// `*parser`. `ctx` is handed to `read` and never touched by the library; `limits` is copied.
+//
+// Returns `POLYPHONY_RESULT_OK`; `POLYPHONY_RESULT_NULL_ARGUMENT` for a NULL `read` or
+// `parser`; `POLYPHONY_RESULT_INVALID_ARGUMENT` for an unknown mode.
+//
+// # Safety
+// `parser` must be writable; `limits`, if not NULL, readable; `read` must follow
+// `polyphony_h1p_read_fn`'s contract for as long as the parser lives.
+enum polyphony_result polyphony_h1p_parser_new(int mode,
+                                               polyphony_h1p_read_fn read,
+                                               void *ctx,
+                                               const struct polyphony_h1p_limits *limits,
+                                               struct polyphony_h1p_parser **parser);
+
+// Frees a parser (NULL is ignored).
+//
+// # Safety
+// `parser` must come from `polyphony_h1p_parser_new` and not be used afterwards.
+void polyphony_h1p_parser_free(struct polyphony_h1p_parser *parser);
+
+// Reads the next message head (skipping what is left of the previous body) into `message`
+// and `headers`. On entry `*num_headers` is the number of slots in `headers`; on success, the
+// number of fields written there. The pointers stay valid until the next call on this parser.
+//
+// Returns `POLYPHONY_RESULT_OK`; `POLYPHONY_RESULT_END` at a clean end of the input, between
+// messages; or a failure: `POLYPHONY_RESULT_INVALID_MESSAGE`, `..._TOO_LARGE` (also for more
+// fields than slots), `..._TRUNCATED` (the input ended inside the head), `..._READ_ERROR`.
+//
+// # Safety
+// `parser` must be a live parser; `message` and `num_headers` writable; `headers` writable for
+// `*num_headers` elements (it may be NULL if that is 0).
+enum polyphony_result polyphony_h1p_parser_parse_headers(struct polyphony_h1p_parser *parser,
+                                                         struct polyphony_h1p_message *message,
+                                                         struct polyphony_h1p_header *headers,
+                                                         size_t *num_headers);
+
+// The next piece of the current message's body: sets `*data` and `*len` to it. The bytes stay
+// valid until the next call on this parser.
+//
+// Returns `POLYPHONY_RESULT_OK` with a piece (never empty); `POLYPHONY_RESULT_END` once the
+// body has been read (`*len` is then 0); or a failure: `..._TRUNCATED` (the input ended inside
+// the body), `..._INVALID_MESSAGE` (bad chunked coding), `..._TOO_LARGE` (over `max_body`),
+// `..._READ_ERROR`, `..._INVALID_STATE` (no head read yet, or after a failure).
+//
+// # Safety
+// `parser` must be a live parser; `data` and `len` writable.
+enum polyphony_result polyphony_h1p_parser_read_body_chunk(struct polyphony_h1p_parser *parser,
+                                                           const char **data,
+                                                           size_t *len);
+
+// The current message's trailer fields (a chunked body's), names lower-cased, once its body
+// has been read to the end; none before. On entry `*num_headers` is the number of slots in
+// `headers`; on success, the number of fields written. They stay valid until the next
+// `polyphony_h1p_parser_parse_headers`.
+//
+// Returns `POLYPHONY_RESULT_OK`; `POLYPHONY_RESULT_TOO_LARGE` if there are more fields than
+// slots (`*num_headers` is then set to how many there are, and nothing is written).
+//
+// # Safety
+// `parser` must be a live parser; `num_headers` writable; `headers` writable for
+// `*num_headers` elements (it may be NULL if that is 0).
+enum polyphony_result polyphony_h1p_parser_trailers(struct polyphony_h1p_parser *parser,
+                                                    struct polyphony_h1p_header *headers,
+                                                    size_t *num_headers);
+
 // Builds the head of a response with `status` and the `num_headers` fields of `headers` into
 // `buf`: a Content-Length for `body_size` bytes (-1: unknown; chunked, or until close for
 // HTTP/1.0) unless the fields frame the body, and the Connection field the outcome needs.
-// `request` holds POLYPHONY_H1P_REQUEST_ flags.
+// `request` holds POLYPHONY_H1P_REQUEST_ flags. Nothing is kept: the fields are copied.
 //
-// Returns the head's length. When that is more than `buf_len`, nothing is written: call again
-// with a buffer that large. Otherwise `*framing` (a POLYPHONY_H1P_FRAMING_ constant),
-// `*content_length` (with POLYPHONY_H1P_FRAMING_LENGTH) and `*keep_alive` (1 if the
-// connection serves another request after this response) are set. Returns -1 for a response
-// that cannot be sent (`polyphony_h1p_last_error()` says why): a status outside 100-999, or a
-// 1xx other than 101 with Upgrade; a field name that is no token, a value with a control
-// character (CR, LF, NUL...);
-// a Content-Length that is invalid, repeated, with a Transfer-Encoding, or more than
-// `body_size`.
+// Returns `POLYPHONY_RESULT_OK`, `*info` filled in; `POLYPHONY_RESULT_BUFFER_TOO_SMALL` when
+// the head needs more than `buf_len` bytes: only `info->head_len` is written (call again with
+// that much room); or `POLYPHONY_RESULT_INVALID_RESPONSE` for a response that cannot be sent:
+// a status outside 100-999, or a 1xx other than 101 with Upgrade; a field name that is no
+// token, a value with a control character (CR, LF, NUL...); a Content-Length that is invalid,
+// repeated, with a Transfer-Encoding, or more than `body_size`.
 //
 // # Safety
-// `headers` must be readable for `num_headers` elements (each name and value for its length),
-// `buf` writable for `buf_len` bytes, and the out-params writable.
-int64_t polyphony_h1p_response_head(int status,
-                                    const struct polyphony_h1p_header *headers,
-                                    size_t num_headers,
-                                    int64_t body_size,
-                                    int request,
-                                    char *buf,
-                                    size_t buf_len,
-                                    int *framing,
-                                    uint64_t *content_length,
-                                    int *keep_alive);
+// `headers` must be readable for `num_headers` elements (each name and value for its length;
+// NULL if `num_headers` is 0), `buf` writable for `buf_len` bytes (NULL if 0), `info`
+// writable.
+enum polyphony_result polyphony_h1p_response_head(int status,
+                                                  const struct polyphony_h1p_header *headers,
+                                                  size_t num_headers,
+                                                  int64_t body_size,
+                                                  int request,
+                                                  char *buf,
+                                                  size_t buf_len,
+                                                  struct polyphony_h1p_response_info *info);
+
+// The message of the last failure on this thread: the last call that returned a negative
+// `polyphony_result` ("" before any). Calls that succeed leave it as it is, as `errno` is
+// left. The string belongs to the library and stays valid until the next failure on this
+// thread; copy it to keep it.
+const char *polyphony_last_error(void);
+
+// The name of a `polyphony_result` as the header spells it (`"POLYPHONY_RESULT_OK"`...), or
+// `"POLYPHONY_RESULT_UNKNOWN"` for a value that is none of them; a static string.
+const char *polyphony_result_name(int result);
+
+// The library's version, `MAJOR.MINOR.PATCH`; a static string.
+const char *polyphony_version(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -2,10 +2,10 @@
  * callbacks only, no threads. Prints its port, serves connections concurrently, and exits
  * after `max` connections have closed.
  *
- *   cargo build --release -p polyphony-capi
- *   cc -Iinclude examples/c/echo_server.c target/release/libpolyphony_capi.a -lpthread -ldl -lm \
- *      -o echo_server
- *   ./echo_server 3            # then: ruby -rsocket -e 's = TCPSocket.new("127.0.0.1", PORT) ...'
+ *   rake capi PREFIX=$HOME/.local
+ *   export PKG_CONFIG_PATH=$HOME/.local/lib/pkgconfig LD_LIBRARY_PATH=$HOME/.local/lib
+ *   cc examples/c/echo_server.c $(pkg-config --cflags --libs polyphony) -o echo_server
+ *   ./echo_server 3      # then, with the port it printed: nc 127.0.0.1 PORT
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "polyphony.h"
+#include <polyphony.h>
 
 static polyphony_loop *loop;
 static int listener;
@@ -26,47 +26,49 @@ struct connection {
   int fd;
 };
 
-static void on_read(void *userdata, ptrdiff_t result, const void *data);
+static void on_read(void *userdata, const polyphony_completion *completion);
 
-static void on_written(void *userdata, ptrdiff_t result, const void *data) {
-  (void)data;
-  struct connection *conn = userdata;
-  if (result < 0 || !polyphony_loop_submit_read(loop, conn->fd, 4096, on_read, conn)) {
-    close(conn->fd);
-    free(conn);
-    closed_connections++;
-  }
+static void finish(struct connection *conn) {
+  close(conn->fd);
+  free(conn);
+  if (++closed_connections >= max_connections) polyphony_loop_stop(loop);
 }
 
-static void on_read(void *userdata, ptrdiff_t result, const void *data) {
+static void on_written(void *userdata, const polyphony_completion *completion) {
   struct connection *conn = userdata;
-  if (result <= 0) { /* EOF or error: this connection is done */
-    close(conn->fd);
-    free(conn);
-    if (++closed_connections >= max_connections) polyphony_loop_stop(loop);
-    return;
-  }
-  /* The loop copies the bytes: `data` is only valid during this call. */
-  polyphony_loop_submit_write(loop, conn->fd, data, (size_t)result, on_written, conn);
+  if (completion->result != POLYPHONY_RESULT_OK ||
+      polyphony_loop_submit_read(loop, conn->fd, 4096, on_read, conn, NULL) != POLYPHONY_RESULT_OK)
+    finish(conn);
 }
 
-static void on_accept(void *userdata, ptrdiff_t result, const void *data) {
+static void on_read(void *userdata, const polyphony_completion *completion) {
+  struct connection *conn = userdata;
+  /* An error, or 0 bytes (the client closed): this connection is done. The loop copies the
+   * bytes to write: `data` is only valid during this call. */
+  if (completion->result != POLYPHONY_RESULT_OK || completion->value == 0 ||
+      polyphony_loop_submit_write(loop, conn->fd, completion->data, completion->value, on_written, conn, NULL) !=
+          POLYPHONY_RESULT_OK)
+    finish(conn);
+}
+
+static void on_accept(void *userdata, const polyphony_completion *completion) {
   (void)userdata;
-  (void)data;
-  if (result >= 0) {
+  if (completion->result == POLYPHONY_RESULT_OK) {
     struct connection *conn = malloc(sizeof *conn);
-    conn->fd = (int)result;
-    polyphony_loop_submit_read(loop, conn->fd, 4096, on_read, conn);
+    conn->fd = (int)completion->value;
+    if (polyphony_loop_submit_read(loop, conn->fd, 4096, on_read, conn, NULL) != POLYPHONY_RESULT_OK) finish(conn);
   }
-  polyphony_loop_submit_accept(loop, listener, on_accept, NULL);
+  if (polyphony_loop_submit_accept(loop, listener, on_accept, NULL, NULL) != POLYPHONY_RESULT_OK) {
+    fprintf(stderr, "echo_server: %s\n", polyphony_last_error());
+    polyphony_loop_stop(loop);
+  }
 }
 
 int main(int argc, char **argv) {
   max_connections = argc > 1 ? atoi(argv[1]) : 1000000;
   int kind = argc > 2 && strcmp(argv[2], "epoll") == 0 ? POLYPHONY_LOOP_EPOLL : POLYPHONY_LOOP_AUTO;
-  loop = polyphony_loop_new(kind);
-  if (!loop) {
-    fprintf(stderr, "echo_server: no event loop\n");
+  if (polyphony_loop_new(kind, &loop) != POLYPHONY_RESULT_OK) {
+    fprintf(stderr, "echo_server: %s\n", polyphony_last_error());
     return 1;
   }
   listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -79,9 +81,10 @@ int main(int argc, char **argv) {
   }
   printf("%d\n", ntohs(addr.sin_port));
   fflush(stdout);
-  polyphony_loop_submit_accept(loop, listener, on_accept, NULL);
-  int result = polyphony_loop_run(loop);
+  polyphony_result result = polyphony_loop_submit_accept(loop, listener, on_accept, NULL, NULL);
+  if (result == POLYPHONY_RESULT_OK) result = polyphony_loop_run(loop);
+  if (result != POLYPHONY_RESULT_OK) fprintf(stderr, "echo_server: %s\n", polyphony_last_error());
   polyphony_loop_free(loop);
   close(listener);
-  return result == 0 ? 0 : 1;
+  return result == POLYPHONY_RESULT_OK ? 0 : 1;
 }

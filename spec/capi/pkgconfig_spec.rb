@@ -1,10 +1,12 @@
 # frozen_string_literal: true
 
+require 'open3'
+require 'socket'
 require 'tmpdir'
 
-# The C library installed as C programs use it: `rake capi PREFIX=DIR`, then the C tests (the
-# parser's and the event loop's) compiled with nothing but what pkg-config says, against the
-# shared library (found by its SONAME) and the static one.
+# The C library installed as C programs use it: `rake capi PREFIX=DIR`, then the C tests and the
+# examples (the parser's and the event loop's) compiled with nothing but what pkg-config says,
+# against the shared library (found by its SONAME) and the static one.
 RSpec.describe 'the C library, installed (rake capi)' do
   before(:all) do
     @prefix = Dir.mktmpdir('polyphony-capi')
@@ -58,6 +60,29 @@ RSpec.describe 'the C library, installed (rake capi)' do
           expect(out).to eq(said) if said
         end
       end
+    end
+  end
+
+  it "builds the examples with pkg-config alone and runs them: the pull parser's and the event loop's" do
+    Dir.mktmpdir do |dir|
+      env = { 'LD_LIBRARY_PATH' => File.join(@prefix, 'lib') }
+      requests = compile('examples/c/requests.c', File.join(dir, 'requests'), *pkg_config('--libs'))
+      input = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" \
+              "3\r\nabc\r\n0\r\nX-Sum: 7\r\n\r\nGET /c HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+      out, err, status = Open3.capture3(env, requests, stdin_data: input)
+      expect(out).to eq("GET /a HTTP/1.1, 1 fields, 0 body bytes\n" \
+                        "POST /b HTTP/1.1, 1 fields, 3 body bytes, trailer x-sum: 7\n")
+      expect([status.exitstatus, err]).to eq([1, "requests: reading a head: repeated Content-Length " \
+                                                 "(POLYPHONY_RESULT_INVALID_MESSAGE)\n"])
+
+      echo = compile('examples/c/echo_server.c', File.join(dir, 'echo_server'), *pkg_config('--libs'))
+      server = IO.popen(env, ['timeout', '30', echo, '1'])
+      client = TCPSocket.new('127.0.0.1', server.gets.to_i)
+      client.write('ping')
+      expect(client.readpartial(10)).to eq('ping')
+      client.close
+      Process.wait(server.pid)
+      expect($?.success?).to be(true)
     end
   end
 
