@@ -66,6 +66,33 @@ RSpec.describe 'the polyphony gem' do
     end
   end
 
+  # What `gem install` does without CARGO_TARGET_DIR (the spec above sets one, to reuse the
+  # checkout's cache), with a stand-in for cargo that "builds" the library where cargo would:
+  # the build directory is a temporary one, outside the gem, and gone once the library is in.
+  it 'builds in a temporary directory outside the gem, removed after the install, without CARGO_TARGET_DIR' do
+    Dir.mktmpdir do |build|
+      cargo = File.join(build, 'cargo')
+      File.write(cargo, <<~SH)
+        #!/bin/sh
+        echo "$PWD $*" > #{build}/cargo.args
+        mkdir -p "$CARGO_TARGET_DIR/release" && echo built > "$CARGO_TARGET_DIR/release/libpolyphony_ext.so"
+      SH
+      File.chmod(0o755, cargo)
+      env = { 'CARGO' => cargo, 'CARGO_TARGET_DIR' => nil }
+      _out, err, status = Open3.capture3(env, RbConfig.ruby, File.join(ROOT, 'ext', 'polyphony', 'extconf.rb'),
+                                         chdir: build)
+      expect(status).to be_success, err
+      target_dir = File.read(File.join(build, 'Makefile'))[/CARGO_TARGET_DIR=(\S+)/, 1]
+      expect(target_dir).to start_with(Dir.tmpdir).and(satisfy { |dir| !dir.start_with?(ROOT) })
+      destdir = File.join(build, 'dest')
+      out, err, status = Open3.capture3(env, 'make', 'install', "DESTDIR=#{destdir}", chdir: build)
+      expect(status).to be_success, out + err
+      expect(File.read(File.join(build, 'cargo.args'))).to eq("#{ROOT} build --locked --profile release -p polyphony-ext\n")
+      expect(File.read(File.join(destdir, ROOT, 'lib', 'polyphony', 'polyphony_ext.so'))).to eq("built\n")
+      expect(Dir.exist?(target_dir)).to be(false)
+    end
+  end
+
   it 'says to run rake compile in a checkout whose extension was never built' do
     Dir.mktmpdir do |checkout|
       FileUtils.cp_r(File.join(ROOT, 'lib'), checkout)
