@@ -36,7 +36,7 @@ module Tipi
         # (The last socket's HijackCall was revoked when it ended: see #serve.)
         @base_env['rack.hijack'] = @hijack = HijackCall.new(self)
       end
-      @http2 = @hijacked = nil
+      @http2 = @hijacked = @parked = nil
       @linger = false
       self
     end
@@ -101,14 +101,23 @@ module Tipi
       true
     end
 
+    # Serves requests until the connection ends, or until the client has sent nothing for a
+    # while between requests: then it is parked (#parked?), its socket left open, and the
+    # server has it wait without a fiber (Polyphony::Parking) until the client sends more;
+    # #serve then goes on with it.
     def serve
-      return unless secure
-      return serve_http2 if @server[:tls] && @socket.alpn_protocol == 'h2'
+      if @parked
+        @parked = false
+      else
+        return unless secure
+        return serve_http2 if @server[:tls] && @socket.alpn_protocol == 'h2'
 
-      renew_parser
+        renew_parser
+      end
       # A Rack app's common requests are served by H1P in Rust (see #serve_in_rust); the
       # others come here.
       while (request = @native ? read_request : serve_in_rust)
+        return @parked = true if request == :idle
         return upgrade_to_http2(request) if h2c_upgrade?(request)
 
         break unless @native ? serve_native(request) : serve_request(request)
@@ -133,7 +142,7 @@ module Tipi
       if @hijacked
         # The app owns the socket now; fibers it spun for it run to their end first.
         Fiber.current.await_all_children
-      else
+      elsif !@parked
         # An env the app kept hijacks nothing once its connection has ended (before this
         # connection is renewed, a request on another could call it).
         @hijack&.revoke
@@ -141,6 +150,35 @@ module Tipi
         @socket.close unless @socket.closed?
         @env = @request = nil # (nothing of the last client's stays with a spare)
       end
+    end
+
+    # Whether the last #serve left the connection waiting for its client's next request: see
+    # #serve.
+    def parked?
+      @parked
+    end
+
+    # Called once the connection is parked: what is cheap to make again goes (its base env,
+    # remade for its next request).
+    def release_while_parked
+      @base_env = nil
+    end
+
+    # A spare connection (ended, kept to serve a next one: see #renew) frees what it keeps for
+    # speed: its parser's buffers and its base env.
+    def release_memory
+      @parser.__retire__ if @parser && !@parser.__in_use__
+      @base_env = nil
+    end
+
+    # Closes a parked connection (idle too long, or the server stops).
+    def close_parked
+      @parked = false
+      @hijack&.revoke
+      @socket.close unless @socket.closed?
+      @env = @request = nil
+    rescue SystemCallError, IOError
+      nil
     end
 
     # After answering a request whose body was left unread: no more is sent, and what the client
@@ -225,7 +263,10 @@ module Tipi
     rescue H1P::Error
       @parser = nil
     ensure
-      @parser ||= H1P::Parser.new(@socket, **@limits, max_body: @max_body)
+      unless @parser
+        @parser = H1P::Parser.new(@socket, **@limits, max_body: @max_body)
+        @parser.__idle_parking__ = true
+      end
     end
 
     # Whether the first bytes of a plain connection, which H1P refused, are HTTP/2's preface.
@@ -253,8 +294,9 @@ module Tipi
       false
     end
 
-    # A native handler's next request (H1P's headers), or nil when the client closes, or sends
-    # nothing (or not all of a head) within the timeout: a slow or idle client is cut (by the
+    # A native handler's next request (H1P's headers), :idle when the client has sent nothing
+    # for a while (parked: see #serve), or nil when the client closes, or sends not all of a
+    # head within the timeout: a slow client is cut (by the
     # server's sweeper, see #stall_mark: a timer, or even a look at the clock, per request would
     # cost more than much of the rest of the request's handling).
     def read_request
@@ -264,8 +306,9 @@ module Tipi
     end
 
     # Serves requests in H1P's loop (H1P::Parser#serve_rack: no body, no Upgrade field, as
-    # #serve_request would), until the connection ends (false), the client leaves (nil), or a
-    # request needs the Ruby path: its env, unanswered. A late head is cut as in #read_request.
+    # #serve_request would), until the connection ends (false), the client leaves (nil), the
+    # client sends nothing for a while (:idle), or a request needs the Ruby path: its env,
+    # unanswered. A late head is cut as in #read_request.
     # The loop calls #call_app and #finished.
     def serve_in_rust
       @parser.serve_rack(self, @socket, @base_env ||= base_env, @owner, !@logger.nil?)

@@ -35,6 +35,7 @@ module Tipi
       @slot_freed = Polyphony::Event.new
       @live = {}.compare_by_identity # (Fiber#hash is a method call; identity is not)
       @spares = [] # each listener's connection fibers waiting for a next connection
+      @parkings = [] # each listener's idle connections, waiting without a fiber
     end
 
     # Forked workers sharing the listeners see each other's connection counts here
@@ -60,8 +61,11 @@ module Tipi
       @acceptors = @listeners.map { |listener| spin { accept_loop(listener, runner) } }
       publish_load # counted by the other workers from now on, not while this one was starting
       sweeper = spin { sweep } if @options[:timeout]
+      parker = spin { park_idle }
       @acceptors.each(&:await)
       @accepting = false
+      parker.stop
+      close_parked
       @spares.each do |spare|
         spare.each_slice(2) { |fiber, _connection| fiber.schedule(nil) } # (they end)
         spare.clear
@@ -84,6 +88,7 @@ module Tipi
     def shutdown(grace = 10, close: true)
       @stopping = true
       @acceptors&.each(&:stop)
+      close_parked
       @live.each do |fiber, connection|
         connection.goaway # HTTP/2: no new streams
         fiber.stop if connection.idle?
@@ -104,27 +109,111 @@ module Tipi
     # (Connection#renew). Spinning a fiber costs more than a whole keep-alive request, and a
     # Connection with its base env a good part of one: a server of short connections
     # (`Connection: close`) made both for each.
-    def serve_connections(connection, spare)
+    #
+    # A connection whose client sends nothing for a while between requests is parked instead
+    # (Connection#parked?): it waits in `parking` without a fiber, and #dispatch hands it to a
+    # spare fiber when the client sends again. (Unless fibers the app spun for it still run:
+    # its fiber waits on with them.)
+    def serve_connections(connection, spare, parking)
       fiber = Fiber.current
       while connection
+        parked = false
         begin
           connection.serve
+          connection.serve while connection.parked? && !fiber.children.empty? && !@stopping
           # (Fibers the app spun and left running end with its connection, as they would with
           # a fiber of its own.)
           fiber.shutdown_all_children
         ensure
-          @connections -= 1
-          publish_load
           @live.delete(fiber)
-          @slot_freed.signal if @max_connections # (only then does an accept loop wait for it)
+          parked = connection.parked? && park(parking, connection)
+          connection_ended unless parked
         end
         return if connection.hijacked? || !@accepting || spare.size >= SPARES * 2
 
         # Like a thread of Puma's, the next connection's code finds what was set on the
         # fiber by the last; its fiber-local variables, though, start empty as in a new one.
         Thread.current.keys.each { |key| Thread.current[key] = nil }
-        spare.push(fiber, connection)
+        spare.push(fiber, parked ? nil : connection) # (a parked one is not for reuse)
         connection = Polyphony.__switch__
+      end
+    end
+
+    # One connection fewer.
+    def connection_ended
+      @connections -= 1
+      publish_load
+      @slot_freed.signal if @max_connections # (only then does an accept loop wait for it)
+    end
+
+    # Parks `connection` (see #serve_connections); whether it could be (not while stopping,
+    # not a socket closed meanwhile).
+    def park(parking, connection)
+      if @stopping
+        connection.close_parked
+        return false
+      end
+      parking.park(connection.socket.fileno, connection)
+      connection.release_while_parked
+      true
+    rescue IOError, SystemCallError
+      connection.close_parked
+      false
+    end
+
+    # Each listener's parked connections, as their clients send something (or leave), go on
+    # on a spare fiber of the listener's, or a new one. One at a time: each runs until it
+    # waits before the next is taken, so that many clients leaving at once do not make a
+    # fiber each.
+    def dispatch(parking, spare, runner)
+      loop do
+        connection = parking.take
+        fiber, = spare.pop(2)
+        fiber, = spare.pop(2) while fiber&.dead? # (stopped while it waited)
+        if fiber
+          fiber.schedule(connection)
+        else
+          fiber = runner.spin { serve_connections(connection, spare, parking) }
+        end
+        @live[fiber] = connection
+        snooze
+      end
+    end
+
+    # Parks connections whose client has sent nothing for PARK_AFTER to 2 x PARK_AFTER
+    # seconds between requests (H1P's parser waits for them with its fiber until then): see
+    # Polyphony.__park_idle__.
+    def park_idle
+      loop do
+        sleep PARK_AFTER
+        Polyphony.__park_idle__
+      end
+    end
+
+    # A short wait costs a fiber; a long one, only the connection's socket and buffers: parked
+    # later, a burst of new connections would hold a fiber each for longer; sooner, clients
+    # that pause briefly between requests would go through the parking more often.
+    PARK_AFTER = 0.025 # seconds
+    private_constant :PARK_AFTER
+
+    # Closes the parked connections (the server stops: idle ones close at once).
+    def close_parked
+      @parkings.each do |parking|
+        parking.tokens.each do |connection|
+          parking.unpark(connection)
+          connection.close_parked
+          connection_ended
+        end
+      end
+    end
+
+    # Closes the connections parked longer than `seconds`.
+    def expire_parked(seconds)
+      @parkings.each do |parking|
+        parking.expire(seconds).each do |connection|
+          connection.close_parked
+          connection_ended
+        end
       end
     end
 
@@ -142,6 +231,8 @@ module Tipi
         sleep interval
         now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
         seen = sweep_reads(seen, now, timeout)
+        expire_parked(timeout)
+        give_back_memory
       end
     end
 
@@ -160,14 +251,38 @@ module Tipi
       end
     end
 
+    # After many connections closed, the memory they held goes back to the system: a GC frees
+    # their objects (an idle server allocates nothing that would start one), and the C heap
+    # gives back what they freed. At most once per sweep, when the count fell by half and by
+    # more than GIVE_BACK_AFTER since the highest seen.
+    def give_back_memory
+      @connections_peak = [@connections_peak || 0, @connections].max
+      return unless @connections_peak - @connections > GIVE_BACK_AFTER && @connections * 2 < @connections_peak
+
+      @connections_peak = @connections
+      @spares.each { |spare| spare.each_slice(2) { |_fiber, connection| connection&.release_memory } }
+      # (Twice: the first GC leaves the pages it emptied to the second, which frees them.)
+      2.times { GC.start }
+      Polyphony.__malloc_trim__
+    end
+
+    GIVE_BACK_AFTER = 1000 # connections
+    private_constant :GIVE_BACK_AFTER
+
     # At --max-connections: waits for a connection to end; meanwhile, when a new one waits to
     # be accepted, an idle keep-alive connection is closed to make room (as nginx does), so
     # that idle clients cannot lock others out.
     def wait_for_slot(listener)
       while @connections >= @max_connections
         if IO.select([listener.socket], nil, nil, 0)
-          idle = @live.find { |_fiber, connection| connection.idle? }
-          idle&.first&.stop
+          parked = @parkings.lazy.filter_map(&:evict).first
+          if parked
+            parked.close_parked
+            connection_ended
+          else
+            idle = @live.find { |_fiber, connection| connection.idle? }
+            idle&.first&.stop
+          end
         end
         move_on_after(SLOT_POLL) { @slot_freed.await }
       end
@@ -227,8 +342,11 @@ module Tipi
                acme: listener.acme&.on_demand? ? listener.acme : nil }
       info[:base_env] = RackEnv.listener_base(info)
       set_nodelay = nil # known from the first connection: see Listener#nodelay_inherited?
-      spare = [] # fiber, connection, fiber, connection...: see #serve_connections
+      spare = [] # fiber, connection (or nil), fiber, connection...: see #serve_connections
       @spares << spare
+      parking = Polyphony::Parking.new
+      @parkings << parking
+      dispatcher = spin { dispatch(parking, spare, runner) }
       loop do
         wait_for_slot(listener) if @max_connections && @connections >= @max_connections
         defer_to_other_workers if @balance
@@ -244,16 +362,19 @@ module Tipi
         publish_load
         fiber, connection = spare.pop(2)
         fiber, connection = spare.pop(2) while fiber&.dead? # (stopped while it waited)
+        connection = connection&.renew(socket, ip) || Connection.new(socket, listener.app || @app, info, @logger,
+                                                                     options, ip)
         if fiber
-          fiber.schedule(connection.renew(socket, ip))
+          fiber.schedule(connection)
         else
-          connection = Connection.new(socket, listener.app || @app, info, @logger, options, ip)
-          fiber = runner.spin { serve_connections(connection, spare) }
+          fiber = runner.spin { serve_connections(connection, spare, parking) }
         end
         @live[fiber] = connection
       end
     rescue IOError, Errno::EBADF
       nil # the listener was closed under it (#close while running): nothing more to accept
+    ensure
+      dispatcher&.stop
     end
   end
 end

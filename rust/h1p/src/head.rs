@@ -192,6 +192,12 @@ impl HeadParser {
         self.head.len = 0;
     }
 
+    /// Frees the memory kept for the next head's fields (a connection that will wait long
+    /// for its next message); the next parse allocates it again.
+    pub fn release_memory(&mut self) {
+        self.head.fields = Vec::new();
+    }
+
     /// Whether some of a head has been seen (beyond leading empty lines).
     pub fn in_progress(&self) -> bool {
         self.started || self.scanned > 0

@@ -293,6 +293,23 @@ impl<S: Source> Parser<S> {
     }
 
     /// Bytes read from the source and not consumed yet.
+    /// Frees the buffer and the memory kept for the next head, at rest (see `at_rest`): a
+    /// connection that will wait long for its next message. Reading allocates them again.
+    pub fn release_memory(&mut self) {
+        if self.at_rest() {
+            self.buf = Vec::new();
+            self.start = 0;
+            self.head.release_memory();
+            self.trailers = Vec::new();
+        }
+    }
+
+    /// Between messages with nothing of the next one buffered: what it reads next is the
+    /// first bytes of a message (or the end of the input).
+    pub fn at_rest(&self) -> bool {
+        matches!(self.state, State::Idle | State::Complete) && self.start == self.buf.len()
+    }
+
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.start..]
     }

@@ -25,10 +25,10 @@ use magnus::rb_sys::AsRawValue;
 use magnus::typed_data::{DataTypeFunctions, Obj};
 use magnus::value::{LazyId, ReprValue, Value};
 use magnus::{function, gc, method, prelude::*, Error, Exception, RHash, RModule, Ruby, Symbol};
-use polyphony_runtime::op::Op;
+use polyphony_runtime::op::{Op, PollAdd};
 use polyphony_runtime::{Chain, Driver, Kind, OpId, TimerHeap, TimerKey, Waker};
 use rb_sys::VALUE;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::helpers::fiber::{self, QNIL};
 use crate::helpers::nogvl::without_gvl;
@@ -120,6 +120,14 @@ struct Sched {
     /// The fiber waiting on each kernel operation, and the descriptor it works on, by
     /// operation id.
     waiting: HashMap<u64, (VALUE, i32)>,
+    /// Reads of the first bytes of a connection's next request (H1P's parser with idle
+    /// parking), by operation id; and those the last `park_idle` saw: still there at the
+    /// next, they are interrupted.
+    idle_reads: HashSet<u64>,
+    idle_seen: HashSet<u64>,
+    /// The polls of parked connections, by operation id: the `Polyphony::Parking` each
+    /// belongs to, and its token. Their completions wake the parking, not a fiber.
+    parked: HashMap<u64, (VALUE, VALUE)>,
 }
 
 impl Backend {
@@ -134,6 +142,9 @@ impl Backend {
                 launch: None,
                 launcher_count: 0,
                 waiting: HashMap::new(),
+                idle_reads: HashSet::new(),
+                idle_seen: HashSet::new(),
+                parked: HashMap::new(),
             }),
             waker: driver.waker(),
             driver: RefCell::new(Some(driver)),
@@ -412,6 +423,7 @@ impl Backend {
         sched.runqueue.is_empty()
             && sched.timers.is_empty()
             && sched.waiting.is_empty()
+            && sched.parked.is_empty()
             && self.inbox.lock().map_or(true, |inbox| inbox.is_empty())
     }
 
@@ -459,15 +471,26 @@ impl Backend {
         let mut completed = self.completed.borrow_mut();
         let mut sched = self.sched.borrow_mut();
         let done = OP_DONE.load(Ordering::Relaxed) as VALUE;
+        let mut woken = Vec::new();
         for id in completed.drain(..) {
             if let Some((fiber, _)) = sched.waiting.remove(&id) {
                 sched.runqueue.push(fiber, done, false);
+            } else if let Some((parking, token)) = sched.parked.remove(&id) {
+                woken.push((id, parking, token));
             }
         }
         drop(completed);
         sched.fire_timers(Instant::now());
         self.drain_inbox(&mut sched);
         drop(sched);
+        for (id, parking, token) in woken {
+            if let Some(driver) = self.driver.borrow_mut().as_mut() {
+                let _ = driver.take::<PollAdd>(OpId::from_bits(id));
+            }
+            if let Some(waiter) = super::parking::woken(parking, token) {
+                self.schedule(waiter, QNIL, false);
+            }
+        }
         if let Some(err) = failure {
             let ruby = Ruby::get().expect("called from Ruby");
             return Err(Error::new(
@@ -520,17 +543,51 @@ impl Backend {
     /// cancelled (its buffers stay with the driver until the kernel lets go; a descriptor it
     /// produced is closed) and the exception is raised or the value handed back.
     pub(crate) fn await_op<O: Op>(&self, fd: i32, op: O) -> Result<Awaited<O::Output>, Error> {
+        self.await_op_as(fd, op, IdleRead::No)
+    }
+
+    /// [`Backend::await_op`] for the read of the first bytes of a connection's next request:
+    /// [`Backend::park_idle`] interrupts it (ECANCELED, nothing lost) once it has waited long
+    /// enough, so that the connection can wait without its fiber.
+    pub(crate) fn await_idle_op<O: Op>(
+        &self,
+        fd: i32,
+        op: O,
+        idle: IdleRead,
+    ) -> Result<Awaited<O::Output>, Error> {
+        self.await_op_as(fd, op, idle)
+    }
+
+    fn await_op_as<O: Op>(
+        &self,
+        fd: i32,
+        op: O,
+        idle: IdleRead,
+    ) -> Result<Awaited<O::Output>, Error> {
         let current = fiber::current();
         let id = {
             let mut driver = self.driver.borrow_mut();
             let driver = driver.as_mut().ok_or_else(forked_error)?;
             driver.submit(op).map_err(|e| io_error(&e))?
         };
-        self.sched
-            .borrow_mut()
-            .waiting
-            .insert(id.to_bits(), (current, fd));
+        {
+            let mut sched = self.sched.borrow_mut();
+            sched.waiting.insert(id.to_bits(), (current, fd));
+            match idle {
+                IdleRead::No => {}
+                IdleRead::Yes => {
+                    sched.idle_reads.insert(id.to_bits());
+                }
+                IdleRead::Soon => {
+                    sched.idle_reads.insert(id.to_bits());
+                    sched.idle_seen.insert(id.to_bits());
+                }
+            }
+        }
         let resumed = self.switch(current);
+        if idle != IdleRead::No {
+            self.sched.borrow_mut().idle_reads.remove(&id.to_bits());
+        }
         let done = OP_DONE.load(Ordering::Relaxed) as VALUE;
         if matches!(resumed, Ok(v) if v == done) {
             let output = self
@@ -582,6 +639,67 @@ impl Backend {
             }
         }
         resumed.map(Awaited::Interrupted)
+    }
+
+    /// Interrupts the idle reads (see [`Backend::await_idle_op`]) that the last call saw
+    /// already: each has waited at least the time between two calls. Returns how many.
+    pub(crate) fn park_idle(&self) -> usize {
+        let due: Vec<u64> = {
+            let mut sched = self.sched.borrow_mut();
+            let sched = &mut *sched;
+            let due: Vec<u64> = sched
+                .idle_reads
+                .intersection(&sched.idle_seen)
+                .copied()
+                .collect();
+            for id in &due {
+                sched.idle_reads.remove(id);
+            }
+            sched.idle_seen.clone_from(&sched.idle_reads);
+            due
+        };
+        if let Some(driver) = self.driver.borrow_mut().as_mut() {
+            for id in &due {
+                let _ = driver.interrupt(OpId::from_bits(*id));
+            }
+        }
+        due.len()
+    }
+
+    /// Starts waiting, for `parking`, until `fd` is readable (or closed by the peer): the
+    /// completion hands `token` to the parking instead of waking a fiber. The op's id.
+    pub(crate) fn submit_parked(
+        &self,
+        fd: i32,
+        parking: VALUE,
+        token: VALUE,
+    ) -> Result<u64, Error> {
+        let events = (libc::POLLIN | libc::POLLRDHUP) as u32;
+        let id = {
+            let mut driver = self.driver.borrow_mut();
+            let driver = driver.as_mut().ok_or_else(forked_error)?;
+            driver
+                .submit(PollAdd::new(fd, events))
+                .map_err(|e| io_error(&e))?
+                .to_bits()
+        };
+        self.sched.borrow_mut().parked.insert(id, (parking, token));
+        Ok(id)
+    }
+
+    /// Gives a parked connection's poll up (a poll loses nothing).
+    pub(crate) fn cancel_parked(&self, id: u64) {
+        if self.sched.borrow_mut().parked.remove(&id).is_some() {
+            if let Some(driver) = self.driver.borrow_mut().as_mut() {
+                let _ = driver.cancel(OpId::from_bits(id));
+            }
+        }
+    }
+
+    /// Parks the calling fiber until something schedules it; the value it was scheduled with
+    /// (an exception is raised).
+    pub(crate) fn suspend_current(&self) -> Result<VALUE, Error> {
+        self.switch(fiber::current())
     }
 
     /// Takes a completed op's output (after `await_chain`).
@@ -655,6 +773,8 @@ impl DataTypeFunctions for Backend {
         let queued = inbox.iter().flat_map(|(f, v)| [*f, *v]);
         let launch = sched.launch.iter().flat_map(|(f, v)| [*f, *v]);
         let waiting = sched.waiting.values().map(|(fiber, _)| *fiber);
+        let parked = sched.parked.values().flat_map(|(p, t)| [*p, *t]);
+        let waiting = waiting.chain(parked);
         let launchers = sched.launchers.iter().copied().chain([self.root]);
         let held = sched.runqueue.values().chain(timers).chain(queued);
         let interjections = self.interjections.borrow();
@@ -738,6 +858,16 @@ fn duration(secs: f64) -> Result<Duration, Error> {
             format!("time interval must be a finite, non-negative number of seconds, got {secs}"),
         )
     })
+}
+
+/// Whether a read is of the first bytes of a connection's next request, which
+/// [`Backend::park_idle`] may interrupt: at its second look (`Yes`), or at its first (`Soon`:
+/// a connection that was parked before, whose client is likely to pause again).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleRead {
+    No,
+    Yes,
+    Soon,
 }
 
 /// The outcome of [`Backend::await_op`].
@@ -930,6 +1060,13 @@ fn rb_stats(ruby: &Ruby) -> Result<RHash, Error> {
     hash.aset(ruby.to_symbol("timers"), timers)?;
     hash.aset(ruby.to_symbol("ops"), ops)?;
     hash.aset(ruby.to_symbol("switches"), switches)?;
+    let (launchers, idle_launchers, parked) = {
+        let s = backend.sched.borrow();
+        (s.launcher_count, s.launchers.len(), s.parked.len())
+    };
+    hash.aset(ruby.to_symbol("launchers"), launchers)?;
+    hash.aset(ruby.to_symbol("idle_launchers"), idle_launchers)?;
+    hash.aset(ruby.to_symbol("parked"), parked)?;
     Ok(hash)
 }
 
@@ -1004,6 +1141,19 @@ extern "C" fn after_fork_in_child() {
     EPOCH.fetch_add(1, Ordering::AcqRel);
 }
 
+/// `Polyphony.__park_idle__`: interrupts the idle reads of connections that waited since the
+/// last call (see [`Backend::park_idle`]); how many.
+fn rb_park_idle() -> Result<usize, Error> {
+    Ok(Backend::current()?.park_idle())
+}
+
+/// `Polyphony.__malloc_trim__`: gives the C heap's free memory back to the system (after many
+/// connections closed, say); whether any was.
+fn rb_malloc_trim() -> bool {
+    // SAFETY: glibc's malloc_trim takes no pointer and is safe to call at any time.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
 pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     static ATFORK: Once = Once::new();
     ATFORK.call_once(|| {
@@ -1044,6 +1194,8 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     polyphony.define_singleton_method("__timer_cancel__", function!(rb_timer_cancel, 1))?;
     polyphony.define_singleton_method("__timer_reset__", function!(rb_timer_reset, 2))?;
     polyphony.define_singleton_method("__stats__", function!(rb_stats, 0))?;
+    polyphony.define_singleton_method("__park_idle__", function!(rb_park_idle, 0))?;
+    polyphony.define_singleton_method("__malloc_trim__", function!(rb_malloc_trim, 0))?;
     polyphony.define_singleton_method("__root_cooperative__", function!(rb_root_cooperative, 1))?;
     polyphony.define_singleton_method("backend_for", function!(rb_backend_for, 1))?;
     polyphony.define_singleton_method("backend", function!(rb_current_backend, 0))?;

@@ -5,6 +5,7 @@ mod backend;
 mod h1p;
 mod http2;
 pub(crate) mod io;
+mod parking;
 mod resp;
 mod shared;
 mod stock;
@@ -36,6 +37,7 @@ fn define_polyphony(ruby: &Ruby) -> Result<(), Error> {
     tls::init(ruby, polyphony)?;
     acme::init(ruby, polyphony)?;
     http2::init(ruby, polyphony)?;
+    parking::init(ruby, polyphony)?;
     websocket::init(ruby, polyphony)?;
     shared::init(ruby, polyphony)
 }

@@ -10,7 +10,7 @@ use magnus::{Error, RArray, RString, Ruby, TryConvert, Value};
 use polyphony_runtime::op::Read;
 use rb_sys::VALUE;
 
-use super::backend::{io_error, Awaited, Backend};
+use super::backend::{io_error, Awaited, Backend, IdleRead};
 use super::io::write_all_with;
 use super::tls::TlsSession;
 use crate::helpers::io;
@@ -101,12 +101,14 @@ impl Transport {
     /// Appends at most `max` bytes to `buf` with no Ruby method call; the count (0 at the end),
     /// `Interrupted` when the fiber was resumed otherwise, or None when this transport is read
     /// the Ruby way (`readpartial`). `spare` is the buffer the backend reads into, kept from
-    /// one read to the next.
+    /// one read to the next. An idle read (of the first bytes of a message) may be interrupted
+    /// by the backend's `park_idle`: it then fails with ECANCELED, nothing lost.
     pub(crate) fn read(
         &self,
         buf: &mut Vec<u8>,
         max: usize,
         spare: &mut Vec<u8>,
+        idle: IdleRead,
     ) -> Result<Option<Awaited<usize>>, Error> {
         match *self {
             Transport::Io(_) => {
@@ -116,7 +118,9 @@ impl Transport {
                 let mut data = std::mem::take(spare);
                 data.clear();
                 data.reserve(max);
-                match backend.await_op(fd, Read::new(fd, data, u64::MAX))? {
+                let read = Read::new(fd, data, u64::MAX);
+                let awaited = backend.await_idle_op(fd, read, idle)?;
+                match awaited {
                     // Into an empty buffer (the usual case: each read of a head or body begins
                     // with the last one consumed), the bytes are not copied: the read's buffer
                     // becomes the caller's.

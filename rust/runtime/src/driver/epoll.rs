@@ -165,6 +165,31 @@ impl EpollDriver {
         Some(op.complete(completion))
     }
 
+    pub(crate) fn interrupt(&mut self, id: OpId) -> io::Result<()> {
+        let Some(slot) = self.slot_mut(id) else {
+            return Ok(());
+        };
+        let canceled = State::Done(Completion {
+            result: -libc::ECANCELED,
+            flags: 0,
+        });
+        match slot.state {
+            // Nothing was done yet (a wait's attempts happen when epoll says the descriptor is
+            // ready): the op ends here, reported by the next wait as the refused ones are.
+            State::Fresh => slot.state = canceled,
+            State::Waiting { fd, .. } => {
+                slot.state = canceled;
+                if let Some(interest) = self.interest.get_mut(&fd) {
+                    interest.ops.retain(|o| *o != id);
+                }
+                self.update(fd);
+                self.fresh.push(id);
+            }
+            State::Held | State::Done(_) => {}
+        }
+        Ok(())
+    }
+
     pub(crate) fn cancel(&mut self, id: OpId) -> io::Result<()> {
         let Some(slot) = self.slot(id) else {
             return Ok(());

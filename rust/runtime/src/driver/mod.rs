@@ -12,6 +12,9 @@
 //!    submitted and the operation stays parked in the driver until its final completion arrives;
 //!    then [`Op::orphan`] releases what the kernel produced (an accepted descriptor is closed).
 //!    Buffers are never freed while the kernel may still write to them.
+//! 5. [`Driver::interrupt`] asks for an operation to end early without giving it up: it
+//!    completes as usual, with `-ECANCELED` unless it completed first, in which case its result
+//!    stands (a read's bytes are not lost).
 //!
 //! Two backends meet it: io_uring ([`Kind::IoUring`]), where the kernel does the operations,
 //! and epoll ([`Kind::Epoll`]), where the driver does them with non-blocking system calls when
@@ -205,6 +208,12 @@ impl Driver {
     /// stale, or names an operation of another type).
     pub fn take<O: Op>(&mut self, id: OpId) -> Option<O::Output> {
         delegate!(mut self, d => d.take::<O>(id))
+    }
+
+    /// Ends `id` early, losing nothing: see the module's contract, point 5. An operation that
+    /// is done, unknown, or waiting in a chain is left as it is.
+    pub fn interrupt(&mut self, id: OpId) -> io::Result<()> {
+        delegate!(mut self, d => d.interrupt(id))
     }
 
     /// Gives `id` up: see the module's contract, point 4.

@@ -179,6 +179,16 @@ impl UringDriver {
     }
 
     /// Gives `id` up: see the module's contract, point 4.
+    pub(crate) fn interrupt(&mut self, id: OpId) -> io::Result<()> {
+        if !matches!(self.slot_mut(id).map(|s| &s.state), Some(State::InFlight)) {
+            return Ok(());
+        }
+        // The op stays in flight: its own completion (ECANCELED, or what it did first) is
+        // reported as any other.
+        self.push(opcode::AsyncCancel::new(id.0).build().user_data(CANCEL_TAG))?;
+        self.ring.submit().map(drop)
+    }
+
     pub(crate) fn cancel(&mut self, id: OpId) -> io::Result<()> {
         let Some(slot) = self.slot_mut(id) else {
             return Ok(());

@@ -22,7 +22,7 @@ use rb_sys::VALUE;
 use super::errors::{error, ERROR};
 use super::hash::{build_hash, fields_hash};
 use super::rack_response::{self, Outcome};
-use crate::ruby_api::backend::{Awaited, Backend};
+use crate::ruby_api::backend::{Awaited, Backend, IdleRead};
 use crate::ruby_api::io::{is_pipe, splice_kernel, Relay};
 use crate::ruby_api::transport::Transport;
 use polyphony_runtime::op::Splice;
@@ -53,6 +53,22 @@ struct RubySource {
     /// The buffer the backend reads into, kept from one read to the next (an interrupted read
     /// leaves it to the kernel, and the next read makes another).
     spare: Vec<u8>,
+    /// Whether the next read is of a message's first bytes, which may be parked (see
+    /// `H1PParser::idle_parking`).
+    idle: IdleRead,
+    /// The last read was parked: the connection waits without its fiber now.
+    parked: bool,
+}
+
+impl RubySource {
+    fn new(kind: Kind) -> Self {
+        Self {
+            kind,
+            spare: Vec::new(),
+            idle: IdleRead::No,
+            parked: false,
+        }
+    }
 }
 
 impl Source for RubySource {
@@ -63,12 +79,22 @@ impl Source for RubySource {
         if let Kind::Stream(transport) = self.kind {
             // The fast paths: an IO read by the backend (other fibers run meanwhile), a TLS
             // socket's session; no Ruby method call, no String.
-            match transport.read(buf, max, &mut self.spare)? {
-                Some(Awaited::Done(n)) => return Ok(n),
-                Some(Awaited::Interrupted(_)) => {
+            let idle = std::mem::replace(&mut self.idle, IdleRead::No);
+            match transport.read(buf, max, &mut self.spare, idle) {
+                Ok(Some(Awaited::Done(n))) => return Ok(n),
+                Err(e) if idle != IdleRead::No && is_canceled(&e) => {
+                    // Parked (see `park_idle`): nothing was read, and nothing is buffered. The
+                    // buffers go, to be made again when the client sends its next request.
+                    self.parked = true;
+                    *buf = Vec::new();
+                    self.spare = Vec::new();
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+                Ok(Some(Awaited::Interrupted(_))) => {
                     return Err(error("the parser's read was interrupted"))
                 }
-                None => {}
+                Ok(None) => {}
             }
         }
         let object = self.kind.object();
@@ -103,6 +129,14 @@ impl Source for RubySource {
     }
 }
 
+/// Whether `error` is Errno::ECANCELED: how an idle read ends when it is parked.
+fn is_canceled(error: &Error) -> bool {
+    error.value().is_some_and(|exception| {
+        let errno: Option<i32> = exception.funcall("errno", ()).ok();
+        errno == Some(libc::ECANCELED)
+    })
+}
+
 fn unsafe_class_name(value: Value) -> String {
     // SAFETY: the class of a live object is a live class.
     unsafe { value.classname() }.into_owned()
@@ -135,6 +169,14 @@ pub(crate) struct H1PParser {
     writing: Cell<bool>,
     /// `parse_headers` checks a request's Host as a server must (`check_host: true`).
     check_host: bool,
+    /// Reads of a next request's first bytes may be parked (`__idle_parking__ = true`, Tipi's
+    /// connections): the parse then ends with `:idle`, and the connection can wait for its
+    /// client without a fiber (see `Polyphony::Parking`).
+    idle_parking: Cell<bool>,
+    /// Heads to read before a parked connection's waits are parked at the usual pace again:
+    /// 2 when it is parked (the request that wakes it, and one more), so that a client that
+    /// pauses again is parked again sooner (`IdleRead::Soon`).
+    soon: Cell<u8>,
 }
 
 impl DataTypeFunctions for H1PParser {
@@ -188,14 +230,7 @@ fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
     };
     let limits = limits(ruby, options)?;
     let held = source.object().as_raw();
-    let parser = Parser::new(
-        RubySource {
-            kind: source,
-            spare: Vec::new(),
-        },
-        mode,
-        limits,
-    );
+    let parser = Parser::new(RubySource::new(source), mode, limits);
     Ok(ruby.obj_wrap(H1PParser {
         inner: RefCell::new(parser),
         source: Cell::new(held),
@@ -208,6 +243,8 @@ fn parser_new(ruby: &Ruby, args: &[Value]) -> Result<Obj<H1PParser>, Error> {
         progress: Arc::new(AtomicU64::new(0)),
         writing: Cell::new(false),
         check_host,
+        idle_parking: Cell::new(false),
+        soon: Cell::new(NEW_CONNECTION_SOON),
     }))
 }
 
@@ -236,10 +273,7 @@ fn io_kind(ruby: &Ruby, io: Value) -> Result<Kind, Error> {
 fn renew(ruby: &Ruby, rb_self: &H1PParser, io: Value) -> Result<(), Error> {
     let kind = io_kind(ruby, io)?;
     rb_self.with(|parser| {
-        let old = parser.restart(RubySource {
-            kind,
-            spare: Vec::new(),
-        });
+        let old = parser.restart(RubySource::new(kind));
         let mut spare = old.spare;
         spare.shrink_to(h1p::pull::READ_SIZE); // (see Parser::restart)
         parser.source_mut().spare = spare;
@@ -248,7 +282,19 @@ fn renew(ruby: &Ruby, rb_self: &H1PParser, io: Value) -> Result<(), Error> {
     rb_self.source.set(io.as_raw());
     rb_self.request.set(RequestFacts::default());
     rb_self.heads.set(0);
+    rb_self.soon.set(NEW_CONNECTION_SOON);
     Ok(())
+}
+
+/// `parser.__retire__`: the parser of a connection that ended, kept for a next one
+/// (`__renew__`), frees its buffers meanwhile (what it had buffered is dropped).
+fn retire(rb_self: &H1PParser) -> Result<(), Error> {
+    rb_self.with(|parser| {
+        let kind = parser.source().kind;
+        parser.restart(RubySource::new(kind));
+        parser.release_memory();
+        Ok(())
+    })
 }
 
 fn parse_mode(mode: Value) -> Result<Mode, Error> {
@@ -359,7 +405,48 @@ impl RequestFacts {
     }
 }
 
+/// `H1PParser::soon` of a new connection (or a parser just made): its wait after the first
+/// request is parked soon too, so that a burst of connections does not hold a fiber each for
+/// long.
+const NEW_CONNECTION_SOON: u8 = 2;
+
+/// How a read of the next head ended.
+enum Next<T> {
+    Message(T),
+    /// A clean end of the input, between messages.
+    End,
+    /// Parked: the client sent nothing for a while (see `H1PParser::idle_parking`).
+    Idle,
+}
+
 impl H1PParser {
+    /// `reading_head`'s outcome, with a parked read told apart from a failure.
+    fn next_head<T>(&self, f: impl FnOnce() -> Result<Option<T>, Error>) -> Result<Next<T>, Error> {
+        match self.reading_head(f) {
+            Ok(Some(message)) => {
+                self.soon.set(self.soon.get().saturating_sub(1));
+                Ok(Next::Message(message))
+            }
+            Ok(None) => Ok(Next::End),
+            Err(e) => {
+                let parked = self.inner.try_borrow_mut().is_ok_and(|mut p| {
+                    let parked = std::mem::take(&mut p.source_mut().parked);
+                    if parked {
+                        p.release_memory();
+                    }
+                    parked
+                });
+                if parked {
+                    // The request that wakes it, then the next wait is parked soon.
+                    self.soon.set(2);
+                    Ok(Next::Idle)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     /// Runs `f`, a read of the next head, numbered for `__reading__` while it is under way.
     fn reading_head<T>(
         &self,
@@ -373,6 +460,17 @@ impl H1PParser {
             .try_borrow()
             .is_ok_and(|parser| parser.buffered().is_empty());
         self.between.set(empty && self.heads.get() > 0);
+        if self.idle_parking.get() {
+            if let Ok(mut parser) = self.inner.try_borrow_mut() {
+                // A connection parked before is parked sooner: its client pauses, and a
+                // pause on a fiber holds the fiber's stack.
+                parser.source_mut().idle = match (parser.at_rest(), self.soon.get()) {
+                    (false, _) => IdleRead::No,
+                    (true, 0) => IdleRead::Yes,
+                    (true, _) => IdleRead::Soon,
+                };
+            }
+        }
         let result = f();
         self.between.set(false);
         self.reading.set(0);
@@ -383,8 +481,10 @@ impl H1PParser {
     }
 }
 
-fn parse_headers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Error> {
-    rb_self.reading_head(|| {
+/// `parse_headers`: the next head as a Hash; nil at a clean end between messages; `:idle` when
+/// the read was parked (only with `__idle_parking__`).
+fn parse_headers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Value, Error> {
+    let next = rb_self.next_head(|| {
         rb_self.with(|parser| {
             let mode = parser.mode();
             match parser.parse_headers().map_err(convert)? {
@@ -399,7 +499,22 @@ fn parse_headers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Erro
                 }
             }
         })
-    })
+    })?;
+    Ok(next_value(ruby, next))
+}
+
+/// `parser.__idle_parking__ = true`: see `H1PParser::idle_parking`.
+fn set_idle_parking(rb_self: &H1PParser, on: bool) {
+    rb_self.idle_parking.set(on);
+}
+
+/// A `Next` as Ruby sees it: the message, nil, or `:idle`.
+fn next_value<T: ReprValue>(ruby: &Ruby, next: Next<T>) -> Value {
+    match next {
+        Next::Message(message) => message.as_value(),
+        Next::End => ruby.qnil().as_value(),
+        Next::Idle => ruby.to_symbol("idle").as_value(),
+    }
 }
 
 /// `parser.parse_rack_env(base)`: the next request as a Rack env: a copy of `base` (the
@@ -410,8 +525,14 @@ fn parse_headers(ruby: &Ruby, rb_self: &H1PParser) -> Result<Option<RHash>, Erro
 /// nil at a clean end between requests. As a server must (RFC 9112 3.2), an HTTP/1.1 request
 /// without Host, a repeated Host or an invalid one is an `H1P::Error`; an absolute-form
 /// target's authority stands for Host, and `OPTIONS *` has an empty PATH_INFO.
-fn parse_rack_env(ruby: &Ruby, rb_self: &H1PParser, base: RHash) -> Result<Option<RHash>, Error> {
-    rb_self.reading_head(|| {
+/// nil at a clean end between requests, `:idle` when the read was parked (only with
+/// `__idle_parking__`).
+fn parse_rack_env(ruby: &Ruby, rb_self: &H1PParser, base: RHash) -> Result<Value, Error> {
+    Ok(next_value(ruby, next_rack_env(ruby, rb_self, base)?))
+}
+
+fn next_rack_env(ruby: &Ruby, rb_self: &H1PParser, base: RHash) -> Result<Next<RHash>, Error> {
+    rb_self.next_head(|| {
         rb_self.with(|parser| {
             if parser.mode() != Mode::Server {
                 return Err(error("parse_rack_env parses requests (a :server parser)"));
@@ -684,6 +805,8 @@ pub(crate) fn init(ruby: &Ruby, h1p: RModule) -> Result<(), Error> {
     class.undef_default_alloc_func();
     class.define_singleton_method("new", function!(parser_new, -1))?;
     class.define_method("parse_headers", method!(parse_headers, 0))?;
+    class.define_method("__idle_parking__=", method!(set_idle_parking, 1))?;
+    class.define_method("__retire__", method!(retire, 0))?;
     class.define_method("__renew__", method!(renew, 1))?;
     class.define_method("parse_rack_env", method!(parse_rack_env, 1))?;
     class.define_method("read_body", method!(read_body, 0))?;
@@ -735,8 +858,10 @@ fn serve_rack(ruby: &Ruby, rb_self: &H1PParser, args: &[Value]) -> Result<Value,
     let base = RHash::try_convert(*base)?;
     let log = log.to_bool();
     loop {
-        let Some(env) = parse_rack_env(ruby, rb_self, base)? else {
-            return Ok(ruby.qnil().as_value());
+        let env = match next_rack_env(ruby, rb_self, base)? {
+            Next::Message(env) => env,
+            Next::End => return Ok(ruby.qnil().as_value()),
+            Next::Idle => return Ok(ruby.to_symbol("idle").as_value()),
         };
         let facts = rb_self.request.get();
         if facts.upgrade || !rb_self.with(|parser| Ok(parser.is_complete()))? {

@@ -1,0 +1,87 @@
+# frozen_string_literal: true
+
+require 'socket'
+
+# Idle keep-alive connections wait without a fiber (Polyphony::Parking): parked after a short
+# pause, served again when the client sends, closed after --timeout or at a stop, and nothing
+# a client sends is lost on the way.
+RSpec.describe 'tipi: idle keep-alive connections' do
+  REQUEST = "GET /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+
+  after { @tipi&.stop }
+
+  def start(*args)
+    @tipi = TipiProcess.new('-w', '1', '-l', '127.0.0.1:0', *args, TIPI_APP)
+  end
+
+  # One response read off `socket` (a Content-Length one): its status line and body.
+  def response(socket)
+    head = +''
+    head << socket.readpartial(1) until head.end_with?("\r\n\r\n")
+    length = head[/content-length: (\d+)/i, 1].to_i
+    [head.lines.first.chomp, length.zero? ? '' : socket.read(length)]
+  end
+
+  def stats
+    socket = TCPSocket.new('127.0.0.1', @tipi.port)
+    socket.write("GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    response(socket).last.split.to_h { |pair| pair.split('=').then { |k, v| [k.to_sym, v.to_i] } }
+  ensure
+    socket&.close
+  end
+
+  def wait_for(limit = 5)
+    deadline = monotonic + limit
+    sleep 0.05 until yield || monotonic > deadline
+    yield
+  end
+
+  it 'parks them (no fiber each), serves them again when they send, and loses nothing' do
+    start
+    clients = Array.new(300) { TCPSocket.new('127.0.0.1', @tipi.port) }
+    clients.each { |c| c.write(REQUEST) }
+    expect(clients.map { |c| response(c).first }.uniq).to eq(['HTTP/1.1 200 OK'])
+    expect(wait_for { stats[:parked] == 300 }).to be(true), "parked: #{stats}"
+    # (At most the spare fibers kept for new connections: 128, not one per connection.)
+    expect(stats[:fibers]).to be <= 140
+
+    # Pipelined, split at every byte, or sent at once after the pause: all answered, in order.
+    pipelined = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none" \
+                "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\ntwo"
+    clients[0].write(pipelined)
+    expect([response(clients[0]), response(clients[0])]).to eq([['HTTP/1.1 200 OK', 'one'], ['HTTP/1.1 200 OK', 'two']])
+    "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nslowl".each_char do |char|
+      clients[1].write(char)
+      sleep 0.002
+    end
+    expect(response(clients[1])).to eq(['HTTP/1.1 200 OK', 'slowl'])
+    clients.drop(2).each_with_index { |c, i| c.write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: #{i.to_s.size}\r\n\r\n#{i}") }
+    expect(clients.drop(2).map { |c| response(c).last }).to eq(Array.new(298) { |i| i.to_s })
+
+    # Parked again after the pause; a client that leaves takes its connection with it.
+    expect(wait_for { stats[:parked] == 300 }).to be(true), "parked: #{stats}"
+    clients.first(100).each(&:close)
+    expect(wait_for { stats[:parked] == 200 }).to be(true), "parked: #{stats}"
+  ensure
+    clients&.each(&:close)
+  end
+
+  it 'closes a parked connection after --timeout, and all of them at a graceful stop' do
+    start('--timeout', '1')
+    idle = TCPSocket.new('127.0.0.1', @tipi.port)
+    idle.write(REQUEST)
+    response(idle)
+    started = monotonic
+    expect(idle.wait_readable(5) && idle.read(1)).to be_nil # the server closed it
+    expect(monotonic - started).to be_between(0.9, 3.5)
+
+    others = Array.new(3) { TCPSocket.new('127.0.0.1', @tipi.port) }
+    others.each { |c| c.write(REQUEST) && response(c) }
+    expect(wait_for { stats[:parked] == 3 }).to be(true)
+    @tipi.signal('TERM')
+    expect(others.map { |c| c.wait_readable(3) && c.read(1) }).to eq([nil, nil, nil])
+  ensure
+    others&.each(&:close)
+    idle&.close
+  end
+end
