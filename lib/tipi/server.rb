@@ -153,7 +153,7 @@ module Tipi
         connection.close_parked
         return false
       end
-      parking.park(connection.socket.fileno, connection)
+      parking.park(connection.socket.to_io.fileno, connection)
       connection.release_while_parked
       true
     rescue IOError, SystemCallError

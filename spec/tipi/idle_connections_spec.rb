@@ -66,6 +66,26 @@ RSpec.describe 'tipi: idle keep-alive connections' do
     clients&.each(&:close)
   end
 
+  it 'parks TLS connections too, and serves them again' do
+    require 'openssl'
+    start('-s', '127.0.0.1:0') # (and its self-signed certificate)
+    port = @tipi.lines.grep(%r{listening on https://}).first[/:(\d+) /, 1].to_i
+    context = OpenSSL::SSL::SSLContext.new
+    context.verify_mode = OpenSSL::SSL::VERIFY_NONE
+    clients = Array.new(20) do
+      OpenSSL::SSL::SSLSocket.new(TCPSocket.new('127.0.0.1', port), context).tap do |ssl|
+        ssl.sync_close = true
+        ssl.connect
+      end
+    end
+    clients.each { |c| c.write(REQUEST) && response(c) }
+    expect(wait_for { stats[:parked] == 20 }).to be(true), "parked: #{stats}"
+    clients.each_with_index { |c, i| c.write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: #{i.to_s.size}\r\n\r\n#{i}") }
+    expect(clients.map { |c| response(c).last }).to eq(Array.new(20) { |i| i.to_s })
+  ensure
+    clients&.each(&:close)
+  end
+
   it 'closes a parked connection after --timeout, and all of them at a graceful stop' do
     start('--timeout', '1')
     idle = TCPSocket.new('127.0.0.1', @tipi.port)

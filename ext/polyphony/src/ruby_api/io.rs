@@ -13,7 +13,7 @@ use magnus::{
 use polyphony_runtime::op::{Accept, Attempt, Op, PollAdd, Read, Splice, Write};
 use polyphony_runtime::Completion;
 
-use super::backend::{io_error, Awaited, Backend};
+use super::backend::{io_error, Awaited, Backend, IdleRead};
 use polyphony_runtime::Chain;
 
 pub(crate) fn val(raw: rb_sys::VALUE) -> Value {
@@ -28,6 +28,18 @@ pub(crate) fn attempt_or_await<O: Op>(fd: i32, mut op: O) -> Result<Awaited<O::O
     match op.attempt() {
         Attempt::Done(result) => Ok(Awaited::Done(op.complete(Completion { result, flags: 0 }))),
         Attempt::Wait { .. } => Backend::current()?.await_op(fd, op),
+    }
+}
+
+/// `attempt_or_await` for an idle read (see `Backend::await_idle_op`).
+pub(crate) fn attempt_or_await_idle<O: Op>(
+    fd: i32,
+    mut op: O,
+    idle: IdleRead,
+) -> Result<Awaited<O::Output>, Error> {
+    match op.attempt() {
+        Attempt::Done(result) => Ok(Awaited::Done(op.complete(Completion { result, flags: 0 }))),
+        Attempt::Wait { .. } => Backend::current()?.await_idle_op(fd, op, idle),
     }
 }
 

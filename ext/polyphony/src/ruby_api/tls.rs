@@ -10,8 +10,8 @@ use magnus::{function, method, prelude::*, Error, ExceptionClass, RModule, RStri
 use polyphony_runtime::op::Read as ReadOp;
 use polyphony_tls::{CertStore, Read, Session};
 
-use super::backend::{io_error, Awaited};
-use super::io::{attempt_or_await, string_of, val, write_all};
+use super::backend::{io_error, Awaited, IdleRead};
+use super::io::{attempt_or_await, attempt_or_await_idle, string_of, val, write_all};
 
 /// Ciphertext is read in pieces of this size: a whole TLS record (16 KiB and its overhead).
 const RECORD: usize = 17 * 1024;
@@ -227,13 +227,18 @@ impl TlsSession {
 
     /// Reads ciphertext and feeds it to the session (an empty read: the transport ended). On
     /// a TLS error, the alert for the peer is sent before the error is raised.
-    fn receive(&self, fd: i32) -> Step<()> {
-        let data =
-            match attempt_or_await(fd, ReadOp::new(fd, Vec::with_capacity(RECORD), u64::MAX))? {
-                Awaited::Done((Ok(_), data)) => data,
-                Awaited::Done((Err(e), _)) => return Err(io_error(&e)),
-                Awaited::Interrupted(value) => return Ok(Err(val(value))),
-            };
+    fn receive(&self, fd: i32, idle: IdleRead) -> Step<()> {
+        let op = ReadOp::new(fd, Vec::with_capacity(RECORD), u64::MAX);
+        let read = if idle == IdleRead::No {
+            attempt_or_await(fd, op)?
+        } else {
+            attempt_or_await_idle(fd, op, idle)?
+        };
+        let data = match read {
+            Awaited::Done((Ok(_), data)) => data,
+            Awaited::Done((Err(e), _)) => return Err(io_error(&e)),
+            Awaited::Interrupted(value) => return Ok(Err(val(value))),
+        };
         let received = self.inner.borrow_mut().receive(&data);
         if let Err(e) = received {
             let _ = self.flush(fd);
@@ -259,7 +264,7 @@ impl TlsSession {
                 )));
             }
             drop(session);
-            if let Err(value) = self.receive(fd)? {
+            if let Err(value) = self.receive(fd, IdleRead::No)? {
                 return Ok(value);
             }
         }
@@ -268,25 +273,30 @@ impl TlsSession {
     /// Decrypts at most `max` bytes (reading ciphertext as needed) into the session's own
     /// buffer, zeroed once for its life (a record's worth: more is never decrypted at once),
     /// and hands them to `take` (empty at the end); or the value the fiber was resumed with.
+    /// The first read of ciphertext is `idle` (see `Transport::read`): parked, it fails with
+    /// ECANCELED, and the buffer goes until the next read.
     pub(crate) fn read_with<T>(
         &self,
         fd: i32,
         max: usize,
         take: impl FnOnce(&[u8]) -> T,
+        idle: IdleRead,
     ) -> Step<T> {
         let mut out = self.read_buffer.take();
         out.resize(RECORD, 0);
-        let read = self.read_plain(fd, &mut out[..max.clamp(1, RECORD)]);
+        let read = self.read_plain(fd, &mut out[..max.clamp(1, RECORD)], idle);
         let result = match read {
             Ok(Ok(n)) => Ok(Ok(take(&out[..n]))),
             Ok(Err(value)) => Ok(Err(value)),
             Err(e) => Err(e),
         };
-        self.read_buffer.replace(out);
+        if idle == IdleRead::No || result.is_ok() {
+            self.read_buffer.replace(out);
+        }
         result
     }
 
-    fn read_plain(&self, fd: i32, out: &mut [u8]) -> Step<usize> {
+    fn read_plain(&self, fd: i32, out: &mut [u8], mut idle: IdleRead) -> Step<usize> {
         loop {
             let read = self.inner.borrow_mut().read(out).map_err(tls_error)?;
             match read {
@@ -297,7 +307,9 @@ impl TlsSession {
                     if let Err(value) = self.flush(fd)? {
                         return Ok(Err(value));
                     }
-                    if let Err(value) = self.receive(fd)? {
+                    let received = self.receive(fd, idle)?;
+                    idle = IdleRead::No;
+                    if let Err(value) = received {
                         return Ok(Err(value));
                     }
                 }
@@ -308,13 +320,18 @@ impl TlsSession {
     /// At most `len` bytes of plaintext (into `buffer` when given); nil at the end.
     fn read(&self, fd: i32, len: usize, buffer: Option<RString>) -> Result<Value, Error> {
         let ruby = Ruby::get().expect("called from Ruby");
-        let read = self.read_with(fd, len, |data| {
-            if data.is_empty() {
-                ruby.qnil().as_value()
-            } else {
-                string_of(&ruby, data, buffer)
-            }
-        })?;
+        let read = self.read_with(
+            fd,
+            len,
+            |data| {
+                if data.is_empty() {
+                    ruby.qnil().as_value()
+                } else {
+                    string_of(&ruby, data, buffer)
+                }
+            },
+            IdleRead::No,
+        )?;
         Ok(read.unwrap_or_else(|value| value))
     }
 

@@ -142,10 +142,15 @@ impl Transport {
                 }
             }
             Transport::Tls { session, fd, .. } => {
-                let read = Self::session(session)?.read_with(fd, max, |data| {
-                    buf.extend_from_slice(data);
-                    data.len()
-                })?;
+                let read = Self::session(session)?.read_with(
+                    fd,
+                    max,
+                    |data| {
+                        buf.extend_from_slice(data);
+                        data.len()
+                    },
+                    idle,
+                )?;
                 Ok(Some(match read {
                     Ok(n) => Awaited::Done(n),
                     Err(value) => Awaited::Interrupted(value.as_raw()),
