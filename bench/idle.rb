@@ -113,14 +113,21 @@ end
 def tipi(port, tls: false)
   listen = tls ? ['-s', "127.0.0.1:#{port}"] : ['-l', "127.0.0.1:#{port}"]
   spawn(File.join(ROOT, 'exe', 'tipi'), '-q', '-e', 'production', '-w', '1', *listen,
-        File.join(ROOT, 'bench', 'hello.ru'), out: File::NULL, err: File::NULL, pgroup: true)
+        File.join(ROOT, 'bench', 'hello.ru'), out: File::NULL, err: File::NULL, pgroup: true).tap { |pid| SERVERS << pid }
 end
 
+SERVERS = []
+at_exit { SERVERS.each { |pid| Process.kill('KILL', -pid) rescue nil } } # rubocop:disable Style/RescueModifier
+
+# Stops a server (its whole process group), however long its graceful stop would take.
 def stop(pid)
   Process.kill('TERM', -pid)
+  Process.kill('KILL', -pid) unless Process.wait2(pid, Process::WNOHANG) || (sleep(5) && Process.wait2(pid, Process::WNOHANG))
   Process.wait(pid)
 rescue Errno::ESRCH, Errno::ECHILD
   nil
+ensure
+  SERVERS.delete(pid)
 end
 
 results = []
@@ -161,6 +168,7 @@ Dir.mktmpdir do |work|
   NGINX
   pid = spawn('/usr/sbin/nginx', '-c', File.join(work, 'nginx.conf'), '-e', File.join(work, 'nginx-error.log'),
               out: File::NULL, err: File::NULL, pgroup: true)
+  SERVERS << pid
   results << measure('nginx', pid, port, nil)
   stop(pid)
 end

@@ -33,18 +33,6 @@ echo "building this tree ..."
 cargo build --quiet --release -p polyphony-ext
 cp target/release/libpolyphony_ext.so lib/polyphony/polyphony_ext.so
 
-# CPU ticks (user + system) of process $1 and its children.
-ticks() {
-  local total=0 pid
-  for pid in "$1" $(pgrep -P "$1" || true); do
-    [ -r "/proc/$pid/stat" ] || continue
-    # Fields 14 and 15 are utime and stime; the command name (field 2) may hold spaces.
-    total=$((total + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
-  done
-  echo "$total"
-}
-
-hz=$(getconf CLK_TCK)
 # measure TREE MODE: prints "req/s us_per_request" for one run.
 measure() {
   local tree=$1 mode=$2 pid before after out rps requests
@@ -75,8 +63,6 @@ measure() {
   awk -v r="$rps" -v n="$requests" -v t=$((after - before)) -v hz="$hz" \
     'BEGIN { printf "%s %.1f\n", r, t / hz * 1e6 / n }'
 }
-
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 printf '\n%-6s %-10s %-6s %10s %12s\n' round tree mode 'req/s' 'CPU us/req'
 for round in $(seq "$rounds"); do
