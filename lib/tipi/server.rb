@@ -168,16 +168,23 @@ module Tipi
     def dispatch(parking, spare, runner)
       loop do
         connection = parking.take
-        fiber, = spare.pop(2)
-        fiber, = spare.pop(2) while fiber&.dead? # (stopped while it waited)
-        if fiber
-          fiber.schedule(connection)
-        else
-          fiber = runner.spin { serve_connections(connection, spare, parking) }
-        end
-        @live[fiber] = connection
+        hand_over(spare, parking, runner) { connection }
         snooze
       end
+    end
+
+    # Serves a connection on a spare fiber of the listener's, or on a new one: the block gets
+    # the spare's kept Connection (nil if none) and returns the connection to serve.
+    def hand_over(spare, parking, runner)
+      fiber, kept = spare.pop(2)
+      fiber, kept = spare.pop(2) while fiber&.dead? # (stopped while it waited)
+      connection = yield kept
+      if fiber
+        fiber.schedule(connection)
+      else
+        fiber = runner.spin { serve_connections(connection, spare, parking) }
+      end
+      @live[fiber] = connection
     end
 
     # Parks connections whose client has sent nothing for PARK_AFTER to 2 x PARK_AFTER
@@ -360,16 +367,9 @@ module Tipi
         socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) if set_nodelay
         @connections += 1
         publish_load
-        fiber, connection = spare.pop(2)
-        fiber, connection = spare.pop(2) while fiber&.dead? # (stopped while it waited)
-        connection = connection&.renew(socket, ip) || Connection.new(socket, listener.app || @app, info, @logger,
-                                                                     options, ip)
-        if fiber
-          fiber.schedule(connection)
-        else
-          fiber = runner.spin { serve_connections(connection, spare, parking) }
+        hand_over(spare, parking, runner) do |kept|
+          kept&.renew(socket, ip) || Connection.new(socket, listener.app || @app, info, @logger, options, ip)
         end
-        @live[fiber] = connection
       end
     rescue IOError, Errno::EBADF
       nil # the listener was closed under it (#close while running): nothing more to accept
