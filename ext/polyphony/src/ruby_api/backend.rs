@@ -543,22 +543,13 @@ impl Backend {
     /// cancelled (its buffers stay with the driver until the kernel lets go; a descriptor it
     /// produced is closed) and the exception is raised or the value handed back.
     pub(crate) fn await_op<O: Op>(&self, fd: i32, op: O) -> Result<Awaited<O::Output>, Error> {
-        self.await_op_as(fd, op, IdleRead::No)
+        self.await_idle_op(fd, op, IdleRead::No)
     }
 
-    /// [`Backend::await_op`] for the read of the first bytes of a connection's next request:
-    /// [`Backend::park_idle`] interrupts it (ECANCELED, nothing lost) once it has waited long
-    /// enough, so that the connection can wait without its fiber.
+    /// [`Backend::await_op`], for the read of the first bytes of a connection's next request
+    /// unless `idle` is `No`: [`Backend::park_idle`] interrupts it (ECANCELED, nothing lost)
+    /// once it has waited long enough, so that the connection can wait without its fiber.
     pub(crate) fn await_idle_op<O: Op>(
-        &self,
-        fd: i32,
-        op: O,
-        idle: IdleRead,
-    ) -> Result<Awaited<O::Output>, Error> {
-        self.await_op_as(fd, op, idle)
-    }
-
-    fn await_op_as<O: Op>(
         &self,
         fd: i32,
         op: O,

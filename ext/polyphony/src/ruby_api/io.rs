@@ -24,14 +24,11 @@ pub(crate) fn val(raw: rb_sys::VALUE) -> Value {
 /// Tries `op` at once (a non-blocking call after a readiness poll): when its descriptor is
 /// ready, no fiber switch happens at all (and concurrent writers' bytes are not interleaved
 /// inside one `puts`). Otherwise the op goes to the backend and the fiber waits for it.
-pub(crate) fn attempt_or_await<O: Op>(fd: i32, mut op: O) -> Result<Awaited<O::Output>, Error> {
-    match op.attempt() {
-        Attempt::Done(result) => Ok(Awaited::Done(op.complete(Completion { result, flags: 0 }))),
-        Attempt::Wait { .. } => Backend::current()?.await_op(fd, op),
-    }
+pub(crate) fn attempt_or_await<O: Op>(fd: i32, op: O) -> Result<Awaited<O::Output>, Error> {
+    attempt_or_await_idle(fd, op, IdleRead::No)
 }
 
-/// `attempt_or_await` for an idle read (see `Backend::await_idle_op`).
+/// `attempt_or_await`, for an idle read unless `idle` is `No` (see `Backend::await_idle_op`).
 pub(crate) fn attempt_or_await_idle<O: Op>(
     fd: i32,
     mut op: O,

@@ -11,7 +11,7 @@ use polyphony_runtime::op::Read as ReadOp;
 use polyphony_tls::{CertStore, Read, Session};
 
 use super::backend::{io_error, Awaited, IdleRead};
-use super::io::{attempt_or_await, attempt_or_await_idle, string_of, val, write_all};
+use super::io::{attempt_or_await_idle, string_of, val, write_all};
 
 /// Ciphertext is read in pieces of this size: a whole TLS record (16 KiB and its overhead).
 const RECORD: usize = 17 * 1024;
@@ -229,12 +229,7 @@ impl TlsSession {
     /// a TLS error, the alert for the peer is sent before the error is raised.
     fn receive(&self, fd: i32, idle: IdleRead) -> Step<()> {
         let op = ReadOp::new(fd, Vec::with_capacity(RECORD), u64::MAX);
-        let read = if idle == IdleRead::No {
-            attempt_or_await(fd, op)?
-        } else {
-            attempt_or_await_idle(fd, op, idle)?
-        };
-        let data = match read {
+        let data = match attempt_or_await_idle(fd, op, idle)? {
             Awaited::Done((Ok(_), data)) => data,
             Awaited::Done((Err(e), _)) => return Err(io_error(&e)),
             Awaited::Interrupted(value) => return Ok(Err(val(value))),
