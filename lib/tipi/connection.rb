@@ -143,12 +143,8 @@ module Tipi
         # The app owns the socket now; fibers it spun for it run to their end first.
         Fiber.current.await_all_children
       elsif !@parked
-        # An env the app kept hijacks nothing once its connection has ended (before this
-        # connection is renewed, a request on another could call it).
-        @hijack&.revoke
         linger if @linger
-        @socket.close unless @socket.closed?
-        @env = @request = nil # (nothing of the last client's stays with a spare)
+        close
       end
     end
 
@@ -174,9 +170,7 @@ module Tipi
     # Closes a parked connection (idle too long, or the server stops).
     def close_parked
       @parked = false
-      @hijack&.revoke
-      @socket.close unless @socket.closed?
-      @env = @request = nil
+      close
     rescue SystemCallError, IOError
       nil
     end
@@ -196,6 +190,16 @@ module Tipi
     rescue SystemCallError, IOError
       nil
     end
+
+    # The connection's end: its socket closed, and nothing of its client kept (for a spare).
+    def close
+      # An env the app kept hijacks nothing once its connection has ended (before this
+      # connection is renewed, a request on another could call it).
+      @hijack&.revoke
+      @socket.close unless @socket.closed?
+      @env = @request = nil
+    end
+    private :close
 
     LINGER = 2
     LINGER_BYTES = 1 << 20

@@ -208,20 +208,20 @@ module Tipi
       @parkings.each do |parking|
         parking.tokens.each do |connection|
           parking.unpark(connection)
-          connection.close_parked
-          connection_ended
+          drop_parked(connection)
         end
       end
     end
 
     # Closes the connections parked longer than `seconds`.
     def expire_parked(seconds)
-      @parkings.each do |parking|
-        parking.expire(seconds).each do |connection|
-          connection.close_parked
-          connection_ended
-        end
-      end
+      @parkings.each { |parking| parking.expire(seconds).each { |connection| drop_parked(connection) } }
+    end
+
+    # Closes a connection taken out of its parking.
+    def drop_parked(connection)
+      connection.close_parked
+      connection_ended
     end
 
     SPARES = 128 # connection fibers kept waiting for the next connection, at most
@@ -284,8 +284,7 @@ module Tipi
         if IO.select([listener.socket], nil, nil, 0)
           parked = @parkings.lazy.filter_map(&:evict).first
           if parked
-            parked.close_parked
-            connection_ended
+            drop_parked(parked)
           else
             idle = @live.find { |_fiber, connection| connection.idle? }
             idle&.first&.stop
