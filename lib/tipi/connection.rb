@@ -85,6 +85,8 @@ module Tipi
     # Rack's full hijack, called by the socket's HijackCall (its requests'
     # `env['rack.hijack']`): hands the app the socket.
     def call
+      raise IOError, 'rack.hijack called after its request ended' unless @env
+
       @hijacked = true
       @env['rack.hijack_io'] = @socket
     end
@@ -154,10 +156,20 @@ module Tipi
       @parked
     end
 
+    # Whether the client of a parked connection that became ready left (closed or reset its end)
+    # with nothing unread: it can be closed there and then, without a fiber to find that out.
+    # (Bytes sent before a close are served: a request then a half-close is answered.)
+    def left?
+      @socket.to_io.recv_nonblock(1, Socket::MSG_PEEK, exception: false) == ''
+    rescue SystemCallError, IOError
+      true
+    end
+
     # Called once the connection is parked: what is cheap to make again goes (its base env,
-    # remade for its next request).
+    # remade for its next request), and its last request's env and objects, kept until now
+    # for its hijack (some 2 KB of C heap each, and their strings).
     def release_while_parked
-      @base_env = nil
+      @base_env = @env = @request = nil
     end
 
     # A spare connection (ended, kept to serve a next one: see #renew) frees what it keeps for

@@ -633,8 +633,10 @@ impl Backend {
     }
 
     /// Interrupts the idle reads (see [`Backend::await_idle_op`]) that the last call saw
-    /// already: each has waited at least the time between two calls. Returns how many.
+    /// already: each has waited at least the time between two calls. Returns how many idle
+    /// reads it found: those it interrupted, and those the next call will if they still wait.
     pub(crate) fn park_idle(&self) -> usize {
+        let found = self.sched.borrow().idle_reads.len();
         let due: Vec<u64> = {
             let mut sched = self.sched.borrow_mut();
             let sched = &mut *sched;
@@ -654,7 +656,7 @@ impl Backend {
                 let _ = driver.interrupt(OpId::from_bits(*id));
             }
         }
-        due.len()
+        found
     }
 
     /// Starts waiting, for `parking`, until `fd` is readable (or closed by the peer): the
@@ -1051,13 +1053,21 @@ fn rb_stats(ruby: &Ruby) -> Result<RHash, Error> {
     hash.aset(ruby.to_symbol("timers"), timers)?;
     hash.aset(ruby.to_symbol("ops"), ops)?;
     hash.aset(ruby.to_symbol("switches"), switches)?;
-    let (launchers, idle_launchers, parked) = {
+    let (launchers, idle_launchers, parked, idle_reads, waiting) = {
         let s = backend.sched.borrow();
-        (s.launcher_count, s.launchers.len(), s.parked.len())
+        (
+            s.launcher_count,
+            s.launchers.len(),
+            s.parked.len(),
+            s.idle_reads.len(),
+            s.waiting.len(),
+        )
     };
     hash.aset(ruby.to_symbol("launchers"), launchers)?;
     hash.aset(ruby.to_symbol("idle_launchers"), idle_launchers)?;
     hash.aset(ruby.to_symbol("parked"), parked)?;
+    hash.aset(ruby.to_symbol("idle_reads"), idle_reads)?;
+    hash.aset(ruby.to_symbol("waiting"), waiting)?;
     Ok(hash)
 }
 
@@ -1133,7 +1143,7 @@ extern "C" fn after_fork_in_child() {
 }
 
 /// `Polyphony.__park_idle__`: interrupts the idle reads of connections that waited since the
-/// last call (see [`Backend::park_idle`]); how many.
+/// last call (see [`Backend::park_idle`]); how many idle reads it found.
 fn rb_park_idle() -> Result<usize, Error> {
     Ok(Backend::current()?.park_idle())
 }
