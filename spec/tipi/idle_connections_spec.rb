@@ -59,13 +59,14 @@ RSpec.describe 'tipi: idle keep-alive connections' do
     expect(clients.drop(2).map { |c| response(c).last }).to eq(Array.new(298) { |i| i.to_s })
 
     # Parked again after the pause; a client that leaves takes its connection with it, and
-    # costs no fiber (no switch to one, no read buffer): a few switches for them all, where
-    # serving each on a fiber took two or more each.
+    # costs no fiber (no switch to one, no read buffer): fewer switches than clients for them
+    # all (some 20, plus the server's timers and these stats requests while it takes), where
+    # serving each on a fiber took three each.
     expect(wait_for { stats[:parked] == 300 }).to be(true), "parked: #{stats}"
     switches = stats[:switches]
-    clients.first(100).each(&:close)
-    expect(wait_for { stats[:parked] == 200 }).to be(true), "parked: #{stats}"
-    expect(stats[:switches] - switches).to be < 60
+    clients.first(200).each(&:close)
+    expect(wait_for { stats[:parked] == 100 }).to be(true), "parked: #{stats}"
+    expect(stats[:switches] - switches).to be < 200
   ensure
     clients&.each(&:close)
   end
