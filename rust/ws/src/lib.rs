@@ -197,6 +197,15 @@ impl Decoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Gives the input buffer's memory back when nothing is left in it (a connection going
+    /// idle): a large message read earlier does not stay reserved.
+    pub fn release(&mut self) {
+        if self.start >= self.buf.len() {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+
     /// The next message, `Ok(None)` when more bytes are needed (or after the Close frame).
     pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
         while !self.done {

@@ -263,3 +263,25 @@ fn a_message_over_the_limit_is_refused_from_its_head() {
     let wire = client_frame(OpCode::Binary, true, &[1; 1000]);
     assert_eq!(decode(&mut decoder, &wire, 333).map(|m| m.len()), Ok(1));
 }
+
+#[test]
+fn release_keeps_a_pending_frame_and_forgets_a_consumed_one() {
+    let mut decoder = server();
+    let wire = client_frame(OpCode::Binary, true, &[7; 100_000]);
+    // Half a frame: released, it is still whole once the rest comes.
+    decoder.feed(&wire[..50_000]);
+    assert!(decoder.next_message().unwrap().is_none());
+    decoder.release();
+    decoder.feed(&wire[50_000..]);
+    assert_eq!(
+        decoder.next_message().unwrap(),
+        Some(Message::Binary(vec![7; 100_000]))
+    );
+    // All consumed: released, the next message decodes as usual.
+    decoder.release();
+    decoder.feed(&client_frame(OpCode::Text, true, b"next"));
+    assert_eq!(
+        decoder.next_message().unwrap(),
+        Some(Message::Text("next".into()))
+    );
+}
