@@ -64,9 +64,37 @@ module Polyphony
       @write_lock = Polyphony::Mutex.new
       @state = :open # then :closing (our Close frame sent), then :closed
       @readers = 0
-      @heard = now
+      @heard = @pinged = now
       @close_timeout = close_timeout
+      @ping_interval = ping_interval
       @pinger = spin { ping_loop(ping_interval) } if ping_interval
+    end
+
+    # Has `block` called with each message, instead of a fiber waiting in #recv: a server that
+    # parks connections (Tipi) then keeps an idle WebSocket without a fiber, its socket waiting
+    # in the kernel, and runs the block on a pooled fiber when a message comes.
+    # @yield [message] a String, as #recv returns it
+    # @return [self]
+    def on_message(&block)
+      raise ArgumentError, 'on_message needs a block' unless block
+
+      @on_message = block
+      self
+    end
+
+    # Has `block` called once, when the WebSocket has closed (whoever closed it).
+    # @yield [code, reason] as #close_code and #close_reason
+    # @return [self]
+    def on_close(&block)
+      raise ArgumentError, 'on_close needs a block' unless block
+
+      @on_close = block
+      self
+    end
+
+    # Whether #on_message was given a block.
+    def callbacks?
+      !@on_message.nil?
     end
 
     # The next message: a String, UTF-8 for a text message and ASCII-8BIT for a binary one; nil
@@ -74,13 +102,9 @@ module Polyphony
     def recv
       @readers += 1
       loop do
-        while (event = @codec.next)
-          return event if event.is_a?(String) && @state == :open
-
-          return nil if event.is_a?(Array) && control(event) == :closed
-        end
+        event = next_event
+        return event unless event.nil?
         return nil if @state == :closed
-
         return lost unless (data = read_some)
 
         @codec.feed(data)
@@ -140,7 +164,12 @@ module Polyphony
       rescue SystemCallError, IOError
         return lost
       end
-      if @readers.zero?
+      if @parkable
+        # Served by a server that parks it (see #__pump__): the pump reads the peer's Close
+        # frame, or ends it once the deadline has passed; its owner wakes it then.
+        @close_deadline = now + @close_timeout
+        @watcher&.call(:closing)
+      elsif @readers.zero?
         await_close_reply
       else
         # The reading fiber gets the peer's Close frame; a peer that never sends one is cut.
@@ -202,7 +231,102 @@ module Polyphony
     end
     private_class_method :handshake_request, :check_handshake
 
+    # @api private
+    # Runs the #on_message block for each message until the WebSocket closes (:closed), or, when
+    # `parkable`, until its peer has sent nothing for a while (:idle): the caller then waits
+    # without a fiber until the socket is readable, or for #__wake_in__ seconds (a ping is due),
+    # and calls this again. While parkable the pings are sent from here, not by a fiber of
+    # their own.
+    def __pump__(parkable)
+      if parkable && !@parkable
+        @parkable = true
+        @pinger&.stop
+        @pinger = nil
+      end
+      @readers += 1
+      loop do
+        event = next_event
+        if event
+          @on_message.call(event)
+          next
+        end
+        return :closed if @state == :closed || (parkable && keep_alive == :closed)
+
+        data = read_more(parkable)
+        return @codec.release || :idle if data == :idle
+        return lost || :closed unless data
+
+        @codec.feed(data)
+      end
+    ensure
+      @readers -= 1
+    end
+
+    # @api private
+    # Seconds until a parked WebSocket has something to do if its peer sends nothing: a ping
+    # owed, or the end of a close handshake the peer does not answer (nil: nothing).
+    def __wake_in__
+      due = @state == :closing ? @close_deadline : @ping_interval && (@pinged + @ping_interval)
+      due && [due - now, 0].max
+    end
+
+    # @api private
+    # Has `block` called with :closing when #close has sent our Close frame (the peer's is
+    # awaited by the pump), and with :closed once the WebSocket has closed, before #on_close's
+    # block: how the server that parks it learns it.
+    def __watch__(&block)
+      @watcher = block
+    end
+
+    # @api private
+    # After #close on a parked WebSocket, which nobody reads: the peer's Close frame, read here
+    # (at most the close timeout), then the end.
+    def __await_close__
+      await_close_reply if @state == :closing
+    end
+
     private
+
+    # The next message decoded from what was read (control frames acted on), nil when more
+    # bytes are needed or the WebSocket is closed.
+    def next_event
+      while (event = @codec.next)
+        return event if event.is_a?(String) && @state == :open
+        return nil if event.is_a?(Array) && control(event) == :closed
+      end
+    end
+
+    # While the pump runs: a ping when one is due; a peer silent for two intervals is gone; a
+    # close handshake the peer leaves unanswered ends at its deadline.
+    def keep_alive
+      if @state == :closing && @close_deadline && now >= @close_deadline
+        finish(@close_code, @close_reason)
+        return :closed
+      end
+      return unless @ping_interval && @state == :open
+
+      if now - @heard > 2 * @ping_interval
+        finish(1006, "no answer to pings for #{2 * @ping_interval} seconds")
+        return :closed
+      end
+      return unless now - @pinged >= @ping_interval
+
+      @pinged = now
+      ping
+    rescue ClosedError
+      :closed
+    end
+
+    # The next bytes for the pump: a String, nil when the stream ended, :idle (see #__pump__).
+    def read_more(parkable)
+      data = parkable ? Polyphony.__read_idle__(@io, 65_536) : false
+      return read_some if data == false
+
+      @heard = now if data.is_a?(String)
+      data
+    rescue EOFError, SystemCallError, IOError
+      nil
+    end
 
     def now
       Process.clock_gettime(Process::CLOCK_MONOTONIC)
@@ -286,11 +410,15 @@ module Polyphony
       @state = :closed
       @close_code ||= code
       @close_reason ||= reason
-      @io.close unless @io.closed?
+      begin
+        @io.close unless @io.closed?
+      rescue SystemCallError, IOError
+        nil
+      end
       @pinger&.stop unless Fiber.current == @pinger
       @closer&.stop unless Fiber.current == @closer
-    rescue SystemCallError, IOError
-      nil
+      @watcher&.call(:closed)
+      @on_close&.call(@close_code, @close_reason)
     end
 
     # Pings every `interval` seconds; a peer silent for two intervals while we read is gone.
@@ -303,6 +431,7 @@ module Polyphony
           finish(1006, "no answer to pings for #{2 * interval} seconds")
           break
         end
+        @pinged = now
         ping
       end
     rescue ClosedError

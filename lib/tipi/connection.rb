@@ -36,7 +36,7 @@ module Tipi
         # (The last socket's HijackCall was revoked when it ended: see #serve.)
         @base_env['rack.hijack'] = @hijack = HijackCall.new(self)
       end
-      @http2 = @hijacked = @parked = nil
+      @http2 = @hijacked = @parked = @websocket = nil
       @linger = false
       self
     end
@@ -106,10 +106,12 @@ module Tipi
     # Serves requests until the connection ends, or until the client has sent nothing for a
     # while between requests: then it is parked (#parked?), its socket left open, and the
     # server has it wait without a fiber (Polyphony::Parking) until the client sends more;
-    # #serve then goes on with it.
+    # #serve then goes on with it. A WebSocket given an #on_message callback is served so too
+    # (#serve_websocket).
     def serve
       if @parked
         @parked = false
+        return serve_websocket if @websocket
       else
         return unless secure
         return serve_http2 if @server[:tls] && @socket.alpn_protocol == 'h2'
@@ -125,6 +127,7 @@ module Tipi
         break unless @native ? serve_native(request) : serve_request(request)
         break if @owner&.stopping? # it began while this request was served
       end
+      serve_websocket if @websocket
     rescue H1P::InvalidResponse => e
       # The app's mistake, answered with a 500 (when nothing else was sent) by H1P.
       Tipi.report(e, $stderr)
@@ -156,6 +159,17 @@ module Tipi
       @parked
     end
 
+    # Whether the connection is a WebSocket served by its callbacks (see #serve_websocket).
+    def websocket?
+      !@websocket.nil?
+    end
+
+    # Seconds a parked connection may wait for its client before it is due to be served
+    # anyway (a WebSocket's next ping), or nil.
+    def wake_in
+      @websocket&.__wake_in__
+    end
+
     # Whether the client of a parked connection that became ready left (closed or reset its end)
     # with nothing unread: it can be closed there and then, without a fiber to find that out.
     # (Bytes sent before a close are served: a request then a half-close is answered.)
@@ -179,9 +193,15 @@ module Tipi
       @base_env = nil
     end
 
-    # Closes a parked connection (idle too long, or the server stops).
+    # Closes a parked connection (idle too long, or the server stops: a WebSocket's close
+    # handshake, code 1001, waits for its client, so the server calls this on a fiber of its
+    # own for one).
     def close_parked
       @parked = false
+      websocket = @websocket
+      @websocket = nil
+      websocket&.close(1001, 'server shutting down')
+      websocket&.__await_close__
       close
     rescue SystemCallError, IOError
       nil
@@ -221,7 +241,7 @@ module Tipi
     # WebSocket closes with 1001 (going away).
     def goaway
       @http2&.shutdown
-      websocket = @request&.websocket
+      websocket = @websocket || @request&.websocket
       spin { websocket.close(1001, 'server shutting down') } if websocket&.open?
     end
 
@@ -470,7 +490,41 @@ module Tipi
       request.finish
       @logger&.call(request.log_env(@remote_addr), request.status,
                     Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
+      take_websocket(request)
       keep_alive && detached && !request.close?
+    end
+
+    # A WebSocket the handler gave an #on_message callback (Request#upgrade_to_websocket) is
+    # served here once the handler has returned: its messages go to the callback until it
+    # closes; while its client sends nothing for a while it is parked (#parked?) and waits
+    # without a fiber, its pings sent when the server wakes it (#wake_in).
+    def serve_websocket
+      websocket = @websocket
+      if @owner&.stopping?
+        websocket.close(1001, 'server shutting down')
+      elsif websocket.__pump__(true) == :idle
+        return @parked = true
+      end
+      @websocket = nil
+    rescue StandardError
+      @websocket = nil
+      if websocket.open?
+        websocket.close(1011, 'internal error')
+        websocket.__await_close__
+      end
+      raise
+    end
+
+    # Takes over the WebSocket of a request whose handler left it to its callbacks.
+    def take_websocket(request)
+      websocket = request.websocket
+      return unless websocket&.callbacks? && websocket.open?
+
+      @websocket = websocket
+      # (No more HTTP on it: its parser's buffers go now, not at a later GC.)
+      @parser.__retire__ unless @parser.__in_use__
+      @parser = nil
+      websocket.__watch__ { |state| @owner&.websocket_changed(self, state) }
     end
 
     def respond_error(status, message)

@@ -116,6 +116,11 @@ module Tipi
       'HTTP/2'
     end
 
+    # A stream's WebSocket has no socket of its own to park.
+    def parks_websockets?
+      false
+    end
+
     # A stream's body is its own: no other request waits for a fiber still reading it.
     def body_in_use?
       false

@@ -235,18 +235,29 @@ module Tipi
     end
 
     # The WebSocket over `io` once the handshake is answered: yielded (then closed: 1000, or 1011
-    # when the block raised), or returned without a block.
+    # when the block raised), or returned without a block. A block that gave the WebSocket an
+    # #on_message callback leaves it open: its messages go to the callback until it closes,
+    # served by the connection (which parks it while idle: see Connection#serve) or, when the
+    # connection cannot park it, here.
     def run_websocket(io, protocol, **options)
       @websocket = Polyphony::WebSocket.new(io, protocol: protocol, **options)
       return @websocket unless block_given?
 
       begin
         yield @websocket
+        return @websocket if @websocket.callbacks? && (parks_websockets? || @websocket.__pump__(false))
+
         @websocket.close
       rescue StandardError
         @websocket.close(1011, 'internal error')
         raise
       end
+    end
+
+    # Whether the connection serves a WebSocket with callbacks itself once the handler returns
+    # (HTTP/1.1's does; an HTTP/2 stream's WebSocket is served in the handler's fiber).
+    def parks_websockets?
+      true
     end
 
     def head?

@@ -56,7 +56,7 @@ module Tipi
 
     # Serves until #shutdown (or until the fiber is stopped).
     def run
-      runner = Fiber.current
+      runner = @runner = Fiber.current
       @accepting = true
       @acceptors = @listeners.map { |listener| spin { accept_loop(listener, runner) } }
       publish_load # counted by the other workers from now on, not while this one was starting
@@ -100,6 +100,22 @@ module Tipi
 
     def close
       @listeners.each(&:close)
+    end
+
+    # @api private
+    # Called when a WebSocket that `connection` serves by its callbacks is closing (`state`
+    # :closing: our Close frame sent, the peer's awaited until a deadline) or has closed (its
+    # socket too), by another fiber, say, while it was parked: then it waits again until that
+    # deadline, or it is taken out and counted as ended.
+    def websocket_changed(connection, state)
+      parking = @parkings.find { |p| p.unpark(connection) }
+      return unless parking
+
+      if state == :closed
+        connection_ended
+      else
+        park(parking, connection) || connection_ended
+      end
     end
 
     private
@@ -153,7 +169,7 @@ module Tipi
         connection.close_parked
         return false
       end
-      parking.park(connection.socket.to_io.fileno, connection)
+      parking.park(connection.socket.to_io.fileno, connection, connection.wake_in)
       connection.release_while_parked
       true
     rescue IOError, SystemCallError
@@ -169,7 +185,7 @@ module Tipi
     def dispatch(parking, spare, runner)
       loop do
         connection = parking.take
-        if connection.left?
+        if !connection.websocket? && connection.left?
           drop_parked(connection)
           next
         end
@@ -204,6 +220,7 @@ module Tipi
       loop do
         sleep interval
         found = Polyphony.__park_idle__
+        @parkings.each(&:wake_due) # (parked WebSockets due to ping)
         interval = found * PARK_AFTER / interval > CROWD ? PARK_SOON : PARK_AFTER
       end
     end
@@ -221,10 +238,15 @@ module Tipi
       @parkings.each do |parking|
         parking.tokens.each do |connection|
           parking.unpark(connection)
-          drop_parked(connection)
+          if connection.websocket?
+            (@runner || Fiber.current).spin { drop_parked(connection) }
+          else
+            drop_parked(connection)
+          end
         end
       end
     end
+
 
     # Closes the connections parked longer than `seconds`.
     def expire_parked(seconds)

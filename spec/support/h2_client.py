@@ -6,7 +6,7 @@ python3-h2), over plain TCP. Prints one JSON object with what the client saw.
   h2_client.py reset PORT         RST_STREAM on a slow request, then another on the connection
   h2_client.py headers PORT       a header list larger than the server's limit
   h2_client.py preface PORT       a bad connection preface
-  h2_client.py websocket PORT     a WebSocket by extended CONNECT (RFC 8441): echo, then close
+  h2_client.py websocket PORT [PATH]  a WebSocket by extended CONNECT (RFC 8441): echo, then close
   h2_client.py trailers PORT PATH a POST whose body ends with trailer fields; also one with
                                   trailers and no DATA at all
 """
@@ -174,7 +174,7 @@ def masked(opcode, payload, mask=b"\x01\x02\x03\x04"):
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def websocket(port):
+def websocket(port, path="/echo"):
     sock, conn = connect(port)
     conn.initiate_connection()
     flush(sock, conn)
@@ -182,7 +182,7 @@ def websocket(port):
     enabled = conn.remote_settings.enable_connect_protocol
     stream = conn.get_next_available_stream_id()
     conn.send_headers(stream, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
-                               (":path", "/echo"), (":authority", "127.0.0.1"), ("sec-websocket-version", "13"),
+                               (":path", path), (":authority", "127.0.0.1"), ("sec-websocket-version", "13"),
                                ("sec-websocket-protocol", "chat")])
     flush(sock, conn)
     seen = pump(sock, conn, lambda seen: any(isinstance(e, h2.events.ResponseReceived) for e in seen))

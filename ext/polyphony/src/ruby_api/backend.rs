@@ -242,6 +242,11 @@ impl Backend {
         }
     }
 
+    /// Queues `fiber` (of this thread) to be resumed with nil.
+    pub(crate) fn wake(&self, fiber: VALUE) {
+        self.schedule(fiber, QNIL, false);
+    }
+
     /// Queues `fiber` from another thread: through the inbox, and wakes this backend's thread.
     fn schedule_remote(&self, fiber: VALUE, value: VALUE) {
         self.inbox

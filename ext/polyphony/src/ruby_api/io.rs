@@ -539,6 +539,8 @@ pub(crate) fn init(_ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     polyphony.define_singleton_method("__io_tee__", function!(io_tee, 3))?;
     polyphony.define_singleton_method("__io_pending__", function!(io_pending, 1))?;
     polyphony.define_singleton_method("__io_read__", function!(io_read, 3))?;
+    polyphony
+        .define_singleton_method("__read_idle__", function!(super::transport::read_idle, 2))?;
     polyphony.define_singleton_method("__io_write__", function!(io_write, 2))?;
     polyphony.define_singleton_method("__io_accept__", function!(io_accept, 2))?;
     polyphony.define_singleton_method("__io_wait__", function!(io_wait, 2))?;

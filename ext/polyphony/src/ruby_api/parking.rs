@@ -3,6 +3,10 @@
 //! descriptor; when the client sends something (or closes), the token becomes ready, and
 //! `take` hands it to whichever fiber then serves it. The server holds one per listener, and
 //! one fiber taking from it.
+//!
+//! A token parked with a wake-up time (a WebSocket that owes its peer a ping) becomes ready
+//! then too, by [`Parking::wake_due`]; such tokens are not idle keep-alive connections, so
+//! `expire` and `evict` leave them alone.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -20,6 +24,8 @@ struct Entry {
     /// The poll's operation id.
     op: u64,
     since: Instant,
+    /// When the token is due to be handed out even if its client sends nothing.
+    due: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -30,6 +36,8 @@ struct Inner {
     ready: VecDeque<VALUE>,
     /// The fiber waiting in `take`.
     waiter: Option<VALUE>,
+    /// The earliest `due` of the parked tokens (or earlier: it is a lower bound).
+    next_due: Option<Instant>,
 }
 
 #[derive(magnus::TypedData, Default)]
@@ -65,9 +73,18 @@ pub(crate) fn woken(parking: VALUE, token: VALUE) -> Option<VALUE> {
 }
 
 impl Parking {
-    /// Parks `token` until descriptor `fd` is readable (or its peer closes).
-    fn park(rb_self: Obj<Self>, fd: i32, token: Value) -> Result<Obj<Self>, Error> {
+    /// Parks `token` until descriptor `fd` is readable (or its peer closes), or, given
+    /// `wake_in`, until that many seconds have passed (see [`Parking::wake_due`]).
+    fn park(
+        rb_self: Obj<Self>,
+        fd: i32,
+        token: Value,
+        wake_in: Option<f64>,
+    ) -> Result<Obj<Self>, Error> {
         let raw = token.as_raw();
+        let now = Instant::now();
+        let due = wake_in
+            .map(|s| now + Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX / 2));
         if rb_self.inner.borrow().parked.contains_key(&raw) {
             let ruby = Ruby::get().expect("called from Ruby");
             return Err(Error::new(ruby.exception_arg_error(), "already parked"));
@@ -75,10 +92,52 @@ impl Parking {
         let op = Backend::current()?.submit_parked(fd, rb_self.as_raw(), raw)?;
         let entry = Entry {
             op,
-            since: Instant::now(),
+            since: now,
+            due,
         };
-        rb_self.inner.borrow_mut().parked.insert(raw, entry);
+        let mut inner = rb_self.inner.borrow_mut();
+        if let Some(due) = due {
+            inner.next_due = Some(inner.next_due.map_or(due, |d| d.min(due)));
+        }
+        inner.parked.insert(raw, entry);
         Ok(rb_self)
+    }
+
+    /// Makes ready the tokens whose wake-up time has come (their polls given up), as if their
+    /// clients had sent something; how many. Cheap when none is due: it looks at the earliest.
+    fn wake_due(&self) -> Result<usize, Error> {
+        let now = Instant::now();
+        let (due, waiter) = {
+            let mut inner = self.inner.borrow_mut();
+            if inner.next_due.is_none_or(|d| d > now) {
+                return Ok(0);
+            }
+            let due: Vec<(VALUE, u64)> = inner
+                .parked
+                .iter()
+                .filter(|(_, e)| e.due.is_some_and(|d| d <= now))
+                .map(|(t, e)| (*t, e.op))
+                .collect();
+            for (token, _) in &due {
+                inner.parked.remove(token);
+                inner.ready.push_back(*token);
+            }
+            inner.next_due = inner.parked.values().filter_map(|e| e.due).min();
+            let waiter = if due.is_empty() {
+                None
+            } else {
+                inner.waiter.take()
+            };
+            (due, waiter)
+        };
+        let backend = Backend::current()?;
+        for (_, op) in &due {
+            backend.cancel_parked(*op);
+        }
+        if let Some(waiter) = waiter {
+            backend.wake(waiter);
+        }
+        Ok(due.len())
     }
 
     /// The next ready token, waiting for one.
@@ -123,7 +182,8 @@ impl Parking {
         Ok(inner.ready.len() < before)
     }
 
-    /// Takes out the tokens parked for at least `seconds` (their polls given up).
+    /// Takes out the tokens parked for at least `seconds` (their polls given up), but for those
+    /// with a wake-up time.
     fn expire(ruby: &Ruby, rb_self: &Self, seconds: f64) -> Result<RArray, Error> {
         let age = Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX);
         let now = Instant::now();
@@ -132,7 +192,7 @@ impl Parking {
             let old: Vec<(VALUE, u64)> = inner
                 .parked
                 .iter()
-                .filter(|(_, e)| now.duration_since(e.since) >= age)
+                .filter(|(_, e)| e.due.is_none() && now.duration_since(e.since) >= age)
                 .map(|(t, e)| (*t, e.op))
                 .collect();
             for (token, _) in &old {
@@ -150,13 +210,15 @@ impl Parking {
         Ok(tokens)
     }
 
-    /// Takes out the token parked longest (its poll given up); nil when none is parked.
+    /// Takes out the token parked longest (its poll given up), but for those with a wake-up
+    /// time; nil when none is parked.
     fn evict(&self) -> Result<Option<Value>, Error> {
         let oldest = {
             let mut inner = self.inner.borrow_mut();
             let oldest = inner
                 .parked
                 .iter()
+                .filter(|(_, e)| e.due.is_none())
                 .min_by_key(|(_, e)| e.since)
                 .map(|(t, e)| (*t, e.op));
             if let Some((token, _)) = oldest {
@@ -192,7 +254,8 @@ impl Parking {
 pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     let class = polyphony.define_class("Parking", ruby.class_object())?;
     class.define_alloc_func::<Parking>();
-    class.define_method("park", method!(Parking::park, 2))?;
+    class.define_method("park", method!(Parking::park, 3))?;
+    class.define_method("wake_due", method!(Parking::wake_due, 0))?;
     class.define_method("take", method!(Parking::take, 0))?;
     class.define_method("unpark", method!(Parking::unpark, 1))?;
     class.define_method("expire", method!(Parking::expire, 1))?;

@@ -7,11 +7,12 @@
 use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::value::{LazyId, ReprValue};
 use magnus::{Error, RArray, RString, Ruby, TryConvert, Value};
-use polyphony_runtime::op::Read;
+use polyphony_runtime::op::{PollAdd, Read};
 use rb_sys::VALUE;
 
 use super::backend::{io_error, Awaited, Backend, IdleRead};
-use super::io::write_all_with;
+use super::h1p::parser::is_canceled;
+use super::io::{attempt_or_await_idle, write_all_with};
 use super::tls::TlsSession;
 use crate::helpers::io;
 
@@ -213,5 +214,75 @@ impl Transport {
 
     fn is_tls(&self) -> bool {
         matches!(self, Transport::Tls { .. })
+    }
+}
+
+/// `Polyphony.__read_idle__(io, max)`: at most `max` bytes from `io` (a socket or a Polyphony
+/// TLS socket), read as the first bytes of a message that may be long in coming: the backend's
+/// `park_idle` may interrupt the wait once it has lasted a while, and then `:idle` is returned
+/// (nothing read, nothing lost) so that the caller can wait without its fiber. Otherwise a
+/// String, nil at the end of the stream, false when `io` is not read this way (its owner reads
+/// it with `readpartial`), or the value the fiber was scheduled with meanwhile.
+///
+/// A socket is waited for by a poll, then read at once: no buffer is held while it waits (a
+/// read in the kernel would hold one per waiting connection), and the one it is read into is
+/// the thread's, kept from one read to the next.
+pub(crate) fn read_idle(ruby: &Ruby, io: Value, max: usize) -> Result<Value, Error> {
+    let transport = Transport::of(io)?;
+    if let (Transport::Io(_), Some(fd)) = (transport, transport.readable_fd()) {
+        return read_idle_socket(ruby, fd, max.max(1));
+    }
+    let mut buf = Vec::new();
+    let mut spare = Vec::new();
+    match transport.read(&mut buf, max.max(1), &mut spare, IdleRead::Yes) {
+        Ok(Some(Awaited::Done(0))) => Ok(ruby.qnil().as_value()),
+        Ok(Some(Awaited::Done(_))) => Ok(ruby.str_from_slice(&buf).as_value()),
+        // SAFETY: a value the fiber was scheduled with, live on the run queue until now.
+        Ok(Some(Awaited::Interrupted(value))) => Ok(unsafe { Value::from_raw(value) }),
+        Ok(None) => Ok(ruby.qfalse().as_value()),
+        Err(e) if is_canceled(&e) => Ok(ruby.to_symbol("idle").as_value()),
+        Err(e) => Err(e),
+    }
+}
+
+thread_local! {
+    /// The buffer `read_idle_socket` reads into (used only between two switches).
+    static IDLE_READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// See [`read_idle`]: a poll, interruptible by `park_idle`, then a non-blocking receive.
+fn read_idle_socket(ruby: &Ruby, fd: i32, max: usize) -> Result<Value, Error> {
+    let events = (libc::POLLIN | libc::POLLRDHUP) as u32;
+    loop {
+        match attempt_or_await_idle(fd, PollAdd::new(fd, events), IdleRead::Yes)? {
+            Awaited::Done(Ok(_)) => {}
+            Awaited::Done(Err(e)) if e.raw_os_error() == Some(libc::ECANCELED) => {
+                return Ok(ruby.to_symbol("idle").as_value());
+            }
+            Awaited::Done(Err(e)) => return Err(io_error(&e)),
+            // SAFETY: a value the fiber was scheduled with, live on the run queue until now.
+            Awaited::Interrupted(value) => return Ok(unsafe { Value::from_raw(value) }),
+        }
+        let received = IDLE_READ_BUFFER.with_borrow_mut(|buf| {
+            buf.resize(max.max(buf.len()), 0);
+            // SAFETY: `buf` has at least `max` writable bytes, and lives through the call.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), max, libc::MSG_DONTWAIT) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(ruby.str_from_slice(&buf[..n as usize]))
+            }
+        });
+        match received {
+            Ok(data) if data.is_empty() => return Ok(ruby.qnil().as_value()),
+            Ok(data) => return Ok(data.as_value()),
+            // Taken by another reader since the poll, or a signal: wait again.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) => continue,
+            // Not a socket: read the IO's own way.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
+                return Ok(ruby.qfalse().as_value())
+            }
+            Err(e) => return Err(io_error(&e)),
+        }
     }
 }

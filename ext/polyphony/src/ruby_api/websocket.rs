@@ -39,6 +39,12 @@ impl Codec {
         Ok(())
     }
 
+    /// Gives back the memory of what was read and consumed (see `Decoder::release`).
+    fn release(&self) -> Result<(), Error> {
+        self.decoder()?.release();
+        Ok(())
+    }
+
     /// The next message: a String (UTF-8 for text, binary for binary), `[:ping, data]`,
     /// `[:pong, data]`, `[:close, code, reason]`, `[:error, code, reason]` when the peer broke
     /// the protocol, or nil when more bytes are needed.
@@ -150,6 +156,7 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     let class = websocket.define_class("Codec", ruby.class_object())?;
     class.define_singleton_method("new", function!(Codec::new, 2))?;
     class.define_method("feed", method!(Codec::feed, 1))?;
+    class.define_method("release", method!(Codec::release, 0))?;
     class.define_method("next", method!(Codec::next, 0))?;
     class.define_method("frame", method!(Codec::frame, 2))?;
     class.define_method("close_frame", method!(Codec::close_frame, 2))?;

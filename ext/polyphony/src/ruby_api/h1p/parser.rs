@@ -130,7 +130,7 @@ impl Source for RubySource {
 }
 
 /// Whether `error` is Errno::ECANCELED: how an idle read ends when it is parked.
-fn is_canceled(error: &Error) -> bool {
+pub(crate) fn is_canceled(error: &Error) -> bool {
     error.value().is_some_and(|exception| {
         let errno: Option<i32> = exception.funcall("errno", ()).ok();
         errno == Some(libc::ECANCELED)
