@@ -8,9 +8,12 @@
 #   3. meanwhile, fresh requests on new connections (wrk -c10 for 3 s): their p99;
 #   4. the N connections closed: RSS every 5 s for 30 s, and how far from idle it ends.
 # With `tls` as an argument, tipi is measured over HTTPS too (its self-signed certificate; the
-# handshakes make it slower).
+# handshakes make it slower). With `ws`, the connections are idle WebSockets instead (each
+# having echoed one message), on bench/websocket_echo.rb: served by callbacks (parked without a
+# fiber) and, the peer, by a fiber each waiting in `recv`; nginx's keep-alive figures stay as
+# the reference.
 #
-# Usage: ruby bench/idle.rb [tls] [connections]   (needs bin/setup's wrk and nginx)
+# Usage: ruby bench/idle.rb [tls|ws] [connections]   (needs bin/setup's wrk and nginx)
 require 'socket'
 require 'openssl'
 require 'tmpdir'
@@ -18,6 +21,7 @@ require 'open3'
 
 ROOT = File.expand_path('..', __dir__)
 tls = ARGV.delete('tls')
+ws = ARGV.delete('ws')
 COUNT = Integer(ARGV[0] || 10_000)
 Process.setrlimit(:NOFILE, Process.getrlimit(:NOFILE)[1])
 abort "bench/idle.rb: #{COUNT} connections need more descriptors (ulimit -n)" if Process.getrlimit(:NOFILE)[0] < COUNT + 200
@@ -57,6 +61,26 @@ def request(port, tls)
   socket
 end
 
+# A WebSocket on a new connection (to `path` of bench/websocket_echo.rb), one message echoed:
+# the connection, left open.
+def websocket(port, path)
+  socket = TCPSocket.new('127.0.0.1', port)
+  socket.write("GET #{path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
+               "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+  head = socket.gets("\r\n\r\n")
+  raise "no WebSocket at #{path}: #{head.inspect}" unless head&.start_with?('HTTP/1.1 101')
+
+  raise 'no echo' unless echoed?(socket)
+
+  socket
+end
+
+# Sends "hi" (a masked text frame, the mask all zeros) and reads it back.
+def echoed?(socket)
+  socket.write("\x81\x82\x00\x00\x00\x00hi".b)
+  socket.read(4) == "\x81\x02hi".b
+end
+
 def wait_for(port, tls)
   100.times do
     request(port, tls).close
@@ -77,18 +101,20 @@ def p99_ms(port, scheme)
   number * 1000
 end
 
-def measure(name, pid, port, tls)
+# `open` makes one connection of those held (a keep-alive one by default).
+def measure(name, pid, port, tls, open: -> { request(port, tls) }, alive: nil)
   wait_for(port, tls)
-  200.times { request(port, tls).close } # warm
+  200.times { open.call.close } # warm
   sleep 1
   idle = rss_kb(pid)
   started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  held = Array.new(COUNT) { request(port, tls) }
+  held = Array.new(COUNT) { open.call }
   opened = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
   sleep 1
   peak = rss_kb(pid)
   p99 = p99_ms(port, tls ? 'https' : 'http')
-  alive = held.count { |s| s.write(REQUEST) && s.readpartial(4096).end_with?('Hello') rescue false } # rubocop:disable Style/RescueModifier
+  alive ||= ->(s) { s.write(REQUEST) && s.readpartial(4096).end_with?('Hello') }
+  alive = held.count { |s| alive.call(s) rescue false } # rubocop:disable Style/RescueModifier
   held.each(&:close)
   after = (1..6).map do
     sleep 5
@@ -110,10 +136,10 @@ def report(r)
 end
 
 # tipi -w 1 on `port`: plain HTTP, or HTTPS with its self-signed certificate.
-def tipi(port, tls: false)
+def tipi(port, tls: false, app: 'hello.ru')
   listen = tls ? ['-s', "127.0.0.1:#{port}"] : ['-l', "127.0.0.1:#{port}"]
   spawn(File.join(ROOT, 'exe', 'tipi'), '-q', '-e', 'production', '-w', '1', *listen,
-        File.join(ROOT, 'bench', 'hello.ru'), out: File::NULL, err: File::NULL, pgroup: true).tap { |pid| SERVERS << pid }
+        File.join(ROOT, 'bench', app), out: File::NULL, err: File::NULL, pgroup: true).tap { |pid| SERVERS << pid }
 end
 
 SERVERS = []
@@ -132,10 +158,20 @@ end
 
 results = []
 Dir.mktmpdir do |work|
-  port = free_port
-  pid = tipi(port)
-  results << measure('tipi -w 1', pid, port, nil)
-  stop(pid)
+  if ws
+    %w[callbacks fiber].each do |style|
+      port = free_port
+      pid = tipi(port, app: 'websocket_echo.rb')
+      results << measure("tipi WS #{style}", pid, port, nil, open: -> { websocket(port, "/#{style}") },
+                                                               alive: method(:echoed?))
+      stop(pid)
+    end
+  else
+    port = free_port
+    pid = tipi(port)
+    results << measure('tipi -w 1', pid, port, nil)
+    stop(pid)
+  end
 
   if tls
     port = free_port
@@ -173,9 +209,16 @@ Dir.mktmpdir do |work|
   stop(pid)
 end
 
-puts "#{COUNT} idle keep-alive connections (RSS of all the server's processes)"
+puts "#{COUNT} idle #{ws ? 'WebSockets (nginx: keep-alive connections)' : 'keep-alive connections'} " \
+     "(RSS of all the server's processes)"
 results.each { |r| report(r) }
 tipi, nginx = results.first, results.last
+if ws
+  fiber = results[1]
+  puts
+  puts format('WebSockets by callbacks / by a fiber each, bytes per idle one: %.2fx (%.0f / %.0f)',
+              tipi[:per] / fiber[:per], tipi[:per], fiber[:per])
+end
 puts
 puts format('tipi / nginx, bytes per idle connection: %.1fx (%.0f / %.0f)', tipi[:per] / nginx[:per], tipi[:per], nginx[:per])
 puts format('tipi: held %.1f MB above idle (goal <= 60), %.1f MB above idle 30 s after closing (goal <= 20), ' \
