@@ -252,7 +252,8 @@ module Polyphony
         end
         return :closed if @state == :closed || (parkable && keep_alive == :closed)
 
-        data = read_more(parkable)
+        data = parkable && (wait = __wake_in__) ? move_on_after(wait, with_value: :due) { read_more(true) } : read_more(parkable)
+        next if data == :due # (a ping or a deadline: see #keep_alive)
         return @codec.release || :idle if data == :idle
         return lost || :closed unless data
 
@@ -276,6 +277,12 @@ module Polyphony
     # block: how the server that parks it learns it.
     def __watch__(&block)
       @watcher = block
+    end
+
+    # @api private
+    # The connection under it is gone otherwise (its fiber was stopped): closed as lost (1006).
+    def __abandon__
+      lost
     end
 
     # @api private
@@ -418,7 +425,15 @@ module Polyphony
       @pinger&.stop unless Fiber.current == @pinger
       @closer&.stop unless Fiber.current == @closer
       @watcher&.call(:closed)
+      call_on_close
+    end
+
+    # The app's #on_close block: what it raises is reported, not raised in whichever fiber
+    # closed the WebSocket (a server's own, possibly).
+    def call_on_close
       @on_close&.call(@close_code, @close_reason)
+    rescue StandardError => e
+      warn "polyphony: WebSocket#on_close: #{e.class}: #{e.message}\n\t#{e.backtrace&.first(8)&.join("\n\t")}"
     end
 
     # Pings every `interval` seconds; a peer silent for two intervals while we read is gone.

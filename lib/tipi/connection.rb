@@ -167,7 +167,7 @@ module Tipi
     # Seconds a parked connection may wait for its client before it is due to be served
     # anyway (a WebSocket's next ping), or nil.
     def wake_in
-      @websocket&.__wake_in__
+      @websocket && (@websocket.__wake_in__ || false)
     end
 
     # Whether the client of a parked connection that became ready left (closed or reset its end)
@@ -483,6 +483,7 @@ module Tipi
       ensure
         detached = request.close
       end
+      take_websocket(request) # (also when the handler raised after the upgrade)
       if failure
         respond_error(*failure) unless request.status # else the answer has begun: cut it
         return false
@@ -490,7 +491,6 @@ module Tipi
       request.finish
       @logger&.call(request.log_env(@remote_addr), request.status,
                     Process.clock_gettime(Process::CLOCK_MONOTONIC) - started)
-      take_websocket(request)
       keep_alive && detached && !request.close?
     end
 
@@ -502,6 +502,7 @@ module Tipi
       websocket = @websocket
       if @owner&.stopping?
         websocket.close(1001, 'server shutting down')
+        websocket.__await_close__
       elsif websocket.__pump__(true) == :idle
         return @parked = true
       end
@@ -513,6 +514,11 @@ module Tipi
         websocket.__await_close__
       end
       raise
+    ensure
+      if !@parked && @websocket.equal?(websocket) # (its fiber was stopped or terminated)
+        @websocket = nil
+        websocket.__abandon__
+      end
     end
 
     # Takes over the WebSocket of a request whose handler left it to its callbacks.
@@ -524,7 +530,8 @@ module Tipi
       # (No more HTTP on it: its parser's buffers go now, not at a later GC.)
       @parser.__retire__ unless @parser.__in_use__
       @parser = nil
-      websocket.__watch__ { |state| @owner&.websocket_changed(self, state) }
+      # (Only while it is this connection's: a renewed one serves another client.)
+      websocket.__watch__ { |state| @owner&.websocket_changed(self, state) if @websocket.equal?(websocket) }
     end
 
     def respond_error(status, message)

@@ -64,14 +64,17 @@ module Tipi
       parker = spin { park_idle }
       @acceptors.each(&:await)
       @accepting = false
-      parker.stop
       close_parked
       @spares.each do |spare|
         spare.each_slice(2) { |fiber, _connection| fiber.schedule(nil) } # (they end)
         spare.clear
       end
-      # Stopped accepting: the connections are this fiber's children; they finish first.
+      # Stopped accepting: the connections are this fiber's children; they finish first. (Idle
+      # reads are still interrupted meanwhile, and parked WebSockets woken: those a graceful
+      # stop is closing wait for their clients' Close frames with deadlines.)
       Fiber.await(*@live.keys) until @live.empty?
+      parker.stop
+      close_parked # (those parked meanwhile)
       sweeper&.stop
       runner.await_all_children
     end

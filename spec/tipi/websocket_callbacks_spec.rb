@@ -69,6 +69,35 @@ RSpec.describe 'tipi: WebSockets served by callbacks' do
     expect(wait_for { stats[:closed] == '1000:1' }).to be(true), "stats: #{stats}"
   end
 
+  it 'keeps one without pings parked past --timeout, which is for idle HTTP connections' do
+    @tipi.stop
+    @tipi = TipiProcess.new('-w', '1', '-l', '127.0.0.1:0', '--timeout', '1', APP)
+    ws = connect
+    ws << 'before'
+    expect(ws.recv).to eq('before')
+    expect(wait_for { stats[:parked] == '1' }).to be(true), "stats: #{stats}"
+    sleep 2 # (the sweeper closes idle keep-alive connections after 1 to 1.25 s)
+    ws << 'after'
+    expect(ws.recv).to eq('after')
+    expect(stats[:closed]).to eq('')
+  end
+
+  it 'goes on when the handler raises after the upgrade, and when on_close raises' do
+    ws = Polyphony::WebSocket.connect("ws://127.0.0.1:#{@tipi.port}/callbacks_then_raise", ping_interval: nil)
+    expect(@tipi.read_until(/handler failure after the upgrade/)).to include('RuntimeError')
+    ws << 'served'
+    expect(ws.recv).to eq('served')
+    ws.close
+    ws = connect
+    ws << 'fail on close'
+    expect(ws.recv).to eq('fail on close')
+    ws.close
+    expect(ws.close_code).to eq(1000)
+    expect(@tipi.read_until(/on_close failure/)).to include('WebSocket#on_close: RuntimeError')
+    expect(wait_for { stats.values_at(:open, :closed) == %w[0 1000:1] }).to be(true), "stats: #{stats}"
+    expect(@tipi.stop).to be_success
+  end
+
   it 'pings parked ones, cuts those that do not answer, and closes them with 1001 at a stop' do
     ws = connect('?ping=0.1')
     reader = spin { ws.recv } # answers the server's pings while it waits

@@ -5,16 +5,18 @@
 //! one fiber taking from it.
 //!
 //! A token parked with a wake-up time (a WebSocket that owes its peer a ping) becomes ready
-//! then too, by [`Parking::wake_due`]; such tokens are not idle keep-alive connections, so
-//! `expire` and `evict` leave them alone.
+//! then too, by [`Parking::wake_due`]. Tokens parked with a wake-up time or held (`false`: a
+//! WebSocket without pings) are not idle keep-alive connections: `expire` and `evict` leave
+//! them alone.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::typed_data::{DataTypeFunctions, Obj};
-use magnus::{gc, method, prelude::*, Error, RArray, RModule, Ruby, Value};
+use magnus::{gc, method, prelude::*, Error, RArray, RModule, Ruby, TryConvert, Value};
 use rb_sys::VALUE;
 
 use super::backend::Backend;
@@ -26,6 +28,8 @@ struct Entry {
     since: Instant,
     /// When the token is due to be handed out even if its client sends nothing.
     due: Option<Instant>,
+    /// Whether `expire` and `evict` may take it (an idle keep-alive connection).
+    idle: bool,
 }
 
 #[derive(Default)]
@@ -36,8 +40,9 @@ struct Inner {
     ready: VecDeque<VALUE>,
     /// The fiber waiting in `take`.
     waiter: Option<VALUE>,
-    /// The earliest `due` of the parked tokens (or earlier: it is a lower bound).
-    next_due: Option<Instant>,
+    /// The wake-up times of parked tokens, earliest first. An item whose token is no longer
+    /// parked with that time (taken, or parked again) is stale, and skipped when it comes up.
+    due: BinaryHeap<Reverse<(Instant, VALUE)>>,
 }
 
 #[derive(magnus::TypedData, Default)]
@@ -73,18 +78,25 @@ pub(crate) fn woken(parking: VALUE, token: VALUE) -> Option<VALUE> {
 }
 
 impl Parking {
-    /// Parks `token` until descriptor `fd` is readable (or its peer closes), or, given
-    /// `wake_in`, until that many seconds have passed (see [`Parking::wake_due`]).
-    fn park(
-        rb_self: Obj<Self>,
-        fd: i32,
-        token: Value,
-        wake_in: Option<f64>,
-    ) -> Result<Obj<Self>, Error> {
+    /// Parks `token` until descriptor `fd` is readable (or its peer closes). `wake_in`: nil
+    /// for an idle keep-alive connection (see `expire`, `evict`), seconds for a token to be
+    /// made ready then anyway (see [`Parking::wake_due`]), false for one held until its client
+    /// sends.
+    fn park(rb_self: Obj<Self>, fd: i32, token: Value, wake_in: Value) -> Result<Obj<Self>, Error> {
         let raw = token.as_raw();
         let now = Instant::now();
-        let due = wake_in
-            .map(|s| now + Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX / 2));
+        let (due, idle) = if wake_in.is_nil() {
+            (None, true)
+        } else if wake_in.as_raw() == rb_sys::Qfalse as VALUE {
+            (None, false)
+        } else {
+            let seconds: f64 = TryConvert::try_convert(wake_in)?;
+            // (A time too far to say is no wake-up time.)
+            let due = Duration::try_from_secs_f64(seconds.max(0.0))
+                .ok()
+                .and_then(|d| now.checked_add(d));
+            (due, false)
+        };
         if rb_self.inner.borrow().parked.contains_key(&raw) {
             let ruby = Ruby::get().expect("called from Ruby");
             return Err(Error::new(ruby.exception_arg_error(), "already parked"));
@@ -94,10 +106,11 @@ impl Parking {
             op,
             since: now,
             due,
+            idle,
         };
         let mut inner = rb_self.inner.borrow_mut();
         if let Some(due) = due {
-            inner.next_due = Some(inner.next_due.map_or(due, |d| d.min(due)));
+            inner.due.push(Reverse((due, raw)));
         }
         inner.parked.insert(raw, entry);
         Ok(rb_self)
@@ -109,20 +122,23 @@ impl Parking {
         let now = Instant::now();
         let (due, waiter) = {
             let mut inner = self.inner.borrow_mut();
-            if inner.next_due.is_none_or(|d| d > now) {
-                return Ok(0);
+            let mut due = Vec::new();
+            while let Some(&Reverse((time, token))) = inner.due.peek() {
+                if time > now {
+                    break;
+                }
+                inner.due.pop();
+                if inner
+                    .parked
+                    .get(&token)
+                    .is_some_and(|e| e.due == Some(time))
+                {
+                    if let Some(entry) = inner.parked.remove(&token) {
+                        inner.ready.push_back(token);
+                        due.push(entry.op);
+                    }
+                }
             }
-            let due: Vec<(VALUE, u64)> = inner
-                .parked
-                .iter()
-                .filter(|(_, e)| e.due.is_some_and(|d| d <= now))
-                .map(|(t, e)| (*t, e.op))
-                .collect();
-            for (token, _) in &due {
-                inner.parked.remove(token);
-                inner.ready.push_back(*token);
-            }
-            inner.next_due = inner.parked.values().filter_map(|e| e.due).min();
             let waiter = if due.is_empty() {
                 None
             } else {
@@ -131,7 +147,7 @@ impl Parking {
             (due, waiter)
         };
         let backend = Backend::current()?;
-        for (_, op) in &due {
+        for op in &due {
             backend.cancel_parked(*op);
         }
         if let Some(waiter) = waiter {
@@ -182,8 +198,8 @@ impl Parking {
         Ok(inner.ready.len() < before)
     }
 
-    /// Takes out the tokens parked for at least `seconds` (their polls given up), but for those
-    /// with a wake-up time.
+    /// Takes out the idle keep-alive tokens parked for at least `seconds` (their polls given
+    /// up).
     fn expire(ruby: &Ruby, rb_self: &Self, seconds: f64) -> Result<RArray, Error> {
         let age = Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX);
         let now = Instant::now();
@@ -192,7 +208,7 @@ impl Parking {
             let old: Vec<(VALUE, u64)> = inner
                 .parked
                 .iter()
-                .filter(|(_, e)| e.due.is_none() && now.duration_since(e.since) >= age)
+                .filter(|(_, e)| e.idle && now.duration_since(e.since) >= age)
                 .map(|(t, e)| (*t, e.op))
                 .collect();
             for (token, _) in &old {
@@ -210,15 +226,15 @@ impl Parking {
         Ok(tokens)
     }
 
-    /// Takes out the token parked longest (its poll given up), but for those with a wake-up
-    /// time; nil when none is parked.
+    /// Takes out the idle keep-alive token parked longest (its poll given up); nil when none
+    /// is parked.
     fn evict(&self) -> Result<Option<Value>, Error> {
         let oldest = {
             let mut inner = self.inner.borrow_mut();
             let oldest = inner
                 .parked
                 .iter()
-                .filter(|(_, e)| e.due.is_none())
+                .filter(|(_, e)| e.idle)
                 .min_by_key(|(_, e)| e.since)
                 .map(|(t, e)| (*t, e.op));
             if let Some((token, _)) = oldest {

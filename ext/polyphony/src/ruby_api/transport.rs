@@ -247,7 +247,7 @@ pub(crate) fn read_idle(ruby: &Ruby, io: Value, max: usize) -> Result<Value, Err
 
 thread_local! {
     /// The buffer `read_idle_socket` reads into (used only between two switches).
-    static IDLE_READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static IDLE_READ_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// See [`read_idle`]: a poll, interruptible by `park_idle`, then a non-blocking receive.
@@ -263,16 +263,18 @@ fn read_idle_socket(ruby: &Ruby, fd: i32, max: usize) -> Result<Value, Error> {
             // SAFETY: a value the fiber was scheduled with, live on the run queue until now.
             Awaited::Interrupted(value) => return Ok(unsafe { Value::from_raw(value) }),
         }
-        let received = IDLE_READ_BUFFER.with_borrow_mut(|buf| {
-            buf.resize(max.max(buf.len()), 0);
-            // SAFETY: `buf` has at least `max` writable bytes, and lives through the call.
-            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), max, libc::MSG_DONTWAIT) };
-            if n < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(ruby.str_from_slice(&buf[..n as usize]))
-            }
-        });
+        // (Taken out while in use: a Ruby error raised by making the String leaves the slot
+        // empty, not borrowed.)
+        let mut buf = IDLE_READ_BUFFER.take();
+        buf.resize(max.max(buf.len()), 0);
+        // SAFETY: `buf` has at least `max` writable bytes, and lives through the call.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), max, libc::MSG_DONTWAIT) };
+        let received = if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(ruby.str_from_slice(&buf[..n as usize]))
+        };
+        IDLE_READ_BUFFER.set(buf);
         match received {
             Ok(data) if data.is_empty() => return Ok(ruby.qnil().as_value()),
             Ok(data) => return Ok(data.as_value()),
