@@ -7,7 +7,9 @@ module Polyphony
   # terminates its children, and waits for them, before it terminates itself; (3) an uncaught
   # exception in a fiber is raised in its parent, up to the root fiber of the thread.
   #
-  # Everything per fiber is O(1): children, waiters and monitors are Hashes keyed by fiber.
+  # Everything per fiber is O(1): children, waiters and monitors are Hashes keyed by fiber,
+  # compared by identity (a Fiber's own #hash is its object_id, which Ruby makes on first use and
+  # keeps in global tables until the fiber is freed).
   module FiberAPI
     # The block of every spun fiber: one shared Proc, so spinning allocates no closure.
     RUN = proc { |value| Fiber.current.__run__(value) }
@@ -30,7 +32,7 @@ module Polyphony
       fiber = Fiber.new(&RUN)
       fiber.__prepare__(tag, block, self, @thread ||= Polyphony.__thread_init__)
       fiber.__record_caller__ if Polyphony.backtrace_chaining == :full
-      children = (@children ||= {})
+      children = (@children ||= {}.compare_by_identity)
       children[fiber] = true
       Polyphony::RootFiber.cooperative(true) if children.size == 1 && blocking?
       if (supervised = @supervised) # (see #supervise)
@@ -215,7 +217,7 @@ module Polyphony
 
     # Sends `[fiber, result]` to `receiver`'s monitor mailbox when this fiber terminates.
     def monitor(receiver = Fiber.current)
-      (@monitors ||= {})[receiver] = true
+      (@monitors ||= {}.compare_by_identity)[receiver] = true
       self
     end
 
@@ -304,7 +306,7 @@ module Polyphony
 
       block = __supervision_callback__(block, on_done, on_error)
 
-      supervised = {}
+      supervised = {}.compare_by_identity
       # Supervising all children: those spun on this fiber meanwhile are supervised too.
       @supervised = supervised if fibers.empty?
       (fibers.empty? ? children : fibers).each do |fiber|
@@ -529,7 +531,7 @@ module Polyphony
       if @waiters then @waiters[group] = true
       elsif @await_group.nil? then @await_group = group
       elsif !@await_group.equal?(group)
-        @waiters = { @await_group => true, group => true }
+        @waiters = { @await_group => true, group => true }.compare_by_identity
         @await_group = nil
       end
     end
@@ -579,7 +581,7 @@ module Polyphony
 
     # @api private
     def __children_hash__
-      @children ||= {}
+      @children ||= {}.compare_by_identity
     end
 
     # The backend calls this in the fiber where a thread first uses Polyphony, which may be a
