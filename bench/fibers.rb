@@ -63,6 +63,27 @@ bare_time = best_of do
 end
 report("2. #{total} fibers, #{batch} alive at a time", 'spin + Fiber.await', spin_time * 1000,
        'Fiber.new + resume', bare_time * 1000, 'ms')
+# The floor for bookkeeping kept on the Ruby side: one instance variable set and read on each
+# fiber (a Fiber keeps its instance variables in a global table, as all non-plain objects do).
+probe = Module.new do
+  def __bench_state=(value)
+    @__bench_state = value
+  end
+
+  def __bench_state
+    @__bench_state
+  end
+end
+Fiber.include(probe)
+ivar_time = best_of do
+  (total / batch).times do
+    fibers = Array.new(batch) { Fiber.new { :ok }.tap { |f| f.__bench_state = f } }
+    fibers.each(&:resume)
+    fibers.each(&:__bench_state)
+  end
+end
+puts format('  %-34s %12.1f ms (%.2fx bare: the floor for state a Ruby-side fiber keeps)',
+            'Fiber.new + resume + 1 ivar each', ivar_time * 1000, ivar_time / bare_time)
 
 # 3. Message round trips
 trips = (200_000 * SCALE).to_i
