@@ -297,6 +297,8 @@ module Polyphony
     # The next message decoded from what was read (control frames acted on), nil when more
     # bytes are needed or the WebSocket is closed.
     def next_event
+      # (A peer flooding messages, each read bringing thousands, must not hold the thread.)
+      Polyphony.__give_way__
       while (event = @codec.next)
         return event if event.is_a?(String) && @state == :open
         return nil if event.is_a?(Array) && control(event) == :closed

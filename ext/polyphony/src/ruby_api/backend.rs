@@ -34,6 +34,11 @@ use crate::helpers::fiber::{self, QNIL};
 use crate::helpers::nogvl::without_gvl;
 use crate::helpers::runqueue::{RunQueue, Runnable};
 
+/// How long a fiber may run without a switch (its reads finding their bytes ready, the work
+/// on them done) before its next read gives way to the other fibers first: see
+/// [`Backend::before_read`].
+const TURN: Duration = Duration::from_millis(10);
+
 /// How many switches may pass between two looks at timers and completions while fibers keep
 /// the run queue busy: the bound on how long busy fibers can starve I/O and timers.
 const POLL_EVERY_SWITCHES: u64 = 64;
@@ -86,6 +91,8 @@ pub(crate) struct Backend {
     /// The native wrappers of those calls look here first and cost nothing more when it is
     /// false.
     root_cooperative: Cell<bool>,
+    /// When the last switch began (see [`Backend::before_read`]).
+    last_switch: Cell<Instant>,
     /// The root fiber in `suspend`, resumed when the thread has no work left. INVARIANT: a
     /// thread's root fiber, kept alive by its thread.
     idle_waiter: Cell<Option<VALUE>>,
@@ -151,6 +158,7 @@ impl Backend {
             inbox: Mutex::new(Vec::new()),
             completed: RefCell::new(Vec::new()),
             root_cooperative: Cell::new(false),
+            last_switch: Cell::new(Instant::now()),
             idle_waiter: Cell::new(None),
             root: fiber::current(),
             fork_generation: FORK_GENERATION.load(Ordering::Acquire),
@@ -242,6 +250,25 @@ impl Backend {
         }
     }
 
+    /// Called before a read that may find its bytes ready. When the calling fiber has run for
+    /// TURN without a switch, it first lets the others run (as `snooze`): a peer that keeps its
+    /// socket full (a WebSocket flood, each read bringing thousands of messages to handle)
+    /// cannot keep the thread's other connections waiting. (Before the read, not after it: an
+    /// exception met while waiting loses nothing.) The value the fiber was scheduled with
+    /// meanwhile, if any.
+    pub(crate) fn before_read(&self) -> Result<Option<VALUE>, Error> {
+        if self.last_switch.get().elapsed() < TURN {
+            return Ok(None);
+        }
+        // What became ready meanwhile (a connection to accept, another client's bytes, a
+        // timer) runs first; the run queue alone might not look at the kernel for a while.
+        self.poll(false)?;
+        let current = fiber::current();
+        self.sched.borrow_mut().runqueue.push(current, QNIL, false);
+        let resumed = self.switch(current)?;
+        Ok((resumed != QNIL).then_some(resumed))
+    }
+
     /// Queues `fiber` (of this thread) to be resumed with nil.
     pub(crate) fn wake(&self, fiber: VALUE) {
         self.schedule(fiber, QNIL, false);
@@ -259,6 +286,7 @@ impl Backend {
     /// Parks `current` (the running fiber) and runs others until something schedules it again;
     /// returns the value it was scheduled with, or raises it if it is an exception.
     fn switch(&self, current: VALUE) -> Result<VALUE, Error> {
+        self.last_switch.set(Instant::now());
         let done = FIBER_DONE.load(Ordering::Relaxed) as VALUE;
         loop {
             let (next, value, fresh) = self.next_runnable()?;
@@ -1147,6 +1175,13 @@ extern "C" fn after_fork_in_child() {
     EPOCH.fetch_add(1, Ordering::AcqRel);
 }
 
+/// `Polyphony.__give_way__`: lets the other fibers run first when the calling one has run for
+/// a turn without a switch (see [`Backend::before_read`]), for a loop that handles much work
+/// per read; nil, or the value the fiber was scheduled with meanwhile.
+fn rb_give_way() -> Result<Option<Value>, Error> {
+    Ok(Backend::current()?.before_read()?.map(val))
+}
+
 /// `Polyphony.__park_idle__`: interrupts the idle reads of connections that waited since the
 /// last call (see [`Backend::park_idle`]); how many idle reads it found.
 fn rb_park_idle() -> Result<usize, Error> {
@@ -1201,6 +1236,7 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     polyphony.define_singleton_method("__timer_reset__", function!(rb_timer_reset, 2))?;
     polyphony.define_singleton_method("__stats__", function!(rb_stats, 0))?;
     polyphony.define_singleton_method("__park_idle__", function!(rb_park_idle, 0))?;
+    polyphony.define_singleton_method("__give_way__", function!(rb_give_way, 0))?;
     polyphony.define_singleton_method("__malloc_trim__", function!(rb_malloc_trim, 0))?;
     polyphony.define_singleton_method("__root_cooperative__", function!(rb_root_cooperative, 1))?;
     polyphony.define_singleton_method("backend_for", function!(rb_backend_for, 1))?;

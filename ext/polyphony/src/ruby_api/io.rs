@@ -40,6 +40,25 @@ pub(crate) fn attempt_or_await_idle<O: Op>(
     }
 }
 
+/// [`attempt_or_await_idle`] for a socket read: one that comes after the fiber has run for a
+/// while without a switch gives way to the other fibers first (see `Backend::before_read`).
+/// Not for reads in general: a file read while `require` loads a file must not let another
+/// fiber see a constant it is autoloading, half defined.
+pub(crate) fn attempt_or_await_read<O: Op>(
+    fd: i32,
+    mut op: O,
+    idle: IdleRead,
+) -> Result<Awaited<O::Output>, Error> {
+    let backend = Backend::current()?;
+    if let Some(value) = backend.before_read()? {
+        return Ok(Awaited::Interrupted(value));
+    }
+    match op.attempt() {
+        Attempt::Done(result) => Ok(Awaited::Done(op.complete(Completion { result, flags: 0 }))),
+        Attempt::Wait { .. } => backend.await_idle_op(fd, op, idle),
+    }
+}
+
 /// Reads at most `len` bytes from `fd`: a new String (or `buffer`, replaced), nil at EOF.
 fn io_read(ruby: &Ruby, fd: i32, len: usize, buffer: Option<RString>) -> Result<Value, Error> {
     let op = Read::new(fd, Vec::with_capacity(len.max(1)), u64::MAX);

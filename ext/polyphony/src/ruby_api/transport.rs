@@ -12,7 +12,7 @@ use rb_sys::VALUE;
 
 use super::backend::{io_error, Awaited, Backend, IdleRead};
 use super::h1p::parser::is_canceled;
-use super::io::{attempt_or_await_idle, write_all_with};
+use super::io::{attempt_or_await_read, write_all_with};
 use super::tls::TlsSession;
 use crate::helpers::io;
 
@@ -254,7 +254,7 @@ thread_local! {
 fn read_idle_socket(ruby: &Ruby, fd: i32, max: usize) -> Result<Value, Error> {
     let events = (libc::POLLIN | libc::POLLRDHUP) as u32;
     loop {
-        match attempt_or_await_idle(fd, PollAdd::new(fd, events), IdleRead::Yes)? {
+        match attempt_or_await_read(fd, PollAdd::new(fd, events), IdleRead::Yes)? {
             Awaited::Done(Ok(_)) => {}
             Awaited::Done(Err(e)) if e.raw_os_error() == Some(libc::ECANCELED) => {
                 return Ok(ruby.to_symbol("idle").as_value());
