@@ -76,6 +76,14 @@ module SpecHelpers
   def monotonic
     Process.clock_gettime(Process::CLOCK_MONOTONIC)
   end
+
+  # The block's value once it is truthy, looked at every 50 ms for at most `limit` seconds (then
+  # its last value).
+  def wait_for(limit = 10)
+    deadline = monotonic + limit
+    sleep 0.05 until yield || monotonic > deadline
+    yield
+  end
 end
 
 RSpec.configure do |config|

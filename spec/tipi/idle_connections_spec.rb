@@ -30,12 +30,6 @@ RSpec.describe 'tipi: idle keep-alive connections' do
     socket&.close
   end
 
-  def wait_for(limit = 5)
-    deadline = monotonic + limit
-    sleep 0.05 until yield || monotonic > deadline
-    yield
-  end
-
   it 'parks them (no fiber each), serves them again when they send, and loses nothing' do
     start
     clients = Array.new(300) { TCPSocket.new('127.0.0.1', @tipi.port) }

@@ -23,12 +23,6 @@ RSpec.describe 'tipi: WebSockets served by callbacks' do
     body.split.to_h { |pair| pair.split('=', 2) }.transform_keys(&:to_sym)
   end
 
-  def wait_for(limit = 10)
-    deadline = monotonic + limit
-    sleep 0.05 until yield || monotonic > deadline
-    yield
-  end
-
   it 'parks idle ones (no fiber each), runs the callback as messages come, and loses nothing' do
     sockets = Array.new(200) { connect }
     sockets.each_with_index { |ws, i| ws << "first #{i}" }

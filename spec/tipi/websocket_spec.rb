@@ -160,6 +160,15 @@ RSpec.describe 'tipi serving WebSockets' do
       expect(ws.recv).to eq('over TLS')
       ws.close
       expect(ws.close_code).to eq(1000)
+      # Served by callbacks (parked while idle), over TLS too.
+      ws = Polyphony::WebSocket.connect("wss://localhost:#{port}/callbacks", ca_file: cert_file)
+      ws << 'by callbacks'
+      expect(ws.recv).to eq('by callbacks')
+      sleep 0.2 # (parked meanwhile)
+      ws << 'again'
+      expect(ws.recv).to eq('again')
+      ws.close
+      expect(ws.close_code).to eq(1000)
       expect(tipi.stop).to be_success
     end
   end
