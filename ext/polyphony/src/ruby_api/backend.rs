@@ -91,8 +91,9 @@ pub(crate) struct Backend {
     /// The native wrappers of those calls look here first and cost nothing more when it is
     /// false.
     root_cooperative: Cell<bool>,
-    /// When the last switch began (see [`Backend::before_read`]).
-    last_switch: Cell<Instant>,
+    /// The switch count and the time when [`Backend::before_read`] first saw it: the start of
+    /// the running fiber's turn, as far as it knows (no clock is read on a switch).
+    turn: Cell<(u64, Instant)>,
     /// The root fiber in `suspend`, resumed when the thread has no work left. INVARIANT: a
     /// thread's root fiber, kept alive by its thread.
     idle_waiter: Cell<Option<VALUE>>,
@@ -158,7 +159,7 @@ impl Backend {
             inbox: Mutex::new(Vec::new()),
             completed: RefCell::new(Vec::new()),
             root_cooperative: Cell::new(false),
-            last_switch: Cell::new(Instant::now()),
+            turn: Cell::new((0, Instant::now())),
             idle_waiter: Cell::new(None),
             root: fiber::current(),
             fork_generation: FORK_GENERATION.load(Ordering::Acquire),
@@ -251,13 +252,21 @@ impl Backend {
     }
 
     /// Called before a read that may find its bytes ready. When the calling fiber has run for
-    /// TURN without a switch, it first lets the others run (as `snooze`): a peer that keeps its
+    /// TURN without a switch (counted from the first such call since the last switch), it
+    /// first lets the others run (as `snooze`): a peer that keeps its
     /// socket full (a WebSocket flood, each read bringing thousands of messages to handle)
     /// cannot keep the thread's other connections waiting. (Before the read, not after it: an
     /// exception met while waiting loses nothing.) The value the fiber was scheduled with
     /// meanwhile, if any.
     pub(crate) fn before_read(&self) -> Result<Option<VALUE>, Error> {
-        if self.last_switch.get().elapsed() < TURN {
+        let switches = self.sched.borrow().switches;
+        let now = Instant::now();
+        let (seen, since) = self.turn.get();
+        if seen != switches {
+            self.turn.set((switches, now));
+            return Ok(None);
+        }
+        if now.duration_since(since) < TURN {
             return Ok(None);
         }
         // What became ready meanwhile (a connection to accept, another client's bytes, a
@@ -286,7 +295,6 @@ impl Backend {
     /// Parks `current` (the running fiber) and runs others until something schedules it again;
     /// returns the value it was scheduled with, or raises it if it is an exception.
     fn switch(&self, current: VALUE) -> Result<VALUE, Error> {
-        self.last_switch.set(Instant::now());
         let done = FIBER_DONE.load(Ordering::Relaxed) as VALUE;
         loop {
             let (next, value, fresh) = self.next_runnable()?;
