@@ -67,7 +67,7 @@ module Polyphony
       @heard = @pinged = now
       @close_timeout = close_timeout
       @ping_interval = ping_interval
-      @pinger = spin { ping_loop(ping_interval) } if ping_interval
+      @pinger = spin { ping_loop } if ping_interval
     end
 
     # Has `block` called with each message, instead of a fiber waiting in #recv: a server that
@@ -252,7 +252,7 @@ module Polyphony
         end
         return :closed if @state == :closed || (parkable && keep_alive == :closed)
 
-        data = parkable && (wait = __wake_in__) ? move_on_after(wait, with_value: :due) { read_more(true) } : read_more(parkable)
+        data = read_until_due(parkable)
         next if data == :due # (a ping or a deadline: see #keep_alive)
         return @codec.release || :idle if data == :idle
         return lost || :closed unless data
@@ -305,8 +305,8 @@ module Polyphony
       end
     end
 
-    # While the pump runs: a ping when one is due; a peer silent for two intervals is gone; a
-    # close handshake the peer leaves unanswered ends at its deadline.
+    # A ping when one is due; a peer silent for two intervals while we read is gone; a close
+    # handshake the peer leaves unanswered ends at its deadline (the pump's: see #close).
     def keep_alive
       if @state == :closing && @close_deadline && now >= @close_deadline
         finish(@close_code, @close_reason)
@@ -314,7 +314,7 @@ module Polyphony
       end
       return unless @ping_interval && @state == :open
 
-      if now - @heard > 2 * @ping_interval
+      if @readers.positive? && now - @heard > 2 * @ping_interval
         finish(1006, "no answer to pings for #{2 * @ping_interval} seconds")
         return :closed
       end
@@ -324,6 +324,12 @@ module Polyphony
       ping
     rescue ClosedError
       :closed
+    end
+
+    # #read_more, given up with :due when a parkable pump has a ping or deadline first.
+    def read_until_due(parkable)
+      wait = parkable && __wake_in__
+      wait ? move_on_after(wait, with_value: :due) { read_more(true) } : read_more(parkable)
     end
 
     # The next bytes for the pump: a String, nil when the stream ended, :idle (see #__pump__).
@@ -438,21 +444,12 @@ module Polyphony
       warn "polyphony: WebSocket#on_close: #{e.class}: #{e.message}\n\t#{e.backtrace&.first(8)&.join("\n\t")}"
     end
 
-    # Pings every `interval` seconds; a peer silent for two intervals while we read is gone.
-    def ping_loop(interval)
+    # The pinger's fiber (while no server parks the WebSocket): #keep_alive when a ping is due.
+    def ping_loop
       loop do
-        sleep interval
-        break unless open?
-
-        if @readers.positive? && now - @heard > 2 * interval
-          finish(1006, "no answer to pings for #{2 * interval} seconds")
-          break
-        end
-        @pinged = now
-        ping
+        sleep(__wake_in__ || @ping_interval)
+        break unless open? && keep_alive != :closed
       end
-    rescue ClosedError
-      nil
     end
   end
 end
