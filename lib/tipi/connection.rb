@@ -200,8 +200,7 @@ module Tipi
       @parked = false
       websocket = @websocket
       @websocket = nil
-      websocket&.close(1001, 'server shutting down')
-      websocket&.__await_close__
+      close_websocket(websocket, 1001, 'server shutting down') if websocket
       close
     rescue SystemCallError, IOError
       nil
@@ -501,24 +500,27 @@ module Tipi
     def serve_websocket
       websocket = @websocket
       if @owner&.stopping?
-        websocket.close(1001, 'server shutting down')
-        websocket.__await_close__
+        close_websocket(websocket, 1001, 'server shutting down')
       elsif websocket.__pump__(true) == :idle
         return @parked = true
       end
       @websocket = nil
     rescue StandardError
       @websocket = nil
-      if websocket.open?
-        websocket.close(1011, 'internal error')
-        websocket.__await_close__
-      end
+      close_websocket(websocket, 1011, 'internal error') if websocket.open?
       raise
     ensure
       if !@parked && @websocket.equal?(websocket) # (its fiber was stopped or terminated)
         @websocket = nil
         websocket.__abandon__
       end
+    end
+
+    # Closes `websocket` (one this connection serves) and waits for its client's Close frame,
+    # at most its close timeout.
+    def close_websocket(websocket, code, reason)
+      websocket.close(code, reason)
+      websocket.__await_close__
     end
 
     # Takes over the WebSocket of a request whose handler left it to its callbacks.

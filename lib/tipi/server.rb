@@ -250,7 +250,6 @@ module Tipi
       end
     end
 
-
     # Closes the connections parked longer than `seconds`.
     def expire_parked(seconds)
       @parkings.each { |parking| parking.expire(seconds).each { |connection| drop_parked(connection) } }
