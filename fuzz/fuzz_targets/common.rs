@@ -62,6 +62,12 @@ fn check_messages(parser: &mut Parser<Pieces<'_>>, data: &[u8]) {
     let mut consumed_messages = 0;
     while let Ok(Some(message)) = parser.parse_headers() {
         assert!(message.head.len <= data.len());
+        // A field's known position is the lookup's, whichever way its name was checked.
+        for field in &message.head.fields {
+            assert_eq!(field.known, h1p::names::known(message.get(field.name)));
+        }
+        let upgrade = message.fields().any(|(name, _)| h1p::eq_ignore_case(name, b"upgrade"));
+        assert_eq!(message.head.upgrade, upgrade);
         for (name, value) in message.fields() {
             assert!(!name.is_empty() && name.len() <= 128 && value.len() <= 2048);
             assert!(!value.contains(&b'\r') && !value.contains(&b'\n') && !value.contains(&0));

@@ -9,7 +9,8 @@
 
 use memchr::memchr;
 
-use crate::scan::{eq_ignore_case, find_special, is_ows, is_tchar};
+use crate::names::{self, known};
+use crate::scan::{eq_ignore_case, find_name_end, find_special, is_ows, is_tchar};
 use crate::{Error, Limit, Limits, Mode};
 
 /// Empty lines accepted before a start line (RFC 9112 2.2 asks for at least one).
@@ -34,14 +35,17 @@ impl Span {
     }
 
     /// The bytes this span covers in `buf`, the buffer the head was parsed from.
+    #[inline]
     pub fn of<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         &buf[self.start as usize..self.end as usize]
     }
 
+    #[inline]
     pub fn len(&self) -> usize {
         (self.end - self.start) as usize
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
@@ -72,6 +76,8 @@ impl Version {
 pub struct Field {
     pub name: Span,
     pub value: Span,
+    /// The name's position in [`names::KNOWN`], when it is one of those.
+    pub known: Option<u8>,
 }
 
 /// How the body of a message is framed.
@@ -104,6 +110,8 @@ pub struct Head {
     pub body: Body,
     /// Whether the connection may carry another message after this one.
     pub keep_alive: bool,
+    /// Whether the message has an Upgrade field (h2c, WebSocket).
+    pub upgrade: bool,
     /// Bytes of the head, from the start of the buffer to the end of the empty line.
     pub len: usize,
 }
@@ -119,6 +127,7 @@ impl Head {
             fields: Vec::with_capacity(16),
             body: Body::None,
             keep_alive: true,
+            upgrade: false,
             len: 0,
         }
     }
@@ -134,6 +143,7 @@ struct Framing {
     other_coding: bool,
     close: bool,
     keep_alive: bool,
+    upgrade: bool,
 }
 
 /// Parses message heads; one per connection, reused from message to message.
@@ -167,6 +177,7 @@ impl HeadParser {
     }
 
     /// The last head parsed (complete only after `parse` returned it).
+    #[inline]
     pub fn head(&self) -> &Head {
         &self.head
     }
@@ -175,6 +186,7 @@ impl HeadParser {
         &self.limits
     }
 
+    #[inline]
     pub fn mode(&self) -> Mode {
         self.mode
     }
@@ -391,7 +403,7 @@ impl HeadParser {
         let offset = self.pos;
         let line = &buf[offset..];
         let limits = &self.limits;
-        let Some(name_len) = field_name(line, limits)? else {
+        let Some((name_len, known)) = field_name(line, limits)? else {
             return Ok(None);
         };
         let mut i = name_len + 1;
@@ -427,9 +439,11 @@ impl HeadParser {
         self.head.fields.push(Field {
             name: Span::new(offset, offset + name_len),
             value: Span::new(offset + value_start, offset + value_end),
+            known,
         });
-        self.framing
-            .note(&line[..name_len], &line[value_start..value_end])?;
+        if let Some(known) = known {
+            self.framing.note(known, &line[value_start..value_end])?;
+        }
         Ok(Some(offset + next))
     }
 
@@ -473,6 +487,7 @@ impl HeadParser {
             f.keep_alive && !f.close
         };
         let conflicting = f.transfer_encoding && f.content_length.is_some();
+        head.upgrade = f.upgrade;
         head.keep_alive =
             persistent && !conflicting && !matches!(head.body, Body::Invalid(_) | Body::UntilClose);
         Ok(())
@@ -480,15 +495,17 @@ impl HeadParser {
 }
 
 impl Framing {
-    fn note(&mut self, name: &[u8], value: &[u8]) -> Result<(), Error> {
-        match name.len() {
-            14 if eq_ignore_case(name, b"content-length") => {
+    #[inline]
+    /// Notes a field whose name is known (those that frame a message all are).
+    fn note(&mut self, known: u8, value: &[u8]) -> Result<(), Error> {
+        match known {
+            names::CONTENT_LENGTH => {
                 if self.content_length.is_some() {
                     return Err(Error::RepeatedContentLength);
                 }
                 self.content_length = Some(content_length(value)?);
             }
-            17 if eq_ignore_case(name, b"transfer-encoding") => {
+            names::TRANSFER_ENCODING => {
                 self.transfer_encoding = true;
                 for coding in list(value) {
                     let chunked = eq_ignore_case(coding, b"chunked");
@@ -497,20 +514,40 @@ impl Framing {
                     self.last_is_chunked = chunked;
                 }
             }
-            10 if eq_ignore_case(name, b"connection") => {
+            names::CONNECTION => {
                 for option in list(value) {
                     self.close |= eq_ignore_case(option, b"close");
                     self.keep_alive |= eq_ignore_case(option, b"keep-alive");
                 }
             }
+            names::UPGRADE => self.upgrade = true,
             _ => {}
         }
         Ok(())
     }
 }
 
-/// The field name at the start of `line` (followed by its colon); `None` if `line` ends first.
-fn field_name(line: &[u8], limits: &Limits) -> Result<Option<usize>, Error> {
+/// The field name at the start of `line` (followed by its colon), with its position in
+/// [`names::KNOWN`] if it is known; `None` if `line` ends first.
+#[inline]
+fn field_name(line: &[u8], limits: &Limits) -> Result<Option<(usize, Option<u8>)>, Error> {
+    // Most names are known ones: found by where they end and a compare, which also validates
+    // them. Anything else takes the byte-by-byte way, which tells what is wrong.
+    if let Some(end) = find_name_end(line) {
+        if line[end] == b':' && end <= limits.header_name {
+            if let Some(i) = known(&line[..end]) {
+                return Ok(Some((end, Some(i))));
+            }
+        }
+    }
+    let Some(len) = checked_field_name(line, limits)? else {
+        return Ok(None);
+    };
+    Ok(Some((len, known(&line[..len]))))
+}
+
+/// `field_name` byte by byte.
+fn checked_field_name(line: &[u8], limits: &Limits) -> Result<Option<usize>, Error> {
     if is_ows(line[0]) {
         return Err(Error::ObsFold);
     }
@@ -534,7 +571,7 @@ fn field_name(line: &[u8], limits: &Limits) -> Result<Option<usize>, Error> {
 /// Validates a complete field line (no line ending); returns the name's length and the
 /// value's range (trimmed).
 pub(crate) fn field(line: &[u8], limits: &Limits) -> Result<(usize, usize, usize), Error> {
-    let name_len = match field_name(line, limits)? {
+    let name_len = match checked_field_name(line, limits)? {
         Some(n) => n,
         None if line.last() == Some(&b'\r') => return Err(Error::BareCr),
         None => return Err(Error::InvalidHeaderName),

@@ -16,6 +16,7 @@
 mod chunked;
 mod error;
 mod head;
+pub mod names;
 pub mod pull;
 pub mod response;
 mod scan;

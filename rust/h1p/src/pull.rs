@@ -66,11 +66,13 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
+    #[inline]
     pub fn get(&self, span: Span) -> &'a [u8] {
         span.of(self.bytes)
     }
 
     /// Every field as (name, value), in arrival order.
+    #[inline]
     pub fn fields(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
         self.head
             .fields
@@ -95,6 +97,7 @@ impl<S: Source> Parser<S> {
         }
     }
 
+    #[inline]
     pub fn mode(&self) -> Mode {
         self.head.mode()
     }
@@ -133,6 +136,11 @@ impl<S: Source> Parser<S> {
         self.head.reset();
         self.trailers.clear();
         loop {
+            if self.start == self.buf.len() && !self.eof {
+                // Nothing buffered: nothing to parse before a read.
+                self.fill()?;
+                continue;
+            }
             match self.head.parse(&self.buf[self.start..]) {
                 Ok(Some(head)) => {
                     let (len, body) = (head.len, head.body.clone());

@@ -83,6 +83,42 @@ pub(crate) fn find_special(bytes: &[u8], from: usize, n: u8) -> Option<usize> {
         .map(|p| i + p)
 }
 
+/// The index of the first byte in `bytes` that cannot be inside a field name and is where a
+/// name ends or fails: a colon, a control byte, SP, DEL or a byte above 0x7f. (The visible
+/// bytes before it may still be separators, which are no `tchar`s.)
+#[inline]
+pub(crate) fn find_name_end(bytes: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use safe_arch::{
+            bitor_m128i, cmp_eq_mask_i8_m128i, cmp_gt_mask_i8_m128i, cmp_lt_mask_i8_m128i,
+            load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+        };
+        // As signed bytes, those above 0x7f are negative: below '!' as the controls are.
+        let bang = set_splat_i8_m128i(0x21);
+        let tilde = set_splat_i8_m128i(0x7e);
+        let colon = set_splat_i8_m128i(b':' as i8);
+        let mut blocks = bytes.chunks_exact(16);
+        for block in &mut blocks {
+            let x = load_unaligned_m128i(block.try_into().expect("16 bytes"));
+            let outside = bitor_m128i(
+                cmp_lt_mask_i8_m128i(x, bang),
+                cmp_gt_mask_i8_m128i(x, tilde),
+            );
+            let mask = move_mask_i8_m128i(bitor_m128i(outside, cmp_eq_mask_i8_m128i(x, colon)));
+            if mask != 0 {
+                return Some(i + mask.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
+    }
+    bytes[i..]
+        .iter()
+        .position(|&b| b == b':' || !(0x21..=0x7e).contains(&b))
+        .map(|p| i + p)
+}
+
 /// Optional whitespace of RFC 9110 5.6.3.
 #[inline]
 pub(crate) fn is_ows(b: u8) -> bool {
@@ -109,6 +145,23 @@ mod tests {
             v[pos] = b'\r';
             assert_eq!(find_special(&v, 0, 0x20), Some(pos));
         }
+    }
+
+    #[test]
+    fn finds_where_a_name_ends() {
+        assert_eq!(find_name_end(b"Host: x"), Some(4));
+        assert_eq!(find_name_end(b"accept-language: en"), Some(15));
+        assert_eq!(find_name_end(b"a-rather-long-field-name-indeed"), None);
+        assert_eq!(find_name_end(b""), None);
+        for bad in [0u8, b' ', b'\t', b'\r', 0x7f, 0x80, 0xff, b':'] {
+            for pos in 0..40 {
+                let mut v = vec![b'a'; 40];
+                v[pos] = bad;
+                assert_eq!(find_name_end(&v), Some(pos), "{bad} at {pos}");
+            }
+        }
+        // Separators are visible: they are left to the name's check.
+        assert_eq!(find_name_end(b"(comment):"), Some(9));
     }
 
     #[test]

@@ -194,3 +194,51 @@ fn a_limit_set_to_the_largest_value_means_none() {
     assert_eq!(step.consumed, 3);
     assert!(decoder.decode(b"X-Partial").unwrap().data.is_none());
 }
+
+#[test]
+fn known_names_are_told_by_position_and_checked_like_any_other() {
+    use h1p::names::{known, CONTENT_LENGTH, HOST, KNOWN, UPGRADE};
+    req!(
+        "GET / HTTP/1.1\r\nHOST: a\r\ncontent-Length: 0\r\nX-Mine: 1\r\nupgrade: h2c\r\n\r\n",
+        |head| {
+            let known: Vec<_> = head.fields.iter().map(|f| f.known).collect();
+            assert_eq!(
+                known,
+                [Some(HOST), Some(CONTENT_LENGTH), None, Some(UPGRADE)]
+            );
+            assert!(head.upgrade);
+        }
+    );
+    req!("GET / HTTP/1.1\r\nHost: a\r\n\r\n", |head| assert!(
+        !head.upgrade
+    ));
+    // Every known name, in either case, is taken as that name; a near miss is not.
+    for (i, name) in KNOWN.iter().enumerate() {
+        for name in [name.to_string(), name.to_uppercase()] {
+            req!(format!("GET / HTTP/1.1\r\n{name}: 1\r\n\r\n"), |head| {
+                assert_eq!(head.fields[0].known, Some(i as u8), "{name}");
+            });
+            req!(format!("GET / HTTP/1.1\r\n{name}s: v\r\n\r\n"), |head| {
+                assert_eq!(head.fields[0].known, known(format!("{name}s").as_bytes()));
+            });
+        }
+    }
+    // A known name spoiled where it ends is still refused for what is wrong with it.
+    req!("GET / HTTP/1.1\r\nHost : a\r\n\r\n" => Error::WhitespaceBeforeColon);
+    req!("GET / HTTP/1.1\r\nHost(: a\r\n\r\n" => Error::InvalidHeaderName);
+    req!("GET / HTTP/1.1\r\nHost\x7f: a\r\n\r\n" => Error::InvalidHeaderName);
+    req!("GET / HTTP/1.1\r\nH\u{e9}st: a\r\n\r\n" => Error::InvalidHeaderName);
+    req!("GET / HTTP/1.1\r\n: a\r\n\r\n" => Error::InvalidHeaderName);
+    req!("GET / HTTP/1.1\r\n Host: a\r\n\r\n" => Error::ObsFold);
+    let limits = Limits {
+        header_name: 3,
+        ..Limits::default()
+    };
+    let mut parser = HeadParser::new(Mode::Server, limits);
+    assert_eq!(
+        parser
+            .parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap_err(),
+        too_large(Limit::HeaderName, 3)
+    );
+}

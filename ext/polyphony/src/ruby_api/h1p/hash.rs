@@ -38,6 +38,7 @@ impl<'a> Values<'a> {
 
 /// Fields handled on the stack; a message with more goes through `build_hash_slow`.
 const STACK_FIELDS: usize = 64;
+const KNOWN_NAMES: usize = h1p::names::KNOWN.len();
 
 /// Builds the headers hash: key/value pairs are gathered in an array on the machine stack
 /// (which the GC scans, so the new strings in it are safe) and inserted at once, which sizes
@@ -74,40 +75,51 @@ pub(crate) fn build_hash(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Resu
             push(&mut pairs, n.status_message, values.get(head.reason));
         }
     }
-    // Where each field's key sits in `pairs`, whether its value is an Array already, and
-    // whether its key is interned (the one key of its name: compared as a reference).
-    let mut slots = [0u16; STACK_FIELDS];
-    let mut arrays = [false; STACK_FIELDS];
-    let mut interned = [false; STACK_FIELDS];
-    for (i, field) in fields.iter().enumerate() {
-        let name = message.get(field.name);
+    // Where the pair of each name seen so far sits in `pairs`: known names by their position
+    // in `h1p::names::KNOWN` (a bit each in `seen`), others in a list searched by bytes; and
+    // whether a pair's value is an Array already (by the pair's index).
+    let mut seen: u128 = 0;
+    let mut known_slots = [0u16; KNOWN_NAMES];
+    let mut others = [(0u16, h1p::Span::default()); STACK_FIELDS];
+    let mut other_count = 0;
+    let mut arrays = [false; STACK_FIELDS + 4];
+    for field in fields.iter() {
         let value = values.get(field.value);
-        let (key, known) = match n.header(name) {
-            Some(key) => (key, true),
-            None => (new_header_key(ruby, name), false),
-        };
-        let earlier = (0..i).find(|&j| {
-            if known {
-                interned[j] && pairs[slots[j] as usize] == key
-            } else {
-                !interned[j] && message.get(fields[j].name).eq_ignore_ascii_case(name)
+        let earlier = match field.known {
+            Some(k) => {
+                let bit = 1u128 << k;
+                if seen & bit == 0 {
+                    seen |= bit;
+                    known_slots[usize::from(k)] = push(&mut pairs, n.known(k), value) as u16;
+                    continue;
+                }
+                known_slots[usize::from(k)]
             }
-        });
-        let Some(j) = earlier else {
-            slots[i] = push(&mut pairs, key, value) as u16;
-            interned[i] = known;
-            continue;
+            None => {
+                let name = message.get(field.name);
+                let earlier = others[..other_count]
+                    .iter()
+                    .find(|(_, other)| message.get(*other).eq_ignore_ascii_case(name));
+                match earlier {
+                    Some(&(slot, _)) => slot,
+                    None => {
+                        let slot = push(&mut pairs, new_header_key(ruby, name), value) as u16;
+                        others[other_count] = (slot, field.name);
+                        other_count += 1;
+                        continue;
+                    }
+                }
+            }
         };
-        // `j` is the name's first field: `find` finds the earliest.
-        let slot = slots[j] as usize;
-        if arrays[j] {
+        let slot = usize::from(earlier);
+        if arrays[slot / 2] {
             // SAFETY: the slot holds an Array we made; `value` is a live String.
             unsafe { rb_sys::rb_ary_push(pairs[slot + 1], value) };
         } else {
             let both = [pairs[slot + 1], value];
             // SAFETY: both are live objects; the new Array is stored on the stack at once.
             pairs[slot + 1] = unsafe { rb_sys::rb_ary_new_from_values(2, both.as_ptr()) };
-            arrays[j] = true;
+            arrays[slot / 2] = true;
         }
     }
     push(

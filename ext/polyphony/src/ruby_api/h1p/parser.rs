@@ -398,9 +398,7 @@ impl RequestFacts {
         Self {
             head: message.get(message.head.method) == b"HEAD",
             http10: message.head.version != Version::Http11,
-            upgrade: message
-                .fields()
-                .any(|(name, _)| h1p::eq_ignore_case(name, b"upgrade")),
+            upgrade: message.head.upgrade,
         }
     }
 }

@@ -10,7 +10,9 @@ use magnus::{prelude::*, Error, RHash, Ruby};
 use rb_sys::VALUE;
 
 use super::hash::{method_value, Values};
-use super::names::{frozen, header_index};
+use h1p::names::{known, COOKIE, HOST};
+
+use super::names::frozen;
 
 struct Keys {
     request_method: VALUE,
@@ -24,12 +26,9 @@ struct Keys {
     http1: VALUE,
     empty: VALUE,
     port80: VALUE,
-    /// "HTTP_USER_AGENT" for "user-agent", for the common names (in HEADERS' order);
-    /// CONTENT_TYPE and CONTENT_LENGTH (no HTTP_ prefix) for theirs.
+    /// "HTTP_USER_AGENT" for "user-agent", for the known names (in `h1p::names::KNOWN`'s
+    /// order); CONTENT_TYPE and CONTENT_LENGTH (no HTTP_ prefix) for theirs.
     http: Vec<VALUE>,
-    /// The positions of "host" and "cookie" in HEADERS.
-    host: usize,
-    cookie: usize,
 }
 
 static KEYS: OnceLock<Keys> = OnceLock::new();
@@ -54,7 +53,7 @@ fn keys(ruby: &Ruby) -> &'static Keys {
             empty.as_raw()
         },
         port80: frozen(ruby, "80"),
-        http: super::names::HEADERS
+        http: h1p::names::KNOWN
             .iter()
             .map(|&name| match name {
                 "content-type" => frozen(ruby, "CONTENT_TYPE"),
@@ -65,8 +64,6 @@ fn keys(ruby: &Ruby) -> &'static Keys {
                 }
             })
             .collect(),
-        host: header_index(b"host").expect("host is a common name"),
-        cookie: header_index(b"cookie").expect("cookie is a common name"),
     })
 }
 
@@ -82,10 +79,10 @@ fn env_key_bytes(name: &[u8]) -> Vec<u8> {
 }
 
 /// The env key of a header field (CONTENT_TYPE and CONTENT_LENGTH have no HTTP_ prefix), from
-/// its position in HEADERS when it is a common one.
-fn env_key(keys: &Keys, name: &[u8], common: Option<usize>) -> VALUE {
+/// its position in `h1p::names::KNOWN` when it is a known one.
+fn env_key(keys: &Keys, name: &[u8], common: Option<u8>) -> VALUE {
     if let Some(i) = common {
-        return keys.http[i];
+        return keys.http[usize::from(i)];
     }
     let key = env_key_bytes(name);
     // SAFETY: the GVL is held; `key` is valid for its length (ASCII: field names are tokens).
@@ -200,11 +197,11 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
     for field in head.fields.iter() {
         let name = message.get(field.name);
         let value = message.get(field.value);
-        let common = header_index(name);
-        if absolute && common == Some(keys.host) {
+        let common = field.known;
+        if absolute && common == Some(HOST) {
             continue; // HTTP_HOST is the target's authority, set below
         }
-        if seen.join(name, common, value, common == Some(keys.cookie)) {
+        if seen.join(name, common, value, common == Some(COOKIE)) {
             continue;
         }
         let key = env_key(keys, name, common);
@@ -214,7 +211,7 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
     }
     if absolute {
         let authority = target.authority.unwrap_or_default();
-        env.set(keys.http[keys.host], str(ruby, authority));
+        env.set(keys.http[usize::from(HOST)], str(ruby, authority));
     }
     let listener_port = env.base_has(keys.server_port);
     let (name, port) = target
@@ -235,7 +232,8 @@ pub(crate) fn build_env(ruby: &Ruby, message: &Message<'_>, base: RHash) -> Resu
 
 /// The fields set so far and their values (Strings made here, held by the env or its
 /// builder), to join a repeated field's values into the first one's: ", " between them,
-/// "; " for cookies. A common name is told by its position in HEADERS, another by its bytes.
+/// "; " for cookies. A known name is told by its position in `h1p::names::KNOWN`, another by
+/// its bytes.
 /// The first few are kept on the machine stack (no allocation for a usual request).
 #[derive(Default)]
 struct Fields<'a> {
@@ -247,14 +245,14 @@ struct Fields<'a> {
 #[derive(Clone, Copy, Default)]
 struct SetField<'a> {
     name: &'a [u8],
-    common: Option<usize>,
+    common: Option<u8>,
     value: VALUE,
 }
 
 const FIELDS_ON_STACK: usize = 32;
 
 impl<'a> Fields<'a> {
-    fn add(&mut self, name: &'a [u8], common: Option<usize>, value: VALUE) {
+    fn add(&mut self, name: &'a [u8], common: Option<u8>, value: VALUE) {
         let field = SetField {
             name,
             common,
@@ -268,7 +266,7 @@ impl<'a> Fields<'a> {
     }
 
     /// Appends `value` to an earlier field of the same name; false when there is none.
-    fn join(&self, name: &[u8], common: Option<usize>, value: &[u8], cookie: bool) -> bool {
+    fn join(&self, name: &[u8], common: Option<u8>, value: &[u8], cookie: bool) -> bool {
         let same = |f: &&SetField<'_>| match common {
             Some(_) => f.common == common,
             None => f.common.is_none() && f.name.eq_ignore_ascii_case(name),
@@ -320,11 +318,11 @@ pub(crate) fn build_h2_env<'a>(
     let mut host = None;
     for (name, value) in headers {
         // (Names are lower-case: h2 checks.)
-        let common = header_index(name);
-        if common == Some(keys.host) && host.is_none() {
+        let common = known(name);
+        if common == Some(HOST) && host.is_none() {
             host = Some(value);
         }
-        if seen.join(name, common, value, common == Some(keys.cookie)) {
+        if seen.join(name, common, value, common == Some(COOKIE)) {
             continue;
         }
         let value = ruby.str_from_slice(value).as_raw();
@@ -332,7 +330,10 @@ pub(crate) fn build_h2_env<'a>(
         seen.add(name, common, value);
     }
     if let Some(authority) = authority.filter(|_| host.is_none()) {
-        env.set(keys.http[keys.host], ruby.str_new(authority).as_raw());
+        env.set(
+            keys.http[usize::from(HOST)],
+            ruby.str_new(authority).as_raw(),
+        );
         host = Some(authority.as_bytes());
     }
     if let Some(host) = host {
