@@ -147,7 +147,7 @@ requests = {
   'typical 467-byte GET (8 headers)' => File.binread(File.join(__dir__, 'request.bin')),
   'small 73-byte GET' => File.binread(File.join(__dir__, 'request-small.bin'))
 }
-ROUNDS = 3
+ROUNDS = 5
 
 # The best of ROUNDS isolated runs of each parser, the parsers taking turns: a slow spell of
 # this shared machine falls on all of them, not on one.
