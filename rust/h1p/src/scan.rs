@@ -53,34 +53,48 @@ fn special(b: u8, n: u8) -> bool {
     b < n || b == 0x7f
 }
 
+/// The index of the first byte of `bytes[from..]` that `stop` takes. On x86_64, 16 bytes at a
+/// time first: `stop_16` marks them in a mask, a bit each (the same bytes as `stop`).
+#[inline(always)]
+fn find_first(
+    bytes: &[u8],
+    from: usize,
+    #[cfg(target_arch = "x86_64")] stop_16: impl Fn(safe_arch::m128i) -> i32,
+    stop: impl Fn(u8) -> bool,
+) -> Option<usize> {
+    let mut i = from;
+    #[cfg(target_arch = "x86_64")]
+    for block in bytes[from..].chunks_exact(16) {
+        let mask = stop_16(safe_arch::load_unaligned_m128i(
+            block.try_into().expect("16 bytes"),
+        ));
+        if mask != 0 {
+            return Some(i + mask.trailing_zeros() as usize);
+        }
+        i += 16;
+    }
+    bytes[i..].iter().position(|&b| stop(b)).map(|p| i + p)
+}
+
 /// The index of the first byte in `bytes[from..]` that is below `n` (1 to 128) or DEL.
 #[inline]
 pub(crate) fn find_special(bytes: &[u8], from: usize, n: u8) -> Option<usize> {
-    let mut i = from;
     #[cfg(target_arch = "x86_64")]
     {
         use safe_arch::{
-            bitor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, max_u8_m128i,
-            move_mask_i8_m128i, set_splat_i8_m128i,
+            bitor_m128i, cmp_eq_mask_i8_m128i, max_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
         };
         // x < n  <=>  max(x, n - 1) == n - 1 (unsigned).
         let below = set_splat_i8_m128i((n - 1) as i8);
         let del = set_splat_i8_m128i(0x7f);
-        let mut blocks = bytes[from..].chunks_exact(16);
-        for block in &mut blocks {
-            let x = load_unaligned_m128i(block.try_into().expect("16 bytes"));
+        let stop_16 = |x| {
             let low = cmp_eq_mask_i8_m128i(max_u8_m128i(x, below), below);
-            let mask = move_mask_i8_m128i(bitor_m128i(low, cmp_eq_mask_i8_m128i(x, del)));
-            if mask != 0 {
-                return Some(i + mask.trailing_zeros() as usize);
-            }
-            i += 16;
-        }
+            move_mask_i8_m128i(bitor_m128i(low, cmp_eq_mask_i8_m128i(x, del)))
+        };
+        find_first(bytes, from, stop_16, |b| special(b, n))
     }
-    bytes[i..]
-        .iter()
-        .position(|&b| special(b, n))
-        .map(|p| i + p)
+    #[cfg(not(target_arch = "x86_64"))]
+    find_first(bytes, from, |b| special(b, n))
 }
 
 /// The index of the first byte in `bytes` that cannot be inside a field name and is where a
@@ -88,35 +102,28 @@ pub(crate) fn find_special(bytes: &[u8], from: usize, n: u8) -> Option<usize> {
 /// bytes before it may still be separators, which are no `tchar`s.)
 #[inline]
 pub(crate) fn find_name_end(bytes: &[u8]) -> Option<usize> {
-    let mut i = 0;
+    let stop = |b: u8| b == b':' || !(0x21..=0x7e).contains(&b);
     #[cfg(target_arch = "x86_64")]
     {
         use safe_arch::{
             bitor_m128i, cmp_eq_mask_i8_m128i, cmp_gt_mask_i8_m128i, cmp_lt_mask_i8_m128i,
-            load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+            move_mask_i8_m128i, set_splat_i8_m128i,
         };
         // As signed bytes, those above 0x7f are negative: below '!' as the controls are.
         let bang = set_splat_i8_m128i(0x21);
         let tilde = set_splat_i8_m128i(0x7e);
         let colon = set_splat_i8_m128i(b':' as i8);
-        let mut blocks = bytes.chunks_exact(16);
-        for block in &mut blocks {
-            let x = load_unaligned_m128i(block.try_into().expect("16 bytes"));
+        let stop_16 = |x| {
             let outside = bitor_m128i(
                 cmp_lt_mask_i8_m128i(x, bang),
                 cmp_gt_mask_i8_m128i(x, tilde),
             );
-            let mask = move_mask_i8_m128i(bitor_m128i(outside, cmp_eq_mask_i8_m128i(x, colon)));
-            if mask != 0 {
-                return Some(i + mask.trailing_zeros() as usize);
-            }
-            i += 16;
-        }
+            move_mask_i8_m128i(bitor_m128i(outside, cmp_eq_mask_i8_m128i(x, colon)))
+        };
+        find_first(bytes, 0, stop_16, stop)
     }
-    bytes[i..]
-        .iter()
-        .position(|&b| b == b':' || !(0x21..=0x7e).contains(&b))
-        .map(|p| i + p)
+    #[cfg(not(target_arch = "x86_64"))]
+    find_first(bytes, 0, stop)
 }
 
 /// Optional whitespace of RFC 9110 5.6.3.
