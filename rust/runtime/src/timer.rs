@@ -1,8 +1,11 @@
 //! A heap of deadlines with cheap cancellation.
 //!
 //! Cancelled and reset timers leave stale heap nodes behind; they are recognised by their
-//! sequence number and dropped when they reach the top. Every live timer is in `entries`, so
-//! cancel is O(1) and the payloads can be walked (the Ruby binding marks them for the GC).
+//! sequence number and dropped when they reach the top, or all at once when they outnumber the
+//! live timers (a loop that arms and cancels a long timeout would otherwise leave a node per
+//! turn until each deadline passes: 16 MB in 3 s under an HTTP/2 client's flood). Every live
+//! timer is in `entries`, so cancel is O(1) and the payloads can be walked (the Ruby binding
+//! marks them for the GC).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -32,6 +35,9 @@ impl TimerKey {
         }
     }
 }
+
+/// Stale heap nodes tolerated beyond the live timers' number before the heap is rebuilt.
+const STALE_SLACK: usize = 64;
 
 /// Timers ordered by deadline, each carrying a payload `T`.
 pub struct TimerHeap<T> {
@@ -71,7 +77,11 @@ impl<T> TimerHeap<T> {
     /// Removes a timer that has not fired yet, returning its payload.
     pub fn remove(&mut self, key: TimerKey) -> Option<T> {
         match self.entries.get(key.slot) {
-            Some(entry) if entry.seq == key.seq => Some(self.entries.remove(key.slot).payload),
+            Some(entry) if entry.seq == key.seq => {
+                let payload = self.entries.remove(key.slot).payload;
+                self.drop_stale_nodes();
+                Some(payload)
+            }
             _ => None,
         }
     }
@@ -86,6 +96,7 @@ impl<T> TimerHeap<T> {
         entry.seq = seq;
         entry.deadline = deadline;
         self.heap.push(Reverse((deadline, seq, key.slot)));
+        self.drop_stale_nodes();
         Some(TimerKey {
             slot: key.slot,
             seq,
@@ -127,6 +138,19 @@ impl<T> TimerHeap<T> {
     fn bump_seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
+    }
+
+    /// Rebuilds the heap from the live timers once stale nodes outnumber them (and a few more):
+    /// linear, and at most once per as many removals or resets as there are nodes, so the heap
+    /// stays within twice the live timers at a constant cost per call.
+    fn drop_stale_nodes(&mut self) {
+        if self.heap.len() > 2 * self.entries.len() + STALE_SLACK {
+            self.heap = self
+                .entries
+                .iter()
+                .map(|(slot, e)| Reverse((e.deadline, e.seq, slot)))
+                .collect();
+        }
     }
 
     /// Drops heap nodes whose timer was removed or moved.
@@ -184,6 +208,30 @@ mod tests {
         assert_eq!(heap.remove(b), None);
         assert!(heap.is_empty());
         assert_eq!(heap.next_deadline(), None);
+    }
+
+    #[test]
+    fn timers_armed_and_cancelled_leave_no_trail() {
+        let now = Instant::now();
+        let far = now + Duration::from_secs(60);
+        let mut heap = TimerHeap::new();
+        let kept = heap.insert(now + Duration::from_secs(1), "kept");
+        let mut moved = heap.insert(far, "moved");
+        for _ in 0..100_000 {
+            let key = heap.insert(far, "turn");
+            assert_eq!(heap.remove(key), Some("turn"));
+            moved = heap.reset(moved, far).unwrap();
+        }
+        assert_eq!(heap.len(), 2);
+        assert!(
+            heap.heap.len() <= 2 * 2 + STALE_SLACK + 1,
+            "{}",
+            heap.heap.len()
+        );
+        assert!(heap.heap.capacity() < 1024, "{}", heap.heap.capacity());
+        assert_eq!(heap.pop_expired(far), Some("kept"));
+        assert_eq!(heap.pop_expired(far), Some("moved"));
+        assert!(heap.is_empty() && heap.remove(kept).is_none());
     }
 
     #[test]
