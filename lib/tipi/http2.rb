@@ -428,12 +428,15 @@ module Tipi
 
     def flush
       # h2 has more only when it stopped at its outbox's limit (it writes up to it).
-      while @h2.flush_to(@socket) >= Polyphony::HTTP2::OUTBOX_LIMIT
+      while (wrote = @h2.flush_to(@socket)) >= Polyphony::HTTP2::OUTBOX_LIMIT
         dispatch # streams h2 took in while making them
         @capacity.signal if @window_waiters.positive?
       end
       dispatch
-      @capacity.signal if @window_waiters.positive?
+      # Windows change as h2 reads what came: at `receive`, or here once it could send again.
+      # (Not after a flush that sent nothing: a stream waiting for its window asks for a flush,
+      # and each would wake it again, the two taking turns at full speed.)
+      @capacity.signal if wrote.positive? && @window_waiters.positive?
       @drained.signal if @reader_waits
     end
   end

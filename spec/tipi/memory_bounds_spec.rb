@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require 'etc'
 require 'json'
 require 'socket'
 
@@ -71,6 +72,20 @@ RSpec.describe 'tipi: memory per connection stays bounded' do
       expect(result['data']).to eq({})
       expect(growth).to be < 20_000
       expect(h2c_pid(@tipi)).to eq(@tipi.pid.to_s)
+    end
+
+    it 'spends no CPU on streams that wait for their window' do
+      # (A stream waiting for its window asked for a flush, and the flush woke it again: one
+      # core at full speed for as long as the client held its windows shut, 3.0 s of CPU in
+      # these 3 s, and a timer armed each turn.)
+      cpu_ms = lambda do
+        fields = File.read("/proc/#{@tipi.pid}/stat").split(') ').last.split
+        (fields[11].to_i + fields[12].to_i) * 1000 / Etc.sysconf(Etc::SC_CLK_TCK)
+      end
+      before = cpu_ms.call
+      result = flood('stalled', @tipi.port, '/huge', 2, 3)
+      expect(result['statuses']).to eq('1' => 200, '3' => 200)
+      expect(cpu_ms.call - before).to be < 600
     end
 
     it 'takes no more of an upload than the window while the app does not read it' do
