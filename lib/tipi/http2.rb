@@ -138,10 +138,12 @@ module Tipi
       data = data.to_s
       size = data.bytesize
       offset = 0
+      stalled = nil # since when the window has stayed shut (the timeout counts from there)
       while offset < size
         allowed = @h2.send_capacity(id, size - offset)
-        next wait_for_window(id) if allowed.zero?
+        next wait_for_window(id, stalled ||= Process.clock_gettime(Process::CLOCK_MONOTONIC)) if allowed.zero?
 
+        stalled = nil
         piece = allowed == size ? data : data.byteslice(offset, allowed)
         offset += allowed
         write { @h2.send_data(id, piece, last && offset == size) }
@@ -182,12 +184,19 @@ module Tipi
       true
     end
 
-    # Waits for stream `id`'s window to open (see #send_data).
-    def wait_for_window(id)
+    # Waits for stream `id`'s window to open (see #send_data), until the timeout from `since`:
+    # the stream wakes whenever frames come, and a client sending others (PINGs, say) while
+    # it keeps the window shut must not start the timeout over each time.
+    def wait_for_window(id, since)
       @pending.signal # (what is queued goes out: the client answers it with WINDOW_UPDATE)
       @window_waiters += 1
       begin
-        opened = @timeout ? move_on_after(@timeout, with_value: false) { @capacity.await || true } : @capacity.await
+        opened = if @timeout
+                   left = @timeout - (Process.clock_gettime(Process::CLOCK_MONOTONIC) - since)
+                   left.positive? && move_on_after(left, with_value: false) { @capacity.await || true }
+                 else
+                   @capacity.await
+                 end
       ensure
         @window_waiters -= 1
       end

@@ -1,8 +1,10 @@
 """Hostile HTTP/2 clients for spec/tipi/http2_limits_spec.rb (Python's h2 for the framing,
 raw frames for the floods), over plain TCP. Each prints one JSON object with what it saw.
 
-  h2_flood.py stalled PORT PATH STREAMS SECONDS  streams whose window stays at 0: the client
+  h2_flood.py stalled PORT PATH STREAMS SECONDS [PING_EVERY]
+                                                 streams whose window stays at 0: the client
                                                  never opens it, and holds the connection
+                                                 (sending a PING every PING_EVERY seconds)
   h2_flood.py upload PORT PATH SIZE SECONDS [LENGTH]
                                                  a POST of SIZE bytes (declaring LENGTH as its
                                                  content-length, if given), sent as fast as
@@ -91,13 +93,20 @@ def summary(events):
     return result
 
 
-def read_without_window_updates(sock, conn, seconds):
+def read_without_window_updates(sock, conn, seconds, ping_every=None):
     """Reads for `seconds` (so that the server's writes never block on the socket) but never
-    acknowledges data with WINDOW_UPDATE: what h2 would send back is dropped."""
+    acknowledges data with WINDOW_UPDATE: what h2 would send back is dropped. With
+    `ping_every`, a PING goes out that often."""
     events = []
     deadline = time.monotonic() + seconds
+    next_ping = time.monotonic() + ping_every if ping_every else None
+    pings = 0
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([sock], [], [], 0.2)
+        if next_ping and time.monotonic() >= next_ping:
+            pings += 1
+            sock.sendall(frame(0x6, 0, 0, struct.pack(">Q", pings)))
+            next_ping += ping_every
+        ready, _, _ = select.select([sock], [], [], 0.2 if not ping_every else min(0.2, ping_every))
         if ready:
             data = sock.recv(1 << 20)
             if not data:
@@ -108,7 +117,7 @@ def read_without_window_updates(sock, conn, seconds):
     return events
 
 
-def stalled(port, path, streams, seconds):
+def stalled(port, path, streams, seconds, ping_every=None):
     # A stream window of 0: the server may send HEADERS, no DATA. The connection window is
     # left at its 65,535 (nobody opens it either).
     sock, conn = connect(port, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
@@ -116,7 +125,7 @@ def stalled(port, path, streams, seconds):
         conn.send_headers(1 + 2 * i, [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", path)],
                           end_stream=True)
     sock.sendall(conn.data_to_send())
-    print(json.dumps(summary(read_without_window_updates(sock, conn, seconds))))
+    print(json.dumps(summary(read_without_window_updates(sock, conn, seconds, ping_every))))
     sock.close()
 
 
@@ -279,7 +288,7 @@ def refused(port, kind):
 if __name__ == "__main__":
     mode, port = sys.argv[1], int(sys.argv[2])
     if mode == "stalled":
-        stalled(port, sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+        stalled(port, sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6]) if len(sys.argv) > 6 else None)
     elif mode == "wsstalled":
         wsstalled(port, sys.argv[3], float(sys.argv[4]))
     elif mode == "upload":

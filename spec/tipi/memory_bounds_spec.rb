@@ -88,6 +88,19 @@ RSpec.describe 'tipi: memory per connection stays bounded' do
       expect(cpu_ms.call - before).to be < 600
     end
 
+    it 'gives a stream up when its window stays shut for the timeout, PINGs or not' do
+      tipi = TipiProcess.new('-q', '-l', '127.0.0.1:0', '--timeout', '1', TIPI_APP)
+      # Silent, then sending a PING every 0.2 s: each woke the stream, which started its
+      # timeout over (the old code never reset it while the PINGs came).
+      [[], [0.2]].each do |ping|
+        result = flood('stalled', tipi.port, '/huge', 1, 3.5, *ping)
+        expect(result['statuses']).to eq('1' => 200)
+        expect(result['resets'].keys).to eq(['1']), "pings #{ping.inspect}: #{result.inspect}"
+      end
+    ensure
+      tipi&.stop
+    end
+
     it 'takes no more of an upload than the window while the app does not read it' do
       result, growth = peak_growth(@tipi) { flood('upload', @tipi.port, '/unread', 200_000_000, 5) }
       expect(result['statuses']).to eq('1' => 200)
