@@ -330,6 +330,21 @@ fn interrupted_reads_end_early_and_lose_nothing(kind: Kind) {
     wait_for(&mut driver, read);
     let (n, _) = driver.take::<Read>(read).unwrap();
     assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+
+    // Bytes already there when it is interrupted, not yet tried (epoll) or just submitted
+    // (io_uring): the read takes them, as the kernel would have at once. (epoll gave up such a
+    // read untried: a parked connection whose request had come was woken, read nothing and
+    // parked again, for seconds, under a busy thread.)
+    (&std::fs::File::from(w.try_clone().unwrap()))
+        .write_all(b"ready")
+        .unwrap();
+    let read = driver
+        .submit(Read::new(r.as_raw_fd(), Vec::with_capacity(16), u64::MAX))
+        .unwrap();
+    driver.interrupt(read).unwrap();
+    wait_for(&mut driver, read);
+    let (n, buf) = driver.take::<Read>(read).unwrap();
+    assert_eq!((n.unwrap(), &buf[..]), (5, &b"ready"[..]));
     assert!(driver.is_empty());
 }
 

@@ -173,12 +173,22 @@ impl EpollDriver {
             result: -libc::ECANCELED,
             flags: 0,
         });
+        // Tried once first: io_uring's kernel does a ready operation at once, and the cancel
+        // finds it done; here it was not tried yet (a wait tries what was submitted), or not
+        // since epoll last said its descriptor was not ready. The op ends here either way,
+        // reported by the next wait as the refused ones are.
         match slot.state {
-            // Nothing was done yet (a wait's attempts happen when epoll says the descriptor is
-            // ready): the op ends here, reported by the next wait as the refused ones are.
-            State::Fresh => slot.state = canceled,
+            State::Fresh => {
+                slot.state = match slot.op.attempt() {
+                    Attempt::Done(result) => State::Done(Completion { result, flags: 0 }),
+                    Attempt::Wait { .. } => canceled,
+                };
+            }
             State::Waiting { fd, .. } => {
-                slot.state = canceled;
+                slot.state = match slot.op.attempt() {
+                    Attempt::Done(result) => State::Done(Completion { result, flags: 0 }),
+                    Attempt::Wait { .. } => canceled,
+                };
                 if let Some(interest) = self.interest.get_mut(&fd) {
                     interest.ops.retain(|o| *o != id);
                 }
