@@ -495,8 +495,8 @@ impl HeadParser {
 }
 
 impl Framing {
-    #[inline]
     /// Notes a field whose name is known (those that frame a message all are).
+    #[inline]
     fn note(&mut self, known: u8, value: &[u8]) -> Result<(), Error> {
         match known {
             names::CONTENT_LENGTH => {
@@ -540,10 +540,9 @@ fn field_name(line: &[u8], limits: &Limits) -> Result<Option<(usize, Option<u8>)
             }
         }
     }
-    let Some(len) = checked_field_name(line, limits)? else {
-        return Ok(None);
-    };
-    Ok(Some((len, known(&line[..len]))))
+    // (A valid name found here is no known one: the same colon ended it above, and the
+    // lookup said no.)
+    Ok(checked_field_name(line, limits)?.map(|len| (len, None)))
 }
 
 /// `field_name` byte by byte.

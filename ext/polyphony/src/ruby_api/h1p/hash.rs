@@ -158,13 +158,6 @@ pub(crate) fn method_value(ruby: &Ruby, method: &[u8]) -> VALUE {
         .unwrap_or_else(|| str_value(ruby, upper))
 }
 
-/// The lower-cased name as a hash key, interned when common.
-fn header_key(ruby: &Ruby, name: &[u8]) -> VALUE {
-    names()
-        .header(name)
-        .unwrap_or_else(|| new_header_key(ruby, name))
-}
-
 /// A new String for a name that is not interned: lower-cased.
 fn new_header_key(ruby: &Ruby, name: &[u8]) -> VALUE {
     // Field names are tokens: ASCII.
@@ -191,17 +184,7 @@ fn build_hash_slow(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHa
     };
     match mode {
         Mode::Server => {
-            let method = message.get(head.method);
-            let mut upper = [0u8; 16];
-            let method_value = if method.len() <= upper.len() {
-                let upper = &mut upper[..method.len()];
-                upper.copy_from_slice(method);
-                upper.make_ascii_uppercase();
-                n.method(upper).unwrap_or_else(|| str_value(ruby, upper))
-            } else {
-                str_value(ruby, &method.to_ascii_uppercase())
-            };
-            aset(n.method, method_value);
+            aset(n.method, method_value(ruby, message.get(head.method)));
             aset(n.path, values.get(head.target));
             aset(n.protocol, protocol);
         }
@@ -218,7 +201,9 @@ fn build_hash_slow(ruby: &Ruby, message: &Message<'_>, mode: Mode) -> Result<RHa
     for (i, field) in fields.iter().enumerate() {
         let name = message.get(field.name);
         let value = values.get(field.value);
-        let key = header_key(ruby, name);
+        let key = field
+            .known
+            .map_or_else(|| new_header_key(ruby, name), |k| n.known(k));
         let repeated = fields[..i]
             .iter()
             .any(|earlier| message.get(earlier.name).eq_ignore_ascii_case(name));

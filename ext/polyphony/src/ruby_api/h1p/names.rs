@@ -46,11 +46,6 @@ pub(crate) fn frozen(_ruby: &Ruby, s: &str) -> VALUE {
 }
 
 impl Names {
-    /// The interned lower-case string for a header name (in any case), if it is a known one.
-    pub fn header(&self, name: &[u8]) -> Option<VALUE> {
-        h1p::names::known(name).map(|i| self.known(i))
-    }
-
     /// The interned string of the known name at `index` (a position in `h1p::names::KNOWN`).
     #[inline]
     pub fn known(&self, index: u8) -> VALUE {

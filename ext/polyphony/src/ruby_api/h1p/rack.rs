@@ -3,6 +3,7 @@
 
 use std::sync::OnceLock;
 
+use h1p::names::{known, COOKIE, HOST};
 use h1p::pull::Message;
 use h1p::Version;
 use magnus::rb_sys::AsRawValue;
@@ -10,8 +11,6 @@ use magnus::{prelude::*, Error, RHash, Ruby};
 use rb_sys::VALUE;
 
 use super::hash::{method_value, Values};
-use h1p::names::{known, COOKIE, HOST};
-
 use super::names::frozen;
 
 struct Keys {
