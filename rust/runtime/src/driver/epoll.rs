@@ -177,25 +177,21 @@ impl EpollDriver {
         // finds it done; here it was not tried yet (a wait tries what was submitted), or not
         // since epoll last said its descriptor was not ready. The op ends here either way,
         // reported by the next wait as the refused ones are.
-        match slot.state {
-            State::Fresh => {
-                slot.state = match slot.op.attempt() {
-                    Attempt::Done(result) => State::Done(Completion { result, flags: 0 }),
-                    Attempt::Wait { .. } => canceled,
-                };
+        let waiting_on = match slot.state {
+            State::Fresh => None,
+            State::Waiting { fd, .. } => Some(fd),
+            State::Held | State::Done(_) => return Ok(()),
+        };
+        slot.state = match slot.op.attempt() {
+            Attempt::Done(result) => State::Done(Completion { result, flags: 0 }),
+            Attempt::Wait { .. } => canceled,
+        };
+        if let Some(fd) = waiting_on {
+            if let Some(interest) = self.interest.get_mut(&fd) {
+                interest.ops.retain(|o| *o != id);
             }
-            State::Waiting { fd, .. } => {
-                slot.state = match slot.op.attempt() {
-                    Attempt::Done(result) => State::Done(Completion { result, flags: 0 }),
-                    Attempt::Wait { .. } => canceled,
-                };
-                if let Some(interest) = self.interest.get_mut(&fd) {
-                    interest.ops.retain(|o| *o != id);
-                }
-                self.update(fd);
-                self.fresh.push(id);
-            }
-            State::Held | State::Done(_) => {}
+            self.update(fd);
+            self.fresh.push(id);
         }
         Ok(())
     }
