@@ -24,6 +24,8 @@ static VALUE keys[MAX_PAIRS];
 static VALUE constants[MAX_PAIRS];
 static long starts[MAX_PAIRS], lengths[MAX_PAIRS];
 static long pair_count;
+/* The bytes a request must have for the values' spans (the one `prepare` learnt from). */
+static long needed;
 static VALUE source = Qnil;
 static ID id_call;
 
@@ -44,6 +46,7 @@ static int learn(VALUE key, VALUE value, VALUE raw) {
     if (!found) rb_raise(rb_eArgError, "%" PRIsVALUE " is not in the request", value);
     starts[i] = found - RSTRING_PTR(raw);
     lengths[i] = RSTRING_LEN(value);
+    if (starts[i] + lengths[i] > needed) needed = starts[i] + lengths[i];
   } else if (RB_TYPE_P(value, T_STRING)) {
     constants[i] = interned(value);
   } else if (FIXNUM_P(value)) {
@@ -58,6 +61,7 @@ static VALUE prepare(VALUE self, VALUE raw, VALUE headers) {
   Check_Type(raw, T_STRING);
   Check_Type(headers, T_HASH);
   pair_count = 0;
+  needed = 0;
   long n = RHASH_SIZE(headers);
   VALUE pairs = rb_funcall(headers, rb_intern("to_a"), 0);
   for (long i = 0; i < n; i++) {
@@ -77,6 +81,7 @@ static VALUE parse_headers(VALUE self) {
   VALUE raw = rb_protect(call_source, source, &state);
   if (state) rb_jump_tag(state);
   StringValue(raw);
+  if (RSTRING_LEN(raw) < needed) rb_raise(rb_eArgError, "not the request prepare was given");
   VALUE pairs[2 * MAX_PAIRS];
   const char *bytes = RSTRING_PTR(raw);
   for (long i = 0; i < pair_count; i++) {
