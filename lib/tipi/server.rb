@@ -61,6 +61,7 @@ module Tipi
       @acceptors = @listeners.map { |listener| spin { accept_loop(listener, runner) } }
       publish_load # counted by the other workers from now on, not while this one was starting
       sweeper = spin { sweep } if @options[:timeout]
+      Polyphony.__idle_limit__ = IDLE_LIMIT
       parker = spin { park_idle }
       @acceptors.each(&:await)
       @accepting = false
@@ -213,28 +214,28 @@ module Tipi
 
     # Parks connections whose client has sent nothing for PARK_AFTER to 2 x PARK_AFTER
     # seconds between requests (H1P's parser waits for them with its fiber until then): see
-    # Polyphony.__park_idle__. Every PARK_SOON instead while, every PARK_AFTER, more than CROWD
-    # would be found waiting so: a burst of clients each sending a request then pausing would
-    # otherwise hold as many fibers as arrive in 50 ms (a thousand at 20,000 per second), and a
-    # fiber's stack, once touched, stays in the process for good (Ruby reuses it, but never
-    # gives it back).
+    # Polyphony.__park_idle__. A crowd of them is parked sooner by the backend (IDLE_LIMIT).
     def park_idle
-      interval = PARK_AFTER
       loop do
-        sleep interval
-        found = Polyphony.__park_idle__
+        sleep PARK_AFTER
+        Polyphony.__park_idle__
         @parkings.each(&:wake_due) # (parked WebSockets due to ping)
-        interval = found * PARK_AFTER / interval > CROWD ? PARK_SOON : PARK_AFTER
       end
     end
 
     # A short wait costs a fiber; a long one, only the connection's socket and buffers: parked
-    # later, a burst of new connections would hold a fiber each for longer; sooner, clients
-    # that pause briefly between requests would go through the parking more often.
+    # later, connections would hold a fiber each for longer; sooner, clients that pause briefly
+    # between requests would go through the parking more often.
     PARK_AFTER = 0.025 # seconds
-    PARK_SOON = 0.004 # seconds
-    CROWD = 64 # connections waiting with their fiber
-    private_constant :PARK_AFTER, :PARK_SOON, :CROWD
+    # Connections that may wait with their fibers for their clients' next requests while the
+    # process has nothing else to do: beyond it, those waiting more than a millisecond are
+    # parked at once, oldest first; and none waits with its fiber once twice as many do, or as
+    # many fibers are alive (see Polyphony.__idle_limit__=). A burst of clients that each send a
+    # request then pause would otherwise hold a fiber each (a thousand at 20,000 per second),
+    # with its launcher's, until the next look; and a fiber's stack, once touched, stays in the
+    # process for good (Ruby reuses it, but never gives it back).
+    IDLE_LIMIT = 64
+    private_constant :PARK_AFTER, :IDLE_LIMIT
 
     # Closes the parked connections (the server stops: idle ones close at once).
     def close_parked

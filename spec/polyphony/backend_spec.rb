@@ -160,6 +160,68 @@ RSpec.describe Polyphony::Backend do
     expect(out).to eq("ok\n")
   end
 
+  describe 'idle reads (Polyphony.__read_idle__) under Polyphony.__idle_limit__' do
+    # Runs `body` in a child Ruby (no fiber of another example alive there to count) with
+    # `pairs`: five socket pairs, each `[ours, peer]`; what it prints, each line parsed.
+    def run_with_pairs(body)
+      out, err, status = run_ruby(<<~RUBY)
+        require 'polyphony'
+        require 'socket'
+        pairs = Array.new(5) { UNIXSocket.pair }
+        #{body}
+      RUBY
+      expect([err, status.success?]).to eq(['', true])
+      out.lines.map { |line| eval(line) } # rubocop:disable Security/Eval
+    end
+
+    it 'interrupts the oldest beyond the limit once the thread has nothing to do, losing nothing' do
+      alive, interrupted, read, left = run_with_pairs(<<~RUBY)
+        Polyphony.__idle_limit__ = 3
+        readers = pairs.map { |ours, _| spin { Polyphony.__read_idle__(ours, 100) } }
+        sleep 0.05 # (the thread waits in the kernel: the crowd is thinned after a millisecond)
+        p readers.map(&:alive?)
+        p readers.first(2).map(&:await)
+        pairs.each_with_index { |(_, peer), i| peer.write("message \#{i}") }
+        p readers.drop(2).map(&:await)
+        # The interrupted reads took nothing: their bytes wait in their sockets.
+        p pairs.first(2).map { |ours, _| ours.read_nonblock(100) }
+      RUBY
+      expect(alive).to eq([false, false, true, true, true])
+      expect(interrupted).to eq(%i[idle idle])
+      expect(read).to eq(['message 2', 'message 3', 'message 4'])
+      expect(left).to eq(['message 0', 'message 1'])
+    end
+
+    it 'lets none wait once twice the limit of fibers are alive, yet reads what is there' do
+      alive, results, thinned = run_with_pairs(<<~RUBY)
+        Polyphony.__idle_limit__ = 2
+        pairs.last.last.write('ready')
+        readers = pairs.map { |ours, _| spin { Polyphony.__read_idle__(ours, 100) } }
+        snooze
+        # The fourth and fifth find four fibers alive: the fourth is not let wait, the fifth
+        # reads its bytes at once.
+        p readers.map(&:alive?)
+        p readers.drop(3).map(&:await)
+        p Polyphony.__stats__[:idle_thinned]
+      RUBY
+      expect(alive).to eq([true, true, true, false, false])
+      expect(results).to eq([:idle, 'ready'])
+      expect(thinned).to eq(1) # (the fifth had no need to wait)
+    end
+
+    it 'lets them all wait with no limit (the default)' do
+      alive, results = run_with_pairs(<<~RUBY)
+        readers = pairs.map { |ours, _| spin { Polyphony.__read_idle__(ours, 100) } }
+        sleep 0.05
+        p readers.map(&:alive?)
+        pairs.each_with_index { |(_, peer), i| peer.write(i.to_s) }
+        p readers.map(&:await)
+      RUBY
+      expect(alive).to eq([true] * 5)
+      expect(results).to eq(%w[0 1 2 3 4])
+    end
+  end
+
   it 'runs more simultaneous fibers than it keeps launchers for' do
     fibers = Array.new(5000) { |i| spin { suspend; i } }
     snooze

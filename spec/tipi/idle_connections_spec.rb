@@ -65,6 +65,29 @@ RSpec.describe 'tipi: idle keep-alive connections' do
     clients&.each(&:close)
   end
 
+  it 'holds few fibers at once through a burst of clients, or a flood, that send a request then pause' do
+    Process.setrlimit(:NOFILE, Process.getrlimit(:NOFILE)[1])
+    start
+    # One after the other, as fast as this client goes; then 800 at once: all connected, all
+    # their requests sent, then all their responses read.
+    clients = Array.new(400) { TCPSocket.new('127.0.0.1', @tipi.port).tap { |c| c.write(REQUEST) && response(c) } }
+    flood = Array.new(800) { TCPSocket.new('127.0.0.1', @tipi.port) }
+    flood.each { |c| c.write(REQUEST) }
+    expect(flood.map { |c| response(c).first }.uniq).to eq(['HTTP/1.1 200 OK'])
+    clients.concat(flood)
+    # Ruby keeps the stacks of the most fibers ever alive at once (each spun one with its
+    # launcher's): that most, not one per connection. (With a fiber waiting per connection
+    # until the next look for idle ones, the flood held over 800.)
+    expect(stats[:launchers]).to be <= 256
+    expect(wait_for { stats[:parked] == 1200 }).to be(true), "parked: #{stats}"
+    clients.each_with_index { |c, i| c.write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: #{i.to_s.size}\r\n\r\n#{i}") }
+    expect(clients.map { |c| response(c).last }).to eq(Array.new(1200) { |i| i.to_s })
+    expect(stats[:launchers]).to be <= 256
+  ensure
+    clients&.each(&:close)
+    flood&.each(&:close)
+  end
+
   it 'parks TLS connections too, and serves them again' do
     require 'openssl'
     start('-s', '127.0.0.1:0') # (and its self-signed certificate)

@@ -25,10 +25,10 @@ use magnus::rb_sys::AsRawValue;
 use magnus::typed_data::{DataTypeFunctions, Obj};
 use magnus::value::{LazyId, ReprValue, Value};
 use magnus::{function, gc, method, prelude::*, Error, Exception, RHash, RModule, Ruby, Symbol};
-use polyphony_runtime::op::{Op, PollAdd};
-use polyphony_runtime::{Chain, Driver, Kind, OpId, TimerHeap, TimerKey, Waker};
+use polyphony_runtime::op::{Attempt, Op, PollAdd};
+use polyphony_runtime::{Chain, Completion, Driver, Kind, OpId, TimerHeap, TimerKey, Waker};
 use rb_sys::VALUE;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::helpers::fiber::{self, QNIL};
 use crate::helpers::nogvl::without_gvl;
@@ -42,6 +42,10 @@ const TURN: Duration = Duration::from_millis(10);
 /// How many switches may pass between two looks at timers and completions while fibers keep
 /// the run queue busy: the bound on how long busy fibers can starve I/O and timers.
 const POLL_EVERY_SWITCHES: u64 = 64;
+
+/// How long an idle read must have waited before a crowd of them gets it interrupted: see
+/// `Sched::idle_limit`. A keep-alive client busy sending its requests answers within it.
+const CROWD_AGE: Duration = Duration::from_millis(1);
 
 /// Launchers (busy or idle) a backend may have; see the module docs. Each holds a fiber stack,
 /// that is two of the process's `vm.max_map_count` memory mappings, for as long as it lives:
@@ -133,6 +137,21 @@ struct Sched {
     /// next, they are interrupted.
     idle_reads: HashSet<u64>,
     idle_seen: HashSet<u64>,
+    /// The idle reads in the order they began, with when (entries of reads since done are
+    /// skipped, and swept now and then): the oldest are the first parked when too many wait.
+    idle_order: VecDeque<(u64, Instant)>,
+    /// How many idle reads may wait with their fibers while the thread has nothing else to
+    /// do; beyond it, those waiting longer than [`CROWD_AGE`] are interrupted there and then,
+    /// oldest first, rather than at the next `park_idle`. And once twice as many wait, or as
+    /// many spun fibers are alive, a new idle read does not wait at all (see
+    /// [`Sched::idle_flooded`]). None: no bound (the default).
+    ///
+    /// Ruby keeps a fiber stack it has touched for good, and each spun fiber alive holds two
+    /// (its launcher's): so the most fibers ever alive at once, not how many are alive now,
+    /// is what the stacks cost.
+    idle_limit: Option<usize>,
+    /// How many idle reads were interrupted so (for `Polyphony.__stats__`).
+    idle_thinned: u64,
     /// The polls of parked connections, by operation id: the `Polyphony::Parking` each
     /// belongs to, and its token. Their completions wake the parking, not a fiber.
     parked: HashMap<u64, (VALUE, VALUE)>,
@@ -152,6 +171,9 @@ impl Backend {
                 waiting: HashMap::new(),
                 idle_reads: HashSet::new(),
                 idle_seen: HashSet::new(),
+                idle_order: VecDeque::new(),
+                idle_limit: None,
+                idle_thinned: 0,
                 parked: HashMap::new(),
             }),
             waker: driver.waker(),
@@ -478,17 +500,21 @@ impl Backend {
             ran?;
         }
         let now = Instant::now();
-        let timeout = {
+        let (timeout, crowded) = {
             let mut sched = self.sched.borrow_mut();
             sched.fire_timers(now);
             self.drain_inbox(&mut sched);
             if !block || !sched.runqueue.is_empty() {
-                Some(Duration::ZERO)
+                (Some(Duration::ZERO), Vec::new())
             } else {
-                sched
-                    .timers
-                    .next_deadline()
-                    .map(|d| d.saturating_duration_since(now))
+                // Nothing else to do: a crowd of connections waiting with their fibers for
+                // their clients' next requests is thinned (see `Sched::idle_limit`).
+                let (crowded, again) = sched.crowded_idle_reads(now);
+                let deadline = match (sched.timers.next_deadline(), again) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                (deadline.map(|d| d.saturating_duration_since(now)), crowded)
             }
         };
         let mut failure = None;
@@ -497,6 +523,9 @@ impl Backend {
             let Some(driver) = driver.as_mut() else {
                 return Err(forked_error());
             };
+            for id in crowded {
+                let _ = driver.interrupt(OpId::from_bits(id));
+            }
             let mut completed = self.completed.borrow_mut();
             let mut record = |id: OpId| completed.push(id.to_bits());
             if timeout == Some(Duration::ZERO) {
@@ -593,9 +622,17 @@ impl Backend {
     pub(crate) fn await_idle_op<O: Op>(
         &self,
         fd: i32,
-        op: O,
+        mut op: O,
         idle: IdleRead,
     ) -> Result<Awaited<O::Output>, Error> {
+        if idle != IdleRead::No && self.sched.borrow_mut().idle_flooded() {
+            // Too many wait so already: done now if it can be, else interrupted at once.
+            let result = match op.attempt() {
+                Attempt::Done(result) => result,
+                Attempt::Wait { .. } => -libc::ECANCELED,
+            };
+            return Ok(Awaited::Done(op.complete(Completion { result, flags: 0 })));
+        }
         let current = fiber::current();
         let id = {
             let mut driver = self.driver.borrow_mut();
@@ -605,15 +642,8 @@ impl Backend {
         {
             let mut sched = self.sched.borrow_mut();
             sched.waiting.insert(id.to_bits(), (current, fd));
-            match idle {
-                IdleRead::No => {}
-                IdleRead::Yes => {
-                    sched.idle_reads.insert(id.to_bits());
-                }
-                IdleRead::Soon => {
-                    sched.idle_reads.insert(id.to_bits());
-                    sched.idle_seen.insert(id.to_bits());
-                }
+            if idle != IdleRead::No {
+                sched.add_idle_read(id.to_bits(), idle == IdleRead::Soon);
             }
         }
         let resumed = self.switch(current);
@@ -790,6 +820,69 @@ impl Backend {
 }
 
 impl Sched {
+    /// Counts operation `id` as an idle read (see [`Backend::await_idle_op`]), already seen
+    /// by `park_idle` if `soon`.
+    fn add_idle_read(&mut self, id: u64, soon: bool) {
+        self.idle_reads.insert(id);
+        if soon {
+            self.idle_seen.insert(id);
+        }
+        if self.idle_limit.is_some() {
+            // (Entries of reads done stay until they reach the front, or until they are as
+            // many as the reads that wait: then they go all at once.)
+            if self.idle_order.len() > 2 * self.idle_reads.len() + 64 {
+                let reads = &self.idle_reads;
+                self.idle_order.retain(|(id, _)| reads.contains(id));
+            }
+            self.idle_order.push_back((id, Instant::now()));
+        }
+    }
+
+    /// Whether as many idle reads wait, or as many spun fibers are alive, as twice
+    /// `idle_limit`: then one more idle read is not let wait. A flood of connections, each
+    /// sending a request and then pausing, would otherwise hold a fiber each while the thread,
+    /// busy serving the others, finds no time to thin them. (Fibers whose reads completed
+    /// still count as idle reads until they run: hence the count of fibers too.)
+    fn idle_flooded(&mut self) -> bool {
+        let busy = self.launcher_count - self.launchers.len();
+        let flooded = self
+            .idle_limit
+            .is_some_and(|limit| self.idle_reads.len().max(busy) >= 2 * limit);
+        if flooded {
+            self.idle_thinned += 1;
+        }
+        flooded
+    }
+
+    /// The idle reads to interrupt now because more than `idle_limit` wait (see the field):
+    /// they are no longer counted as idle reads. Also when to look again, if some are too
+    /// young yet.
+    fn crowded_idle_reads(&mut self, now: Instant) -> (Vec<u64>, Option<Instant>) {
+        let mut due = Vec::new();
+        let Some(limit) = self.idle_limit else {
+            return (due, None);
+        };
+        while self.idle_reads.len() > limit {
+            let Some(&(id, since)) = self.idle_order.front() else {
+                break;
+            };
+            if !self.idle_reads.contains(&id) {
+                self.idle_order.pop_front();
+                continue;
+            }
+            let ripe = since + CROWD_AGE;
+            if ripe > now {
+                return (due, Some(ripe));
+            }
+            self.idle_order.pop_front();
+            self.idle_reads.remove(&id);
+            self.idle_seen.remove(&id);
+            self.idle_thinned += 1;
+            due.push(id);
+        }
+        (due, None)
+    }
+
     fn fire_timers(&mut self, now: Instant) {
         while let Some((fiber, value)) = self.timers.pop_expired(now) {
             if fiber::is_alive(fiber) {
@@ -1094,7 +1187,7 @@ fn rb_stats(ruby: &Ruby) -> Result<RHash, Error> {
     hash.aset(ruby.to_symbol("timers"), timers)?;
     hash.aset(ruby.to_symbol("ops"), ops)?;
     hash.aset(ruby.to_symbol("switches"), switches)?;
-    let (launchers, idle_launchers, parked, idle_reads, waiting) = {
+    let (launchers, idle_launchers, parked, idle_reads, waiting, idle_thinned) = {
         let s = backend.sched.borrow();
         (
             s.launcher_count,
@@ -1102,6 +1195,7 @@ fn rb_stats(ruby: &Ruby) -> Result<RHash, Error> {
             s.parked.len(),
             s.idle_reads.len(),
             s.waiting.len(),
+            s.idle_thinned,
         )
     };
     hash.aset(ruby.to_symbol("launchers"), launchers)?;
@@ -1109,6 +1203,7 @@ fn rb_stats(ruby: &Ruby) -> Result<RHash, Error> {
     hash.aset(ruby.to_symbol("parked"), parked)?;
     hash.aset(ruby.to_symbol("idle_reads"), idle_reads)?;
     hash.aset(ruby.to_symbol("waiting"), waiting)?;
+    hash.aset(ruby.to_symbol("idle_thinned"), idle_thinned)?;
     Ok(hash)
 }
 
@@ -1196,6 +1291,19 @@ fn rb_park_idle() -> Result<usize, Error> {
     Ok(Backend::current()?.park_idle())
 }
 
+/// `Polyphony.__idle_limit__ = count`: how many idle reads of this thread's connections may
+/// wait with their fibers while it has nothing else to do (nil: no bound); see
+/// `Sched::idle_limit`.
+fn rb_set_idle_limit(limit: Option<usize>) -> Result<Option<usize>, Error> {
+    let backend = Backend::current()?;
+    let mut sched = backend.sched.borrow_mut();
+    sched.idle_limit = limit;
+    if limit.is_none() {
+        sched.idle_order = VecDeque::new();
+    }
+    Ok(limit)
+}
+
 /// `Polyphony.__malloc_trim__`: gives the C heap's free memory back to the system (after many
 /// connections closed, say); whether any was.
 fn rb_malloc_trim() -> bool {
@@ -1246,6 +1354,7 @@ pub(crate) fn init(ruby: &Ruby, polyphony: RModule) -> Result<(), Error> {
     polyphony.define_singleton_method("__park_idle__", function!(rb_park_idle, 0))?;
     polyphony.define_singleton_method("__give_way__", function!(rb_give_way, 0))?;
     polyphony.define_singleton_method("__malloc_trim__", function!(rb_malloc_trim, 0))?;
+    polyphony.define_singleton_method("__idle_limit__=", function!(rb_set_idle_limit, 1))?;
     polyphony.define_singleton_method("__root_cooperative__", function!(rb_root_cooperative, 1))?;
     polyphony.define_singleton_method("backend_for", function!(rb_backend_for, 1))?;
     polyphony.define_singleton_method("backend", function!(rb_current_backend, 0))?;
