@@ -13,7 +13,11 @@
 # fiber) and, the peer, by a fiber each waiting in `recv`; nginx's keep-alive figures stay as
 # the reference.
 #
-# Usage: ruby bench/idle.rb [tls|ws] [connections]   (needs bin/setup's wrk and nginx)
+# With `flood`, the keep-alive connections come 1,000 at a time: all connected, all their
+# requests sent, then all their answers read (a burst that a server serves faster than it can
+# look for idle connections).
+#
+# Usage: ruby bench/idle.rb [tls|ws] [flood] [connections]   (needs bin/setup's wrk and nginx)
 require 'socket'
 require 'openssl'
 require 'tmpdir'
@@ -22,6 +26,7 @@ require 'open3'
 ROOT = File.expand_path('..', __dir__)
 tls = ARGV.delete('tls')
 ws = ARGV.delete('ws')
+FLOOD = ARGV.delete('flood')
 COUNT = Integer(ARGV[0] || 10_000)
 Process.setrlimit(:NOFILE, Process.getrlimit(:NOFILE)[1])
 abort "bench/idle.rb: #{COUNT} connections need more descriptors (ulimit -n)" if Process.getrlimit(:NOFILE)[0] < COUNT + 200
@@ -56,6 +61,11 @@ end
 def request(port, tls)
   socket = connect(port, tls)
   socket.write(REQUEST)
+  read_answer(socket)
+end
+
+# Reads the answer to one REQUEST off `socket`; the socket.
+def read_answer(socket)
   reply = +''
   reply << socket.readpartial(4096) until reply.include?("\r\n\r\n") && reply.end_with?('Hello')
   socket
@@ -73,6 +83,16 @@ def websocket(port, path)
   raise 'no echo' unless echoed?(socket)
 
   socket
+end
+
+# COUNT keep-alive connections, 1,000 at a time: each batch connected, its requests all sent,
+# then its answers all read.
+def flood(port, tls)
+  (0...COUNT).each_slice(1000).flat_map do |batch|
+    sockets = batch.map { connect(port, tls) }
+    sockets.each { |socket| socket.write(REQUEST) }
+    sockets.map { |socket| read_answer(socket) }
+  end
 end
 
 # Sends "hi" (a masked text frame, the mask all zeros) and reads it back.
@@ -108,7 +128,7 @@ def measure(name, pid, port, tls, open: -> { request(port, tls) }, alive: nil)
   sleep 1
   idle = rss_kb(pid)
   started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  held = Array.new(COUNT) { open.call }
+  held = FLOOD ? flood(port, tls) : Array.new(COUNT) { open.call }
   opened = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
   sleep 1
   peak = rss_kb(pid)
@@ -209,7 +229,7 @@ Dir.mktmpdir do |work|
   stop(pid)
 end
 
-puts "#{COUNT} idle #{ws ? 'WebSockets (nginx: keep-alive connections)' : 'keep-alive connections'} " \
+puts "#{COUNT} idle #{ws ? 'WebSockets (nginx: keep-alive connections)' : 'keep-alive connections'}#{' (a flood)' if FLOOD} " \
      "(RSS of all the server's processes)"
 results.each { |r| report(r) }
 tipi, nginx = results.first, results.last
