@@ -78,6 +78,8 @@ module Tipi
       close_parked # (those parked meanwhile)
       sweeper&.stop
       runner.await_all_children
+    ensure
+      Polyphony.__idle_limit__ = nil
     end
 
     # Whether #shutdown has begun: connections close after their current request.
@@ -140,7 +142,13 @@ module Tipi
         parked = false
         begin
           connection.serve
-          connection.serve while connection.parked? && !fiber.children.empty? && !@stopping
+          while connection.parked? && !fiber.children.empty? && !@stopping
+            # Fibers the app spun for it still run: it waits on with them, looking at them
+            # again every PARK_AFTER while its client sends nothing. (Served again at once, a
+            # connection parked without waiting, in a crowd, would spin.)
+            move_on_after(PARK_AFTER) { Polyphony.__io_wait__(connection.socket.to_io.fileno, IO::READABLE) }
+            connection.serve
+          end
           # (Fibers the app spun and left running end with its connection, as they would with
           # a fiber of its own.)
           fiber.shutdown_all_children
@@ -149,7 +157,7 @@ module Tipi
           parked = connection.parked? && park(parking, connection)
           connection_ended unless parked
         end
-        return if connection.hijacked? || !@accepting || spare.size >= SPARES * 2
+        return if connection.hijacked? || !@accepting || spare.size >= spares_per_listener * 2
 
         # Like a thread of Puma's, the next connection's code finds what was set on the
         # fiber by the last; its fiber-local variables, though, start empty as in a new one.
@@ -260,6 +268,12 @@ module Tipi
     def drop_parked(connection)
       connection.close_parked
       connection_ended
+    end
+
+    # Spare fibers each listener keeps: SPARES in all (they count as fibers alive for
+    # IDLE_LIMIT's crowds: twice as many spares would make every wait one).
+    def spares_per_listener
+      @spares_per_listener ||= [SPARES / [@listeners.size, 1].max, 8].max
     end
 
     SPARES = 64 # connection fibers kept waiting for the next connection, at most

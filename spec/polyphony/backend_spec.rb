@@ -178,7 +178,9 @@ RSpec.describe Polyphony::Backend do
       alive, interrupted, read, left = run_with_pairs(<<~RUBY)
         Polyphony.__idle_limit__ = 3
         readers = pairs.map { |ours, _| spin { Polyphony.__read_idle__(ours, 100) } }
-        sleep 0.05 # (the thread waits in the kernel: the crowd is thinned after a millisecond)
+        # (The thread waits in the kernel: the crowd is thinned after a millisecond.)
+        deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
+        sleep 0.01 until readers.count(&:alive?) <= 3 || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
         p readers.map(&:alive?)
         p readers.first(2).map(&:await)
         pairs.each_with_index { |(_, peer), i| peer.write("message \#{i}") }
@@ -219,6 +221,13 @@ RSpec.describe Polyphony::Backend do
       RUBY
       expect(alive).to eq([true] * 5)
       expect(results).to eq(%w[0 1 2 3 4])
+    end
+
+    it 'takes a positive count, or nil' do
+      expect { Polyphony.__idle_limit__ = 0 }.to raise_error(ArgumentError, /positive/)
+      expect { Polyphony.__idle_limit__ = -1 }.to raise_error(RangeError)
+    ensure
+      Polyphony.__idle_limit__ = nil
     end
   end
 

@@ -68,24 +68,52 @@ RSpec.describe 'tipi: idle keep-alive connections' do
   it 'holds few fibers at once through a burst of clients, or a flood, that send a request then pause' do
     Process.setrlimit(:NOFILE, Process.getrlimit(:NOFILE)[1])
     start
-    # One after the other, as fast as this client goes; then 800 at once: all connected, all
+    # One after the other, as fast as this client goes; then 500 at once: all connected, all
     # their requests sent, then all their responses read.
-    clients = Array.new(400) { TCPSocket.new('127.0.0.1', @tipi.port).tap { |c| c.write(REQUEST) && response(c) } }
-    flood = Array.new(800) { TCPSocket.new('127.0.0.1', @tipi.port) }
+    clients = Array.new(300) { TCPSocket.new('127.0.0.1', @tipi.port).tap { |c| c.write(REQUEST) && response(c) } }
+    flood = Array.new(500) { TCPSocket.new('127.0.0.1', @tipi.port) }
     flood.each { |c| c.write(REQUEST) }
     expect(flood.map { |c| response(c).first }.uniq).to eq(['HTTP/1.1 200 OK'])
     clients.concat(flood)
     # Ruby keeps the stacks of the most fibers ever alive at once (each spun one with its
     # launcher's): that most, not one per connection. (With a fiber waiting per connection
-    # until the next look for idle ones, the flood held over 800.)
+    # until the next look for idle ones, the flood held over 500.)
     expect(stats[:launchers]).to be <= 256
-    expect(wait_for { stats[:parked] == 1200 }).to be(true), "parked: #{stats}"
+    expect(wait_for { stats[:parked] == 800 }).to be(true), "parked: #{stats}"
     clients.each_with_index { |c, i| c.write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: #{i.to_s.size}\r\n\r\n#{i}") }
-    expect(clients.map { |c| response(c).last }).to eq(Array.new(1200) { |i| i.to_s })
+    expect(clients.map { |c| response(c).last }).to eq(Array.new(800) { |i| i.to_s })
     expect(stats[:launchers]).to be <= 256
   ensure
     clients&.each(&:close)
     flood&.each(&:close)
+  end
+
+  it 'serves on while a crowd of connections keep their fibers for fibers their app left running' do
+    start
+    # Each leaves a fiber running (the connection's child), so each connection keeps its fiber:
+    # 140 fibers alive, no spare: a crowd, whose next reads are not let wait.
+    clients = []
+    served = 0
+    70.times do
+      clients << (client = TCPSocket.new('127.0.0.1', @tipi.port))
+      client.write("GET /fiber HTTP/1.1\r\nHost: x\r\n\r\n")
+      break unless client.wait_readable(10) # (a worker stuck at the crowd answers no more)
+
+      served += 1 if response(client).first == 'HTTP/1.1 200 OK'
+    end
+    expect(served).to eq(70)
+    sleep 0.2
+    started = monotonic
+    fresh = TCPSocket.new('127.0.0.1', @tipi.port)
+    fresh.write(REQUEST)
+    expect(fresh.wait_readable(10) && response(fresh).first).to eq('HTTP/1.1 200 OK')
+    expect(monotonic - started).to be < 2
+    # Those connections are served on too.
+    clients.first(3).each { |c| c.write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok") }
+    expect(clients.first(3).map { |c| c.wait_readable(10) && response(c).last }).to eq(%w[ok ok ok])
+  ensure
+    clients&.each(&:close)
+    fresh&.close
   end
 
   it 'parks TLS connections too, and serves them again' do

@@ -625,11 +625,18 @@ impl Backend {
         mut op: O,
         idle: IdleRead,
     ) -> Result<Awaited<O::Output>, Error> {
-        if idle != IdleRead::No && self.sched.borrow_mut().idle_flooded() {
-            // Too many wait so already: done now if it can be, else interrupted at once.
+        if idle != IdleRead::No && self.sched.borrow().idle_flooded() {
+            // Too many wait so already: done now if it can be, else interrupted at once. (The
+            // fiber still gives way after its turn, as a read that waits would switch.)
+            if let Some(value) = self.before_read()? {
+                return Ok(Awaited::Interrupted(value));
+            }
             let result = match op.attempt() {
                 Attempt::Done(result) => result,
-                Attempt::Wait { .. } => -libc::ECANCELED,
+                Attempt::Wait { .. } => {
+                    self.sched.borrow_mut().idle_thinned += 1;
+                    -libc::ECANCELED
+                }
             };
             return Ok(Awaited::Done(op.complete(Completion { result, flags: 0 })));
         }
@@ -828,8 +835,8 @@ impl Sched {
             self.idle_seen.insert(id);
         }
         if self.idle_limit.is_some() {
-            // (Entries of reads done stay until they reach the front, or until they are as
-            // many as the reads that wait: then they go all at once.)
+            // (Entries of reads done stay until they reach the front, or until they outnumber
+            // twice the reads that wait, and 64: then they go all at once.)
             if self.idle_order.len() > 2 * self.idle_reads.len() + 64 {
                 let reads = &self.idle_reads;
                 self.idle_order.retain(|(id, _)| reads.contains(id));
@@ -843,15 +850,12 @@ impl Sched {
     /// sending a request and then pausing, would otherwise hold a fiber each while the thread,
     /// busy serving the others, finds no time to thin them. (Fibers whose reads completed
     /// still count as idle reads until they run: hence the count of fibers too.)
-    fn idle_flooded(&mut self) -> bool {
-        let busy = self.launcher_count - self.launchers.len();
-        let flooded = self
-            .idle_limit
-            .is_some_and(|limit| self.idle_reads.len().max(busy) >= 2 * limit);
-        if flooded {
-            self.idle_thinned += 1;
-        }
-        flooded
+    fn idle_flooded(&self) -> bool {
+        self.idle_limit.is_some_and(|limit| {
+            // (Saturating: launchers inherited across a fork are not counted.)
+            let busy = self.launcher_count.saturating_sub(self.launchers.len());
+            self.idle_reads.len().max(busy) >= 2 * limit
+        })
     }
 
     /// The idle reads to interrupt now because more than `idle_limit` wait (see the field):
@@ -1294,7 +1298,13 @@ fn rb_park_idle() -> Result<usize, Error> {
 /// `Polyphony.__idle_limit__ = count`: how many idle reads of this thread's connections may
 /// wait with their fibers while it has nothing else to do (nil: no bound); see
 /// `Sched::idle_limit`.
-fn rb_set_idle_limit(limit: Option<usize>) -> Result<Option<usize>, Error> {
+fn rb_set_idle_limit(ruby: &Ruby, limit: Option<usize>) -> Result<Option<usize>, Error> {
+    if limit == Some(0) {
+        return Err(Error::new(
+            ruby.exception_arg_error(),
+            "the idle limit must be positive (nil: no limit)",
+        ));
+    }
     let backend = Backend::current()?;
     let mut sched = backend.sched.borrow_mut();
     sched.idle_limit = limit;
