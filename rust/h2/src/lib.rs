@@ -768,6 +768,17 @@ mod tests {
             (response, id)
         }
 
+        /// The head of a POST to /upload, its body to follow on the stream handed back.
+        fn upload(&mut self) -> (client::ResponseFuture, SendStream<Bytes>) {
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri("https://example.test/upload")
+                .body(())
+                .unwrap();
+            let send = self.send.as_mut().unwrap();
+            send.send_request(request, false).unwrap()
+        }
+
         fn response(
             &mut self,
             server: &mut Server,
@@ -866,13 +877,7 @@ mod tests {
     fn request_trailers_come_between_the_body_and_its_end() {
         let mut server = Server::new(&Settings::default());
         let mut client = Client::connect(&mut server);
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri("https://example.test/upload")
-            .body(())
-            .unwrap();
-        let send = client.send.as_mut().unwrap();
-        let (_response, mut stream) = send.send_request(request, false).unwrap();
+        let (_response, mut stream) = client.upload();
         stream
             .send_data(Bytes::from_static(b"body"), false)
             .unwrap();
@@ -1100,13 +1105,7 @@ mod tests {
     fn refused_upload(size: usize) -> (Option<h2::Reason>, u16) {
         let mut server = Server::new(&Settings::default());
         let mut client = Client::connect(&mut server);
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri("https://example.test/upload")
-            .body(())
-            .unwrap();
-        let send = client.send.as_mut().unwrap();
-        let (mut response, mut upload) = send.send_request(request, false).unwrap();
+        let (mut response, mut upload) = client.upload();
         let id = response.stream_id().as_u32();
         client.pump(&mut server);
         events(&mut server);
