@@ -277,8 +277,9 @@ impl Server {
         }
     }
 
-    /// Stops taking `stream`'s request body (it is over the server's limit): once the stream
-    /// is answered, h2 resets what the client still sends (RST_STREAM).
+    /// Stops taking `stream`'s request body (it is over the server's limit): what the client
+    /// still sends within its window is thrown away (`Stream::discard`); past it, once the
+    /// stream is answered, h2 resets the rest (RST_STREAM).
     pub fn refuse_body(&mut self, stream: u32) {
         if let Some(entry) = self.streams.get_mut(&stream) {
             let room = entry
@@ -1117,7 +1118,7 @@ mod tests {
             let piece = left.min(16_384);
             left -= piece;
             upload.reserve_capacity(piece);
-            if let Poll::Ready(Some(Ok(_))) = upload.poll_capacity(&mut cx()) {}
+            let _ = upload.poll_capacity(&mut cx());
             if upload
                 .send_data(Bytes::from(vec![b'x'; piece]), left == 0)
                 .is_err()
