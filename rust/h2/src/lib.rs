@@ -103,6 +103,10 @@ struct Stream {
     flow: Option<h2::FlowControl>,
     /// Body bytes received that the app has not read yet (their window stays closed).
     unread: usize,
+    /// Whether the app has given any of the body's window back (`release`). (h2 tells the
+    /// client of what was given back only once there is enough of it: until then, what h2
+    /// counts as the room left is more than the client knows it has.)
+    released: bool,
     /// A refused body (`refuse_body`) whose rest is taken and thrown away as it comes, within
     /// the window the client has left, so that a client whose upload is nearly done ends it
     /// cleanly; when the window runs out first, the stream is reset. (Debian 12's curl reports
@@ -273,22 +277,26 @@ impl Server {
         if let Some(flow) = entry.flow.as_mut() {
             if flow.release_capacity(count).is_ok() {
                 entry.unread -= count;
+                entry.released |= count > 0;
             }
         }
     }
 
-    /// Stops taking `stream`'s request body (it is over the server's limit): what the client
-    /// still sends within its window is thrown away (`Stream::discard`); past it, once the
-    /// stream is answered, h2 resets the rest (RST_STREAM).
+    /// Stops taking `stream`'s request body (it is over the server's limit): if the app read
+    /// none of it, what the client still sends within its window is thrown away
+    /// (`Stream::discard`); past it, or at once if the app read some, h2 resets the rest
+    /// (RST_STREAM) once the stream is answered.
     pub fn refuse_body(&mut self, stream: u32) {
         if let Some(entry) = self.streams.get_mut(&stream) {
             let room = entry
                 .flow
                 .as_ref()
                 .map_or(0, h2::FlowControl::available_capacity);
-            if entry.body.is_some() && room > 0 {
+            if entry.body.is_some() && room > 0 && !entry.released {
                 // Its rest is thrown away as it comes (`Stream::discard`); the window is not
-                // opened again.
+                // opened again. (Only while the client's room is known: once some was given
+                // back, the client may already be waiting for a WINDOW_UPDATE h2 never sends,
+                // and the stream would wait for ever.)
                 entry.discard = true;
                 return;
             }
@@ -467,6 +475,7 @@ impl Server {
                                 body: (!end_stream).then_some(body),
                                 flow,
                                 unread: 0,
+                                released: false,
                                 discard: false,
                                 send: None,
                             },
@@ -1148,6 +1157,33 @@ mod tests {
         // after a complete answer as a failure.
         assert_eq!(refused_upload(5_000), (None, 413));
         assert_eq!(refused_upload(600_000), (None, 413));
+    }
+
+    #[test]
+    fn a_body_refused_after_the_app_read_some_is_reset_at_once() {
+        let mut server = Server::new(&Settings::default());
+        let mut client = Client::connect(&mut server);
+        let (mut response, mut upload) = client.upload();
+        let id = response.stream_id().as_u32();
+        upload.reserve_capacity(100_000);
+        let _ = upload.poll_capacity(&mut cx());
+        upload
+            .send_data(Bytes::from(vec![b'x'; 100_000]), false)
+            .unwrap();
+        client.pump(&mut server);
+        events(&mut server);
+        server.release(id, 50_000); // (less than h2 tells the client of)
+        server.refuse_body(id);
+        server.respond(id, 413, HeaderMap::new(), true).unwrap();
+        client.pump(&mut server);
+        assert!(matches!(
+            upload.poll_reset(&mut cx()),
+            Poll::Ready(Ok(h2::Reason::NO_ERROR))
+        ));
+        assert!(matches!(
+            Pin::new(&mut response).poll(&mut cx()),
+            Poll::Ready(Ok(_))
+        ));
     }
 
     #[test]
